@@ -1,0 +1,39 @@
+/* buf: a growable byte buffer for everything we write out (exposition,
+ * /health JSON, HTTP responses, emitter datagrams).
+ *
+ * Appends never truncate silently: when growth fails (or would pass the
+ * buffer's limit) the buffer is marked failed, later appends are no-ops and
+ * the caller checks am_buf_failed() once at the end. That keeps the hot
+ * rendering loops free of per-call error branches. */
+#pragma once
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct am_buf {
+    char *data;   /* owned; NUL-terminated while !failed (for debugging only) */
+    size_t len;
+    size_t cap;
+    size_t limit; /* 0 = unlimited; growth past it marks the buffer failed */
+    bool failed;
+} am_buf_t;
+
+void am_buf_init(am_buf_t *b, size_t limit);
+void am_buf_free(am_buf_t *b);
+/* Keeps the allocation: a reused buffer stops allocating after warm-up. */
+void am_buf_reset(am_buf_t *b);
+/* Ensures room for n more bytes; false (and failed) when it cannot. */
+bool am_buf_reserve(am_buf_t *b, size_t n);
+void am_buf_append(am_buf_t *b, const void *p, size_t n);
+void am_buf_puts(am_buf_t *b, const char *s);
+void am_buf_putc(am_buf_t *b, char c);
+void am_buf_printf(am_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void am_buf_vprintf(am_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* Takes ownership of the bytes away from the buffer (which becomes empty). */
+char *am_buf_steal(am_buf_t *b, size_t *len);
+
+static inline bool am_buf_failed(const am_buf_t *b)
+{
+    return b->failed;
+}

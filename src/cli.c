@@ -1,0 +1,384 @@
+#include "cli.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "am_config.h"
+#include "catalog.h"
+#include "config.h"
+#include "hash.h"
+#include "log.h"
+#include "server.h"
+#ifdef AM_HAVE_EMIT
+#include "emit.h"
+#endif
+
+#define EXIT_USAGE 2
+
+static const char usage_top[] =
+    "usage: alice [--log-level LEVEL] COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  metrics-server     run the StatsD -> Prometheus aggregating daemon\n"
+    "  check-config FILE  validate a JSON config file (exit 0 valid, 1 invalid)\n"
+    "  emit ...           send a metric (same as alice-emit; see alice emit --help)\n"
+    "  version            print the version\n"
+    "  help               this text\n"
+    "\n"
+    "  --log-level LEVEL  debug, info, warn or error (any case; env ALICE_LOG_LEVEL;\n"
+    "                     default info); also accepted after the command\n"
+    "\n"
+    "Run 'alice metrics-server --help' for the daemon's options.\n";
+
+static const char usage_server[] =
+    "usage: alice [--log-level LEVEL] metrics-server [options]\n"
+    "\n"
+    "Aggregates StatsD/DogStatsD datagrams (UDP and a Unix datagram socket) into\n"
+    "Prometheus metric families and serves them over HTTP.\n"
+    "\n"
+    "options (a flag beats its environment variable, which beats the config file,\n"
+    "which beats the default):\n"
+    "  --host ADDR               HTTP listen address, IPv4 or IPv6\n"
+    "                            [env ALICE_METRICS_HOST, default 127.0.0.1]\n"
+    "  --port N                  HTTP port, 0 = any free port\n"
+    "                            [env ALICE_METRICS_PORT, default 9090]\n"
+    "  --statsd-host ADDR        UDP ingest address, IPv4 or IPv6\n"
+    "                            [env ALICE_STATSD_HOST, default 127.0.0.1]\n"
+    "  --statsd-port N           UDP ingest port, 0 = UDP off\n"
+    "                            [env ALICE_STATSD_PORT, default 8125]\n"
+    "  --unix PATH               also ingest from a Unix datagram socket at PATH\n"
+    "                            (a stale socket file there is replaced; any other\n"
+    "                            file is never touched) [env ALICE_STATSD_SOCKET, default off]\n"
+    "  --config FILE             JSON config: families, buckets, limits; SIGHUP rereads it\n"
+    "                            [env ALICE_METRICS_CONFIG, default none]\n"
+    "  --receive-buffer-bytes N  socket receive buffer for ingest, 4096..1073741824\n"
+    "                            [env ALICE_STATSD_RECEIVE_BUFFER, default 8388608]\n"
+    "  --log-level LEVEL         debug, info, warn, error; debug logs every rejected\n"
+    "                            line with its reason (rate-limited)\n"
+    "                            [env ALICE_LOG_LEVEL, default info]\n"
+    "  -h, --help                this text\n"
+    "\n"
+    "endpoints: GET /metrics (text 0.0.4, OpenMetrics by Accept, gzip by\n"
+    "Accept-Encoding), GET /health (JSON), GET / (links).\n"
+    "signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads --config.\n"
+    "exit codes: 0 clean stop, 1 cannot bind a socket, 2 bad flags or config.\n"
+    "\n"
+    "example:\n"
+    "  alice metrics-server --host 0.0.0.0 --port 8080\n"
+    "  echo 'alice_events_published_total:1|c|#event_type:demo' | nc -u -w0 127.0.0.1 8125\n";
+
+static int usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "alice: %s %s (see 'alice metrics-server --help')\n", what, arg);
+    return EXIT_USAGE;
+}
+
+/* Strict integer parse: the whole string, in [lo, hi]. */
+static bool parse_int(const char *s, long lo, long hi, long *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool valid_ip(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* "localhost" is what people type; the sockets need a literal. */
+static const char *normalize_host(const char *s)
+{
+    return strcmp(s, "localhost") == 0 ? "127.0.0.1" : s;
+}
+
+/* A setting and where it came from, for clear errors. */
+typedef struct setting {
+    const char *value;
+    const char *source; /* "--port" or "ALICE_METRICS_PORT" */
+} setting_t;
+
+typedef struct server_flags {
+    setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level;
+} server_flags_t;
+
+typedef struct flag_def {
+    const char *name;
+    const char *env;
+    size_t offset;
+} flag_def_t;
+
+static const flag_def_t server_flag_defs[] = {
+    {"--host", "ALICE_METRICS_HOST", offsetof(server_flags_t, host)},
+    {"--port", "ALICE_METRICS_PORT", offsetof(server_flags_t, port)},
+    {"--statsd-host", "ALICE_STATSD_HOST", offsetof(server_flags_t, statsd_host)},
+    {"--statsd-port", "ALICE_STATSD_PORT", offsetof(server_flags_t, statsd_port)},
+    {"--unix", "ALICE_STATSD_SOCKET", offsetof(server_flags_t, unix_path)},
+    {"--config", "ALICE_METRICS_CONFIG", offsetof(server_flags_t, config)},
+    {"--receive-buffer-bytes", "ALICE_STATSD_RECEIVE_BUFFER", offsetof(server_flags_t, rcvbuf)},
+    {"--log-level", "ALICE_LOG_LEVEL", offsetof(server_flags_t, log_level)},
+};
+#define N_SERVER_FLAGS (sizeof(server_flag_defs) / sizeof(server_flag_defs[0]))
+
+/* Matches "--name value" or "--name=value"; advances *i past the value. */
+static int take_flag(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *value = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+static setting_t *flag_slot(server_flags_t *f, size_t k)
+{
+    return (setting_t *)((char *)f + server_flag_defs[k].offset);
+}
+
+static int resolve_port(const setting_t *s, int from_file, int def, int *out)
+{
+    long v;
+    if (s->value) {
+        if (!parse_int(s->value, 0, 65535, &v)) {
+            fprintf(stderr, "alice: %s: \"%s\" is not a port number (0-65535)\n", s->source,
+                    s->value);
+            return -1;
+        }
+        *out = (int)v;
+    } else {
+        *out = from_file >= 0 ? from_file : def;
+    }
+    return 0;
+}
+
+static int resolve_host(const setting_t *s, const char *from_file, const char *def,
+                        const char **out)
+{
+    if (s->value) {
+        const char *h = normalize_host(s->value);
+        if (!valid_ip(h)) {
+            fprintf(stderr, "alice: %s: \"%s\" is not an IPv4 or IPv6 address\n", s->source,
+                    s->value);
+            return -1;
+        }
+        *out = h;
+    } else {
+        *out = from_file ? from_file : def;
+    }
+    return 0;
+}
+
+static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
+{
+    server_flags_t f;
+    memset(&f, 0, sizeof(f));
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage_server, stdout);
+            return 0;
+        }
+        bool matched = false;
+        for (size_t k = 0; k < N_SERVER_FLAGS && !matched; k++) {
+            const char *v;
+            int rc = take_flag(argc, argv, &i, server_flag_defs[k].name, &v);
+            if (rc < 0)
+                return usage_error("missing value for", server_flag_defs[k].name);
+            if (rc > 0) {
+                setting_t *slot = flag_slot(&f, k);
+                slot->value = v;
+                slot->source = server_flag_defs[k].name;
+                matched = true;
+            }
+        }
+        if (!matched)
+            return usage_error(argv[i][0] == '-' ? "unknown option" : "unexpected argument",
+                               argv[i]);
+    }
+    /* The environment fills what no flag set. */
+    for (size_t k = 0; k < N_SERVER_FLAGS; k++) {
+        setting_t *slot = flag_slot(&f, k);
+        const char *e = getenv(server_flag_defs[k].env);
+        if (!slot->value && e && *e) {
+            slot->value = e;
+            slot->source = server_flag_defs[k].env;
+        }
+    }
+    if (f.log_level.value) {
+        int lvl = am_log_level_parse(f.log_level.value);
+        if (lvl < 0) {
+            fprintf(stderr, "alice: %s: \"%s\" is not debug, info, warn or error\n",
+                    f.log_level.source, f.log_level.value);
+            return EXIT_USAGE;
+        }
+        am_log_threshold = (am_log_level_t)lvl;
+        log_level_given = true;
+    }
+
+    am_config_t cfg;
+    am_config_init(&cfg);
+    if (f.config.value) {
+        char err[512];
+        if (am_config_load(f.config.value, &cfg, err, sizeof(err)) != 0) {
+            fprintf(stderr, "alice: config: %s\n", err);
+            return EXIT_USAGE;
+        }
+        if (!log_level_given && cfg.log_level >= 0)
+            am_log_threshold = (am_log_level_t)cfg.log_level;
+    }
+
+    am_server_opts_t o;
+    memset(&o, 0, sizeof(o));
+    int rc = EXIT_USAGE;
+    long rcv = cfg.receive_buffer_bytes > 0 ? cfg.receive_buffer_bytes : 8 * 1024 * 1024;
+    if (resolve_host(&f.host, cfg.host, "127.0.0.1", &o.http_host) ||
+        resolve_port(&f.port, cfg.port, 9090, &o.http_port) ||
+        resolve_host(&f.statsd_host, cfg.statsd_host, "127.0.0.1", &o.statsd_host) ||
+        resolve_port(&f.statsd_port, cfg.statsd_port, 8125, &o.statsd_port))
+        goto out;
+    o.unix_path = f.unix_path.value ? f.unix_path.value : cfg.unix_path;
+    if (o.unix_path && strlen(o.unix_path) >= 108) {
+        fprintf(stderr, "alice: %s: socket path longer than 107 bytes\n",
+                f.unix_path.value ? f.unix_path.source : "config server.unix");
+        goto out;
+    }
+    if (o.unix_path && !*o.unix_path)
+        o.unix_path = NULL;
+    if (f.rcvbuf.value && !parse_int(f.rcvbuf.value, 4096, 1L << 30, &rcv)) {
+        fprintf(stderr, "alice: %s: \"%s\" is not a byte count in 4096..1073741824\n",
+                f.rcvbuf.source, f.rcvbuf.value);
+        goto out;
+    }
+    o.receive_buffer_bytes = (int)rcv;
+    o.config_path = f.config.value;
+    o.log_level_fixed = log_level_given;
+    am_config_free(&cfg); /* the server loads it again: one code path for start and SIGHUP */
+    am_hash_seed_init();
+    return am_server_run(&o);
+out:
+    am_config_free(&cfg);
+    return rc;
+}
+
+static int cmd_check_config(int argc, char **argv)
+{
+    if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        puts("usage: alice check-config FILE\n"
+             "Validates a JSON config file. Exit 0 when valid, 1 when not (the error names\n"
+             "the file, line:column and key path), 2 on usage errors.");
+        return 0;
+    }
+    if (argc != 2) {
+        fprintf(stderr, "usage: alice check-config FILE\n");
+        return EXIT_USAGE;
+    }
+    am_config_t cfg;
+    char err[512];
+    if (am_config_load(argv[1], &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "alice: config invalid: %s\n", err);
+        return 1;
+    }
+    printf("%s: ok (%zu families defined, %zu built in, auto_create %s)\n", argv[1],
+           cfg.nfamilies, am_catalog_count(),
+           (cfg.has_auto_create && !cfg.limits.auto_create) ? "off" : "on");
+    am_config_free(&cfg);
+    return 0;
+}
+
+int am_cli_main(int argc, char **argv)
+{
+    bool log_level_given = false;
+    const char *env_level = getenv("ALICE_LOG_LEVEL");
+    int i = 1;
+    /* Global options before the command. */
+    while (i < argc && argv[i][0] == '-') {
+        const char *v;
+        int rc = take_flag(argc, argv, &i, "--log-level", &v);
+        if (rc < 0) {
+            fprintf(stderr, "alice: --log-level needs a value\n");
+            return EXIT_USAGE;
+        }
+        if (rc > 0) {
+            int lvl = am_log_level_parse(v);
+            if (lvl < 0) {
+                fprintf(stderr, "alice: --log-level: \"%s\" is not debug, info, warn or error\n",
+                        v);
+                return EXIT_USAGE;
+            }
+            am_log_threshold = (am_log_level_t)lvl;
+            log_level_given = true;
+            i++;
+            continue;
+        }
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage_top, stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+            printf("alice %s\n", AM_VERSION);
+            return 0;
+        }
+        fprintf(stderr, "alice: unknown option %s\n%s", argv[i], usage_top);
+        return EXIT_USAGE;
+    }
+    if (i >= argc) {
+        fputs(usage_top, stderr);
+        return EXIT_USAGE;
+    }
+    if (!log_level_given && env_level && *env_level) {
+        int lvl = am_log_level_parse(env_level);
+        if (lvl < 0) {
+            fprintf(stderr, "alice: ALICE_LOG_LEVEL: \"%s\" is not debug, info, warn or error\n",
+                    env_level);
+            return EXIT_USAGE;
+        }
+        am_log_threshold = (am_log_level_t)lvl;
+        log_level_given = true;
+    }
+    const char *cmd = argv[i];
+    int sub_argc = argc - i;
+    char **sub_argv = argv + i;
+    if (strcmp(cmd, "metrics-server") == 0) {
+        /* A --log-level given before the command must beat the env var the
+         * subcommand would otherwise read. */
+        if (log_level_given && getenv("ALICE_LOG_LEVEL"))
+            unsetenv("ALICE_LOG_LEVEL");
+        return cmd_metrics_server(sub_argc, sub_argv, log_level_given);
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("alice %s\n", AM_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "check-config") == 0)
+        return cmd_check_config(sub_argc, sub_argv);
+    if (strcmp(cmd, "help") == 0) {
+        fputs(usage_top, stdout);
+        return 0;
+    }
+#ifdef AM_HAVE_EMIT
+    if (strcmp(cmd, "emit") == 0)
+        return am_emit_main(sub_argc, sub_argv);
+#endif
+    fprintf(stderr, "alice: unknown command '%s'\n%s", cmd, usage_top);
+    return EXIT_USAGE;
+}

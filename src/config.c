@@ -1,0 +1,472 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "log.h"
+#include "parse.h"
+
+#define MAX_CONFIG_BYTES (16u << 20)
+
+typedef struct ctx {
+    const char *name; /* file name for messages */
+    const char *text; /* raw text, to find where a key stands */
+    size_t len;
+    char *err;
+    size_t errlen;
+} ctx_t;
+
+/* jansson keeps no positions for values, so a key's position is found in
+ * the raw text: the first occurrence of "key" followed by ':' at or after
+ * the position of its parent (good enough to point a user at the line). */
+static void key_position(const ctx_t *c, const char *key, int *line, int *col)
+{
+    *line = 0;
+    *col = 0;
+    size_t klen = strlen(key);
+    for (size_t i = 0; i + klen + 2 <= c->len; i++) {
+        if (c->text[i] != '"' || memcmp(c->text + i + 1, key, klen) != 0 ||
+            c->text[i + 1 + klen] != '"')
+            continue;
+        size_t j = i + klen + 2;
+        while (j < c->len && (c->text[j] == ' ' || c->text[j] == '\t' || c->text[j] == '\r' ||
+                              c->text[j] == '\n'))
+            j++;
+        if (j < c->len && c->text[j] == ':') {
+            int l = 1, col0 = 1;
+            for (size_t k = 0; k < i; k++) {
+                if (c->text[k] == '\n') {
+                    l++;
+                    col0 = 1;
+                } else {
+                    col0++;
+                }
+            }
+            *line = l;
+            *col = col0;
+            return;
+        }
+    }
+}
+
+__attribute__((format(printf, 4, 5))) static int fail(const ctx_t *c, const char *path,
+                                                      const char *key, const char *fmt, ...)
+{
+    int line = 0, col = 0;
+    if (key)
+        key_position(c, key, &line, &col);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (line)
+        snprintf(c->err, c->errlen, "%s:%d:%d: %s: %s", c->name, line, col, path, msg);
+    else
+        snprintf(c->err, c->errlen, "%s: %s: %s", c->name, path, msg);
+    return -1;
+}
+
+static int check_keys(const ctx_t *c, json_t *obj, const char *path, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        bool ok = false;
+        for (size_t i = 0; allowed[i]; i++)
+            if (strcmp(key, allowed[i]) == 0)
+                ok = true;
+        if (!ok) {
+            char p[256];
+            snprintf(p, sizeof(p), "%s%s%s", path, *path ? "." : "", key);
+            return fail(c, p, key, "unknown key \"%s\"", key);
+        }
+    }
+    return 0;
+}
+
+static bool valid_ip(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static int get_int(const ctx_t *c, json_t *obj, const char *path, const char *key, long long lo,
+                   long long hi, long long *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return 1;
+    char p[256];
+    snprintf(p, sizeof(p), "%s.%s", path, key);
+    if (!json_is_integer(v))
+        return fail(c, p, key, "must be an integer");
+    long long x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return fail(c, p, key, "must be between %lld and %lld, got %lld", lo, hi, x);
+    *out = x;
+    return 0;
+}
+
+static int get_str(const ctx_t *c, json_t *obj, const char *path, const char *key, char **out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return 1;
+    char p[256];
+    snprintf(p, sizeof(p), "%s.%s", path, key);
+    if (!json_is_string(v) || json_string_length(v) == 0)
+        return fail(c, p, key, "must be a non-empty string");
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return fail(c, p, key, "must not contain NUL");
+    *out = strdup(json_string_value(v));
+    if (!*out)
+        return fail(c, p, key, "out of memory");
+    return 0;
+}
+
+static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
+{
+    static const char *const keys[] = {"host",     "port",      "statsd_host",          "statsd_port",
+                                       "unix",     "log_level", "receive_buffer_bytes", NULL};
+    if (!json_is_object(srv))
+        return fail(c, "server", "server", "must be an object");
+    if (check_keys(c, srv, "server", keys))
+        return -1;
+    long long x;
+    int rc;
+    if ((rc = get_str(c, srv, "server", "host", &out->host)) < 0)
+        return -1;
+    if (rc == 0 && !valid_ip(out->host))
+        return fail(c, "server.host", "host", "not an IPv4 or IPv6 address: \"%s\"", out->host);
+    if ((rc = get_int(c, srv, "server", "port", 0, 65535, &x)) < 0)
+        return -1;
+    if (rc == 0)
+        out->port = (int)x;
+    if ((rc = get_str(c, srv, "server", "statsd_host", &out->statsd_host)) < 0)
+        return -1;
+    if (rc == 0 && !valid_ip(out->statsd_host))
+        return fail(c, "server.statsd_host", "statsd_host", "not an IPv4 or IPv6 address: \"%s\"",
+                    out->statsd_host);
+    if ((rc = get_int(c, srv, "server", "statsd_port", 0, 65535, &x)) < 0)
+        return -1;
+    if (rc == 0)
+        out->statsd_port = (int)x;
+    if ((rc = get_str(c, srv, "server", "unix", &out->unix_path)) < 0)
+        return -1;
+    if (rc == 0 && strlen(out->unix_path) >= 108)
+        return fail(c, "server.unix", "unix", "socket path longer than 107 bytes");
+    char *lvl = NULL;
+    if ((rc = get_str(c, srv, "server", "log_level", &lvl)) < 0)
+        return -1;
+    if (rc == 0) {
+        out->log_level = am_log_level_parse(lvl);
+        if (out->log_level < 0) {
+            fail(c, "server.log_level", "log_level",
+                 "must be debug, info, warn or error, got \"%s\"", lvl);
+            free(lvl);
+            return -1;
+        }
+        free(lvl);
+    }
+    if ((rc = get_int(c, srv, "server", "receive_buffer_bytes", 4096, 1LL << 30, &x)) < 0)
+        return -1;
+    if (rc == 0)
+        out->receive_buffer_bytes = (long)x;
+    return 0;
+}
+
+static int parse_limits(const ctx_t *c, json_t *lim, am_config_t *out)
+{
+    static const char *const keys[] = {"max_series_per_family", "max_series", "max_families",
+                                       NULL};
+    if (!json_is_object(lim))
+        return fail(c, "limits", "limits", "must be an object");
+    if (check_keys(c, lim, "limits", keys))
+        return -1;
+    long long x;
+    int rc;
+    if ((rc = get_int(c, lim, "limits", "max_series_per_family", 1, 100000000, &x)) < 0)
+        return -1;
+    if (rc == 0) {
+        out->limits.max_series_per_family = (size_t)x;
+        out->has_limits[0] = true;
+    }
+    if ((rc = get_int(c, lim, "limits", "max_series", 1, 1000000000, &x)) < 0)
+        return -1;
+    if (rc == 0) {
+        out->limits.max_series = (size_t)x;
+        out->has_limits[1] = true;
+    }
+    if ((rc = get_int(c, lim, "limits", "max_families", 0, 1000000, &x)) < 0)
+        return -1;
+    if (rc == 0) {
+        out->limits.max_families = (size_t)x;
+        out->has_limits[2] = true;
+    }
+    return 0;
+}
+
+static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t *def)
+{
+    static const char *const keys[] = {"name", "type", "help", "labels", "buckets", "max_series",
+                                       NULL};
+    char path[64];
+    snprintf(path, sizeof(path), "families[%zu]", idx);
+    char p[128];
+    if (!json_is_object(fam))
+        return fail(c, path, NULL, "must be an object");
+    if (check_keys(c, fam, path, keys))
+        return -1;
+
+    json_t *name = json_object_get(fam, "name");
+    snprintf(p, sizeof(p), "%s.name", path);
+    if (!json_is_string(name))
+        return fail(c, p, NULL, "required string");
+    const char *n = json_string_value(name);
+    size_t nlen = json_string_length(name);
+    if (!am_valid_metric_name(n, nlen) || nlen > AM_MAX_NAME_LEN)
+        return fail(c, p, "name", "\"%s\" is not a valid metric name ([a-zA-Z_][a-zA-Z0-9_]*, at most %d bytes)", n,
+                    AM_MAX_NAME_LEN);
+    if (strncmp(n, "alice_metricsd_", 15) == 0 || strncmp(n, "process_", 8) == 0)
+        return fail(c, p, "name", "\"%s\": the alice_metricsd_ and process_ prefixes are reserved", n);
+
+    json_t *type = json_object_get(fam, "type");
+    snprintf(p, sizeof(p), "%s.type", path);
+    if (!json_is_string(type))
+        return fail(c, p, NULL, "required: counter, gauge, histogram or summary");
+    const char *t = json_string_value(type);
+    if (strcmp(t, "counter") == 0)
+        def->type = AM_FAMILY_COUNTER;
+    else if (strcmp(t, "gauge") == 0)
+        def->type = AM_FAMILY_GAUGE;
+    else if (strcmp(t, "histogram") == 0)
+        def->type = AM_FAMILY_HISTOGRAM;
+    else if (strcmp(t, "summary") == 0)
+        def->type = AM_FAMILY_SUMMARY;
+    else
+        return fail(c, p, "type", "must be counter, gauge, histogram or summary, got \"%s\"", t);
+
+    /* Counters are exposed as NAME_total; lines for NAME and NAME_total
+     * both land there. */
+    size_t extra = (def->type == AM_FAMILY_COUNTER &&
+                    !(nlen >= 6 && strcmp(n + nlen - 6, "_total") == 0))
+                       ? 6
+                       : 0;
+    def->name = malloc(nlen + extra + 1);
+    if (!def->name)
+        return fail(c, path, NULL, "out of memory");
+    memcpy(def->name, n, nlen);
+    memcpy(def->name + nlen, "_total", extra);
+    def->name[nlen + extra] = '\0';
+
+    json_t *help = json_object_get(fam, "help");
+    snprintf(p, sizeof(p), "%s.help", path);
+    if (help && !json_is_string(help))
+        return fail(c, p, "help", "must be a string");
+    def->help = strdup(help ? json_string_value(help) : def->name);
+    if (!def->help)
+        return fail(c, path, NULL, "out of memory");
+
+    json_t *labels = json_object_get(fam, "labels");
+    snprintf(p, sizeof(p), "%s.labels", path);
+    if (labels) {
+        if (!json_is_array(labels))
+            return fail(c, p, "labels", "must be an array of label names");
+        if (json_array_size(labels) > AM_MAX_LABELS)
+            return fail(c, p, "labels", "at most %d labels", AM_MAX_LABELS);
+        size_t i;
+        json_t *l;
+        json_array_foreach(labels, i, l)
+        {
+            if (!json_is_string(l))
+                return fail(c, p, "labels", "element %zu is not a string", i);
+            const char *ln = json_string_value(l);
+            size_t ll = json_string_length(l);
+            if (!am_valid_label_name(ln, ll) || ll > AM_MAX_LABEL_NAME_LEN)
+                return fail(c, p, "labels",
+                            "\"%s\" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, no __ prefix)",
+                            ln);
+            if ((def->type == AM_FAMILY_HISTOGRAM && strcmp(ln, "le") == 0) ||
+                (def->type == AM_FAMILY_SUMMARY && strcmp(ln, "quantile") == 0))
+                return fail(c, p, "labels", "\"%s\" is reserved for a %s", ln, t);
+            for (size_t k = 0; k < def->nlabels; k++)
+                if (strcmp(def->labels[k], ln) == 0)
+                    return fail(c, p, "labels", "\"%s\" is listed twice", ln);
+            def->labels[def->nlabels] = strdup(ln);
+            if (!def->labels[def->nlabels])
+                return fail(c, p, NULL, "out of memory");
+            def->nlabels++;
+        }
+    }
+
+    json_t *buckets = json_object_get(fam, "buckets");
+    snprintf(p, sizeof(p), "%s.buckets", path);
+    if (buckets) {
+        if (def->type != AM_FAMILY_HISTOGRAM)
+            return fail(c, p, "buckets", "only a histogram has buckets");
+        if (!json_is_array(buckets) || json_array_size(buckets) == 0)
+            return fail(c, p, "buckets", "must be a non-empty array of numbers");
+        if (json_array_size(buckets) > AM_MAX_BUCKETS)
+            return fail(c, p, "buckets", "at most %d buckets (+Inf is implied)", AM_MAX_BUCKETS);
+        size_t i;
+        json_t *b;
+        json_array_foreach(buckets, i, b)
+        {
+            if (!json_is_number(b))
+                return fail(c, p, "buckets", "element %zu is not a number", i);
+            double v = json_number_value(b);
+            if (!isfinite(v))
+                return fail(c, p, "buckets", "element %zu is not finite (+Inf is implied)", i);
+            if (i > 0 && !(v > def->buckets[i - 1]))
+                return fail(c, p, "buckets", "must be strictly increasing (element %zu)", i);
+            def->buckets[i] = v;
+            def->nbuckets++;
+        }
+    } else if (def->type == AM_FAMILY_HISTOGRAM) {
+        def->nbuckets = 14;
+        memcpy(def->buckets, am_default_buckets, sizeof(am_default_buckets));
+    }
+
+    long long x;
+    int rc = get_int(c, fam, path, "max_series", 1, 100000000, &x);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        def->max_series = (size_t)x;
+    return 0;
+}
+
+void am_config_init(am_config_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->port = -1;
+    c->statsd_port = -1;
+    c->log_level = -1;
+    c->receive_buffer_bytes = -1;
+    am_limits_default(&c->limits);
+}
+
+void am_config_free(am_config_t *c)
+{
+    free(c->host);
+    free(c->statsd_host);
+    free(c->unix_path);
+    for (size_t i = 0; i < c->nfamilies; i++)
+        am_family_def_clear(&c->families[i]);
+    free(c->families);
+    am_config_init(c);
+}
+
+int am_config_parse(const char *text, size_t len, const char *name, am_config_t *out, char *err,
+                    size_t errlen)
+{
+    static const char *const keys[] = {"server", "limits", "auto_create", "families", NULL};
+    ctx_t c = {name, text, len, err, errlen};
+    am_config_init(out);
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(err, errlen, "%s:%d:%d: %s", name, jerr.line, jerr.column, jerr.text);
+        return -1;
+    }
+    int rc = -1;
+    if (!json_is_object(root)) {
+        fail(&c, "(top)", NULL, "the config must be a JSON object");
+        goto out;
+    }
+    if (check_keys(&c, root, "", keys))
+        goto out;
+    json_t *v;
+    if ((v = json_object_get(root, "server")) && parse_server(&c, v, out))
+        goto out;
+    if ((v = json_object_get(root, "limits")) && parse_limits(&c, v, out))
+        goto out;
+    if ((v = json_object_get(root, "auto_create"))) {
+        if (!json_is_boolean(v)) {
+            fail(&c, "auto_create", "auto_create", "must be true or false");
+            goto out;
+        }
+        out->has_auto_create = true;
+        out->limits.auto_create = json_is_true(v);
+    }
+    if ((v = json_object_get(root, "families"))) {
+        if (!json_is_array(v)) {
+            fail(&c, "families", "families", "must be an array");
+            goto out;
+        }
+        size_t n = json_array_size(v);
+        out->families = calloc(n ? n : 1, sizeof(*out->families));
+        if (!out->families) {
+            fail(&c, "families", NULL, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+            out->nfamilies++;
+            if (parse_family(&c, json_array_get(v, i), i, &out->families[i]))
+                goto out;
+            for (size_t k = 0; k < i; k++) {
+                if (strcmp(out->families[k].name, out->families[i].name) == 0) {
+                    char p[64];
+                    snprintf(p, sizeof(p), "families[%zu].name", i);
+                    fail(&c, p, NULL, "family \"%s\" is defined twice", out->families[i].name);
+                    goto out;
+                }
+            }
+        }
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    if (rc != 0)
+        am_config_free(out);
+    return rc;
+}
+
+int am_config_load(const char *path, am_config_t *out, char *err, size_t errlen)
+{
+    am_config_init(out);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    char *text = malloc(MAX_CONFIG_BYTES + 1);
+    if (!text) {
+        fclose(f);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    size_t len = fread(text, 1, MAX_CONFIG_BYTES + 1, f);
+    bool read_err = ferror(f);
+    fclose(f);
+    if (read_err || len > MAX_CONFIG_BYTES) {
+        snprintf(err, errlen, "%s: %s", path,
+                 read_err ? "read error" : "larger than 16 MiB");
+        free(text);
+        return -1;
+    }
+    int rc = am_config_parse(text, len, path, out, err, errlen);
+    free(text);
+    return rc;
+}
+
+void am_config_apply_limits(const am_config_t *c, am_limits_t *l)
+{
+    if (c->has_limits[0])
+        l->max_series_per_family = c->limits.max_series_per_family;
+    if (c->has_limits[1])
+        l->max_series = c->limits.max_series;
+    if (c->has_limits[2])
+        l->max_families = c->limits.max_families;
+    if (c->has_auto_create)
+        l->auto_create = c->limits.auto_create;
+}

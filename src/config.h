@@ -1,0 +1,42 @@
+/* config: the JSON config file (SPEC.md "Families"), read with jansson.
+ * Every key is optional; unknown keys and bad values are errors that name
+ * the key's path and its line:column in the file. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "registry.h"
+
+typedef struct am_config {
+    /* server: NULL / -1 when the file does not set them */
+    char *host;
+    int port;
+    char *statsd_host;
+    int statsd_port;
+    char *unix_path;
+    int log_level; /* am_log_level_t or -1 */
+    long receive_buffer_bytes; /* -1 unset */
+
+    bool has_limits[3]; /* per family, total, families */
+    am_limits_t limits;
+    bool has_auto_create;
+
+    size_t nfamilies;
+    am_family_def_t *families; /* owned */
+} am_config_t;
+
+void am_config_init(am_config_t *c);
+void am_config_free(am_config_t *c);
+
+/* Loads and validates path. 0 on success; -1 with a one-line message in err
+ * ("FILE:LINE:COL: families[1].buckets: must be increasing"). */
+int am_config_load(const char *path, am_config_t *out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Same for a string (tests). name is used in messages. */
+int am_config_parse(const char *text, size_t len, const char *name, am_config_t *out, char *err,
+                    size_t errlen) __attribute__((warn_unused_result));
+
+/* Merges the file's limits/auto_create into l (fields the file sets). */
+void am_config_apply_limits(const am_config_t *c, am_limits_t *l);

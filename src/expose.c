@@ -1,0 +1,153 @@
+#include "expose.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "fmt.h"
+
+static void put_double(am_buf_t *b, double v)
+{
+    char tmp[AM_FMT_DOUBLE_MAX];
+    size_t n = am_fmt_double(v, tmp);
+    am_buf_append(b, tmp, n);
+}
+
+void am_expose_family_header(am_buf_t *b, const char *name, const char *help,
+                             am_family_type_t type, am_format_t fmt)
+{
+    size_t nlen = strlen(name);
+    bool om = fmt == AM_FORMAT_OPENMETRICS;
+    /* OpenMetrics names the counter family without _total; 0.0.4 names
+     * the sample. */
+    if (om && type == AM_FAMILY_COUNTER && nlen > 6 && strcmp(name + nlen - 6, "_total") == 0)
+        nlen -= 6;
+    am_buf_append(b, "# HELP ", 7);
+    am_buf_append(b, name, nlen);
+    am_buf_putc(b, ' ');
+    am_fmt_help(b, help, strlen(help), om);
+    am_buf_append(b, "\n# TYPE ", 8);
+    am_buf_append(b, name, nlen);
+    am_buf_putc(b, ' ');
+    am_buf_puts(b, am_family_type_name(type));
+    am_buf_putc(b, '\n');
+}
+
+void am_expose_sample(am_buf_t *b, const char *name, const char *const *labels, size_t nlabels,
+                      double value)
+{
+    am_buf_puts(b, name);
+    if (nlabels) {
+        am_buf_putc(b, '{');
+        for (size_t i = 0; i < nlabels; i++) {
+            if (i)
+                am_buf_putc(b, ',');
+            am_buf_puts(b, labels[2 * i]);
+            am_buf_append(b, "=\"", 2);
+            am_fmt_label_value(b, labels[2 * i + 1], strlen(labels[2 * i + 1]));
+            am_buf_putc(b, '"');
+        }
+        am_buf_putc(b, '}');
+    }
+    am_buf_putc(b, ' ');
+    put_double(b, value);
+    am_buf_putc(b, '\n');
+}
+
+void am_expose_finish(am_buf_t *b, am_format_t fmt)
+{
+    if (fmt == AM_FORMAT_OPENMETRICS)
+        am_buf_append(b, "# EOF\n", 6);
+}
+
+/* Renders `k1="v1",k2="v2"` of a series into lb (reused across series). */
+static void render_labels(am_buf_t *lb, const am_family_def_t *def, const char *key, size_t klen)
+{
+    am_buf_reset(lb);
+    const char *p = key, *end = key + klen;
+    for (size_t i = 0; i < def->nlabels; i++) {
+        const char *nul = memchr(p, '\0', (size_t)(end - p));
+        size_t vn = nul ? (size_t)(nul - p) : (size_t)(end - p);
+        if (i)
+            am_buf_putc(lb, ',');
+        am_buf_puts(lb, def->labels[i]);
+        am_buf_append(lb, "=\"", 2);
+        am_fmt_label_value(lb, p, vn);
+        am_buf_putc(lb, '"');
+        p += vn + (nul ? 1 : 0);
+    }
+}
+
+/* name[suffix]{labels[,extra]} value */
+static void put_line(am_buf_t *b, const char *name, const char *suffix, const am_buf_t *lb,
+                     const char *extra, double v)
+{
+    am_buf_puts(b, name);
+    am_buf_puts(b, suffix);
+    bool any = lb->len || extra;
+    if (any) {
+        am_buf_putc(b, '{');
+        am_buf_append(b, lb->data, lb->len);
+        if (extra) {
+            if (lb->len)
+                am_buf_putc(b, ',');
+            am_buf_puts(b, extra);
+        }
+        am_buf_putc(b, '}');
+    }
+    am_buf_putc(b, ' ');
+    put_double(b, v);
+    am_buf_putc(b, '\n');
+}
+
+static void render_histogram(am_buf_t *b, const am_family_def_t *def, const am_buf_t *lb,
+                             const double *v, bool om)
+{
+    double count = v[0];
+    double cum = 0;
+    char le[AM_FMT_DOUBLE_MAX + 8];
+    for (size_t i = 0; i < def->nbuckets; i++) {
+        cum += v[2 + i];
+        /* Float sums of 1/rate weights may pass the total by an ulp. */
+        double c = cum > count ? count : cum;
+        memcpy(le, "le=\"", 4);
+        size_t n = am_fmt_double(def->buckets[i], le + 4);
+        memcpy(le + 4 + n, "\"", 2);
+        put_line(b, def->name, "_bucket", lb, le, om ? round(c) : c);
+    }
+    put_line(b, def->name, "_bucket", lb, "le=\"+Inf\"", om ? round(count) : count);
+    put_line(b, def->name, "_sum", lb, NULL, v[1]);
+    put_line(b, def->name, "_count", lb, NULL, om ? round(count) : count);
+}
+
+void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt)
+{
+    bool om = fmt == AM_FORMAT_OPENMETRICS;
+    am_buf_t lb;
+    am_buf_init(&lb, 0);
+    for (const am_family_t *f = am_registry_first(r); f; f = am_family_next(f)) {
+        const am_family_def_t *def = am_family_def(f);
+        am_expose_family_header(b, def->name, def->help, def->type, fmt);
+        for (const am_series_t *s = am_family_first_series(f); s; s = am_series_next(s)) {
+            size_t klen;
+            const char *key = am_series_key(f, s, &klen);
+            render_labels(&lb, def, key, klen);
+            const double *v = am_series_values(s);
+            switch (def->type) {
+                case AM_FAMILY_COUNTER:
+                case AM_FAMILY_GAUGE:
+                    put_line(b, def->name, "", &lb, NULL, v[0]);
+                    break;
+                case AM_FAMILY_HISTOGRAM:
+                    render_histogram(b, def, &lb, v, om);
+                    break;
+                case AM_FAMILY_SUMMARY:
+                    put_line(b, def->name, "_sum", &lb, NULL, v[1]);
+                    put_line(b, def->name, "_count", &lb, NULL, om ? round(v[0]) : v[0]);
+                    break;
+            }
+        }
+        if (lb.failed)
+            b->failed = true;
+    }
+    am_buf_free(&lb);
+}

@@ -1,0 +1,23 @@
+/* fmt: number and string formatting for the exposition formats. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+#define AM_FMT_DOUBLE_MAX 32
+
+/* Writes v the way Python's prometheus_client floatToGoString does (shortest
+ * round-trip digits, "1.0", "0.005", "1e-05", "+Inf", "-Inf", "NaN"), except
+ * that positive values from 1e6 up to 1e16 always use Go's exponent form
+ * ("1e+06", "1.5e+10"; Python would write "1e+010"). This is the one renderer
+ * for `le` and sample values, kept forever: `le="5.0"` selectors depend on
+ * it. Returns the length; out gets a NUL terminator. */
+size_t am_fmt_double(double v, char out[AM_FMT_DOUBLE_MAX]);
+
+/* Appends a label value escaped for both formats: \ -> \\, " -> \", LF -> \n. */
+void am_fmt_label_value(am_buf_t *b, const char *p, size_t n);
+
+/* Appends HELP text: 0.0.4 escapes \ and LF only; OpenMetrics also ". */
+void am_fmt_help(am_buf_t *b, const char *p, size_t n, bool openmetrics);

@@ -1,0 +1,12 @@
+/* hash: a fast seeded 64-bit hash for series and family keys.
+ * The seed is random per process so that a sender cannot aim lines at one
+ * bucket chain (hash flooding). */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+void am_hash_seed_init(void);
+uint64_t am_hash(const void *p, size_t n);
+/* Continues a hash over another piece (for keys built of several slices). */
+uint64_t am_hash_more(uint64_t h, const void *p, size_t n);

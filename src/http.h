@@ -1,0 +1,88 @@
+/* http: the scrape endpoint's HTTP/1.1 server, http-parser on the daemon's
+ * libuv loop.
+ *
+ * The module owns connections, parsing, limits, timeouts, keep-alive,
+ * pipelining order, HEAD, 400/405 and gzip; it knows nothing of metrics. The
+ * server module routes each complete GET/HEAD request to one handler
+ * callback that fills a response. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+
+typedef struct am_http_request {
+    bool head;               /* HEAD: the module drops the body, keeps the headers */
+    const char *path;        /* borrowed until the handler returns; no query string */
+    size_t path_len;
+    const char *accept;          /* borrowed, NUL-terminated, NULL when absent */
+    const char *accept_encoding; /* borrowed, NUL-terminated, NULL when absent */
+} am_http_request_t;
+
+typedef struct am_http_response {
+    int status;               /* default 200 */
+    const char *content_type; /* static string; default "text/plain; charset=utf-8" */
+    const char *allow;        /* static string for an Allow header, or NULL */
+    bool compressible;        /* the module gzips the body when the client allows it */
+    am_buf_t *body;           /* borrowed: the handler appends the body here */
+} am_http_response_t;
+
+/* Called once per complete GET or HEAD request, in request order. */
+typedef void (*am_http_handler_fn)(void *ctx, const am_http_request_t *req,
+                                   am_http_response_t *resp);
+
+typedef struct am_http_limits {
+    size_t max_header_bytes;       /* request line + headers; over it: 431 and close */
+    size_t max_body_bytes;         /* a GET/HEAD body beyond this: 413 and close */
+    uint64_t idle_timeout_ms;      /* keep-alive connection with no request in flight */
+    uint64_t request_timeout_ms;   /* from first byte to a complete request (slowloris) */
+    uint64_t write_timeout_ms;     /* a response that makes no progress for this long */
+    unsigned max_connections;      /* beyond it new connections are closed at once */
+    size_t max_pending_responses;  /* pipelined requests queued per connection */
+} am_http_limits_t;
+
+void am_http_limits_default(am_http_limits_t *limits);
+
+typedef struct am_http_stats {
+    uint64_t connections_accepted;
+    uint64_t connections_rejected; /* over max_connections */
+    uint64_t requests;
+    uint64_t bad_requests;         /* 400/413/431 */
+    uint64_t timeouts;
+    unsigned connections_open;
+} am_http_stats_t;
+
+typedef struct am_http_server am_http_server_t;
+
+/* Binds host:port (IPv4 or IPv6 literal; port 0 = ephemeral) and starts
+ * listening. Returns 0 or a negative libuv error code (UV_EADDRINUSE...). */
+int am_http_server_start(uv_loop_t *loop, const char *host, int port,
+                         const am_http_limits_t *limits, am_http_handler_fn handler,
+                         void *ctx, am_http_server_t **out) __attribute__((warn_unused_result));
+
+/* The bound port (useful with port 0). */
+int am_http_server_port(const am_http_server_t *srv);
+
+const am_http_stats_t *am_http_server_stats(const am_http_server_t *srv);
+
+/* Graceful stop: closes the listener, lets responses already being written
+ * finish, closes idle connections, then frees everything and calls done(ctx).
+ * After done the server pointer is invalid. */
+void am_http_server_stop(am_http_server_t *srv, void (*done)(void *ctx), void *ctx);
+
+/* Content negotiation helpers (pure functions, unit tested). */
+
+/* True when the Accept header prefers OpenMetrics text (version 1.0.0, 0.0.1
+ * or unversioned) over the 0.0.4 text format, by q-value; ties go to the
+ * media range listed first. NULL or empty: false. */
+bool am_http_wants_openmetrics(const char *accept);
+
+/* True when Accept-Encoding allows gzip (gzip or * with q > 0). */
+bool am_http_accepts_gzip(const char *accept_encoding);
+
+/* Gzips in into out (gzip wrapper, fast level). false when zlib failed or
+ * out ran out of room. */
+bool am_http_gzip(const void *in, size_t len, am_buf_t *out);

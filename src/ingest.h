@@ -1,0 +1,38 @@
+/* ingest: the StatsD sockets (UDP and Unix datagram) on the libuv loop.
+ *
+ * libuv has no Unix datagram handle, and its UDP handle caps recvmmsg
+ * batches, so both transports are plain non-blocking sockets watched with
+ * uv_poll_t and drained with recvmmsg into one preallocated batch buffer:
+ * nothing is allocated per datagram. A wake-up reads a bounded number of
+ * batches and then yields, so a flood cannot starve the HTTP side. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "selfstats.h"
+
+/* Called for every datagram; p is borrowed until the callback returns.
+ * truncated: the datagram was larger than the buffer and p holds its start. */
+typedef void (*am_ingest_fn)(void *ctx, int transport, const char *p, size_t n, bool truncated);
+
+typedef struct am_ingest am_ingest_t;
+
+/* Binds UDP host:port (IPv4/IPv6 literal). rcvbuf > 0 sets SO_RCVBUF (with
+ * SO_RCVBUFFORCE when allowed). 0 or a negative errno. */
+int am_ingest_open_udp(uv_loop_t *loop, const char *host, int port, int rcvbuf, am_ingest_fn fn,
+                       void *ctx, am_ingest_t **out) __attribute__((warn_unused_result));
+
+/* Binds a Unix datagram socket at path. An existing socket file there is
+ * replaced (a stale one from a previous run); any other kind of file is left
+ * alone and the call fails with -EEXIST. */
+int am_ingest_open_unix(uv_loop_t *loop, const char *path, int rcvbuf, am_ingest_fn fn, void *ctx,
+                        am_ingest_t **out) __attribute__((warn_unused_result));
+
+int am_ingest_port(const am_ingest_t *in);        /* bound UDP port */
+int am_ingest_rcvbuf(const am_ingest_t *in);      /* kernel's receive buffer size */
+
+/* Stops watching, closes the socket (unlinks the Unix path) and frees in
+ * once libuv has closed the poll handle. */
+void am_ingest_close(am_ingest_t *in);

@@ -1,0 +1,358 @@
+#include "parse.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static inline bool is_alpha_(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+/* Raw StatsD name characters: Prometheus' plus '.' and '-', which map to '_'. */
+static inline bool is_raw_name_char(char c)
+{
+    return is_alpha_(c) || is_digit(c) || c == '.' || c == '-';
+}
+
+bool am_valid_metric_name(const char *p, size_t n)
+{
+    if (n == 0 || !is_alpha_(p[0]))
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!is_alpha_(p[i]) && !is_digit(p[i]))
+            return false;
+    return true;
+}
+
+bool am_valid_label_name(const char *p, size_t n)
+{
+    if (!am_valid_metric_name(p, n))
+        return false;
+    return !(n >= 2 && p[0] == '_' && p[1] == '_');
+}
+
+bool am_valid_utf8(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp;
+        if (c >= 0xc2 && c <= 0xdf) {
+            len = 2;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            len = 3;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (n - i < len)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+        /* Overlong forms, surrogates and values past U+10FFFF. */
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+bool am_parse_number(const char *p, size_t n, double *out)
+{
+    if (n == 0 || n > AM_MAX_NUMBER_LEN)
+        return false;
+    size_t i = 0;
+    bool neg = false;
+    if (p[i] == '+' || p[i] == '-') {
+        neg = p[i] == '-';
+        i++;
+    }
+    size_t int_start = i;
+    uint64_t ival = 0;
+    while (i < n && is_digit(p[i])) {
+        ival = ival * 10 + (uint64_t)(p[i] - '0');
+        i++;
+    }
+    size_t int_digits = i - int_start;
+    /* Fast path: a plain integer of up to 15 digits is exact in a double. */
+    if (i == n && int_digits > 0 && int_digits <= 15) {
+        *out = neg ? -(double)ival : (double)ival;
+        return true;
+    }
+    size_t frac_digits = 0;
+    if (i < n && p[i] == '.') {
+        i++;
+        while (i < n && is_digit(p[i])) {
+            i++;
+            frac_digits++;
+        }
+    }
+    if (int_digits + frac_digits == 0)
+        return false;
+    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+        i++;
+        if (i < n && (p[i] == '+' || p[i] == '-'))
+            i++;
+        size_t exp_digits = 0;
+        while (i < n && is_digit(p[i])) {
+            i++;
+            exp_digits++;
+        }
+        if (exp_digits == 0)
+            return false;
+    }
+    if (i != n)
+        return false;
+    /* strtod needs a terminator; the receive buffer is never written. */
+    char tmp[AM_MAX_NUMBER_LEN + 1];
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    char *end;
+    double v = strtod(tmp, &end);
+    if (end != tmp + n || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_type(const char *p, size_t n, am_type_t *out)
+{
+    if (n == 1) {
+        switch (p[0]) {
+            case 'c':
+                *out = AM_TYPE_COUNTER;
+                return true;
+            case 'g':
+                *out = AM_TYPE_GAUGE;
+                return true;
+            case 'h':
+                *out = AM_TYPE_HISTOGRAM;
+                return true;
+            case 'd':
+                *out = AM_TYPE_DISTRIBUTION;
+                return true;
+            case 's':
+                *out = AM_TYPE_SET;
+                return true;
+            default:
+                return false;
+        }
+    }
+    if (n == 2 && p[0] == 'm' && p[1] == 's') {
+        *out = AM_TYPE_TIMER;
+        return true;
+    }
+    return false;
+}
+
+const char *am_type_code(am_type_t t)
+{
+    static const char *const codes[] = {"c", "g", "ms", "h", "d", "s"};
+    return (unsigned)t < 6 ? codes[t] : "?";
+}
+
+/* Tag key characters follow metric names: '.' and '-' map to '_'. */
+static bool valid_raw_tag_key(const char *p, size_t n)
+{
+    if (n == 0 || n > AM_MAX_LABEL_NAME_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_raw_name_char(p[i]))
+            return false;
+    /* "__" prefixes are reserved by Prometheus; the mapped form counts. */
+    bool u0 = p[0] == '_' || p[0] == '.' || p[0] == '-';
+    bool u1 = n > 1 && (p[1] == '_' || p[1] == '.' || p[1] == '-');
+    return !(u0 && u1);
+}
+
+static bool same_mapped(am_slice_t a, am_slice_t b)
+{
+    if (a.n != b.n)
+        return false;
+    for (size_t i = 0; i < a.n; i++) {
+        char x = a.p[i] == '.' || a.p[i] == '-' ? '_' : a.p[i];
+        char y = b.p[i] == '.' || b.p[i] == '-' ? '_' : b.p[i];
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+/* #k:v,k2:v2 (the leading '#' already skipped). A tag without ':' gets an
+ * empty value; the value runs to the next ',' and may itself hold ':'. */
+static am_reason_t parse_tags(const char *p, size_t n, am_sample_t *out)
+{
+    size_t i = 0;
+    while (i < n) {
+        const char *comma = memchr(p + i, ',', n - i);
+        size_t end = comma ? (size_t)(comma - p) : n;
+        if (end > i) { /* empty tags between commas are skipped */
+            const char *tag = p + i;
+            size_t len = end - i;
+            const char *colon = memchr(tag, ':', len);
+            am_slice_t key = {tag, colon ? (size_t)(colon - tag) : len};
+            am_slice_t val = {colon ? colon + 1 : tag + len, colon ? len - key.n - 1 : 0};
+            if (!valid_raw_tag_key(key.p, key.n))
+                return AM_REJECT_BAD_LABEL;
+            if (val.n > AM_MAX_LABEL_VALUE_LEN || !am_valid_utf8(val.p, val.n))
+                return AM_REJECT_BAD_LABEL;
+            if (out->ntags == AM_MAX_TAGS)
+                return AM_REJECT_BAD_LABEL;
+            for (size_t k = 0; k < out->ntags; k++)
+                if (same_mapped(out->tag_key[k], key))
+                    return AM_REJECT_BAD_LABEL;
+            out->tag_key[out->ntags] = key;
+            out->tag_value[out->ntags] = val;
+            out->ntags++;
+        }
+        i = end + 1;
+    }
+    return AM_OK;
+}
+
+/*
+ * api.latency:12.5:7|ms|@0.5|#provider:openai,model:gpt-4|c:abc
+ * ^name      ^values ^type ^rate ^tags                     ^ignored extension
+ */
+am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out)
+{
+    if (n > 0 && p[n - 1] == '\r')
+        n--;
+    /* Structure first: a line without the name:value|type skeleton is
+     * "syntax" whatever else is wrong with it. */
+    const char *colon = memchr(p, ':', n);
+    if (!colon || colon == p || memchr(p, '\0', n))
+        return AM_REJECT_SYNTAX;
+    const char *vstart = colon + 1;
+    const char *end = p + n;
+    const char *pipe = memchr(vstart, '|', (size_t)(end - vstart));
+    if (!pipe)
+        return AM_REJECT_SYNTAX;
+
+    out->name.p = p;
+    out->name.n = (size_t)(colon - p);
+    if (out->name.n > AM_MAX_NAME_LEN)
+        return AM_REJECT_BAD_NAME;
+    for (size_t i = 0; i < out->name.n; i++)
+        if (!is_raw_name_char(p[i]))
+            return AM_REJECT_BAD_NAME;
+
+    /* The type decides how to read the value, but a bad value is met first
+     * reading left to right, so values are checked as numbers unless the
+     * type is s (whose members are arbitrary tokens). */
+    const char *tstart = pipe + 1;
+    const char *tend = memchr(tstart, '|', (size_t)(end - tstart));
+    if (!tend)
+        tend = end;
+    am_type_t type;
+    bool type_ok = parse_type(tstart, (size_t)(tend - tstart), &type);
+
+    out->nvalues = 0;
+    out->set_value.p = NULL;
+    out->set_value.n = 0;
+    size_t vlen = (size_t)(pipe - vstart);
+    if (type_ok && type == AM_TYPE_SET) {
+        if (vlen == 0 || vlen > AM_MAX_SET_VALUE_LEN)
+            return AM_REJECT_BAD_VALUE;
+        out->set_value.p = vstart;
+        out->set_value.n = vlen;
+    } else {
+        const char *v = vstart;
+        for (;;) {
+            const char *sep = memchr(v, ':', (size_t)(pipe - v));
+            const char *vend = sep ? sep : pipe;
+            if (out->nvalues == AM_MAX_VALUES)
+                return AM_REJECT_BAD_VALUE;
+            size_t k = out->nvalues;
+            if (!am_parse_number(v, (size_t)(vend - v), &out->values[k]))
+                return AM_REJECT_BAD_VALUE;
+            out->delta[k] = v[0] == '+' || v[0] == '-';
+            out->nvalues++;
+            if (!sep)
+                break;
+            v = sep + 1;
+        }
+    }
+    if (!type_ok)
+        return AM_REJECT_BAD_TYPE;
+    out->type = type;
+    if (type == AM_TYPE_COUNTER)
+        for (size_t k = 0; k < out->nvalues; k++)
+            if (out->values[k] < 0)
+                return AM_REJECT_NEGATIVE_COUNTER;
+
+    out->rate = 1.0;
+    out->ntags = 0;
+    const char *ext = tend;
+    while (ext < end) {
+        /* ext points at a '|' */
+        const char *estart = ext + 1;
+        const char *eend = memchr(estart, '|', (size_t)(end - estart));
+        if (!eend)
+            eend = end;
+        size_t elen = (size_t)(eend - estart);
+        if (elen > 0 && estart[0] == '@') {
+            double r;
+            if (!am_parse_number(estart + 1, elen - 1, &r) || !(r > 0.0 && r <= 1.0))
+                return AM_REJECT_BAD_SAMPLE_RATE;
+            out->rate = r;
+        } else if (elen > 0 && estart[0] == '#') {
+            am_reason_t rc = parse_tags(estart + 1, elen - 1, out);
+            if (rc != AM_OK)
+                return rc;
+        }
+        /* Anything else (|c:container, |T<ts>, |e:, |card:) is ignored. */
+        ext = eend;
+    }
+    return AM_OK;
+}
+
+void am_parse_datagram(const char *p, size_t n, am_line_fn fn, void *ctx)
+{
+    const char *end = p + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *lend = nl ? nl : end;
+        size_t len = (size_t)(lend - p);
+        if (len > 0 && !(len == 1 && p[0] == '\r'))
+            fn(ctx, p, len);
+        p = lend + 1;
+    }
+}
+
+size_t am_map_name(const char *raw, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (n > 0 && is_digit(raw[0])) {
+        if (cap < 1)
+            return 0;
+        out[o++] = '_';
+    }
+    if (n > cap - o)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = raw[i];
+        out[o++] = (c == '.' || c == '-') ? '_' : c;
+    }
+    return o;
+}

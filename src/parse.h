@@ -1,0 +1,75 @@
+/* parse: the StatsD / DogStatsD line grammar (proto/README.md).
+ *
+ * am_parse_line() reads one line in place: it fills slices that point into
+ * the caller's buffer, never writes the buffer, never reads past n, never
+ * allocates and never logs. Shared by the daemon and alice-emit so that both
+ * agree on what a valid line is. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reasons.h"
+
+#define AM_MAX_NAME_LEN 200      /* metric name bytes, before mapping */
+#define AM_MAX_TAGS 32           /* tags per line */
+#define AM_MAX_LABEL_NAME_LEN 100
+#define AM_MAX_LABEL_VALUE_LEN 1024
+#define AM_MAX_VALUES 128        /* DogStatsD packed values per line */
+#define AM_MAX_NUMBER_LEN 63     /* characters of one number */
+#define AM_MAX_SET_VALUE_LEN 1024
+
+typedef enum am_type {
+    AM_TYPE_COUNTER,      /* c */
+    AM_TYPE_GAUGE,        /* g */
+    AM_TYPE_TIMER,        /* ms: milliseconds, observed as seconds */
+    AM_TYPE_HISTOGRAM,    /* h */
+    AM_TYPE_DISTRIBUTION, /* d */
+    AM_TYPE_SET,          /* s */
+} am_type_t;
+
+typedef struct am_slice {
+    const char *p; /* borrowed from the parsed line */
+    size_t n;
+} am_slice_t;
+
+typedef struct am_sample {
+    am_slice_t name; /* raw: '.' and '-' not yet mapped (am_map_name does it) */
+    am_type_t type;
+    double rate;     /* 1.0 unless |@rate was given */
+    size_t nvalues;  /* >= 1 except for sets */
+    double values[AM_MAX_VALUES];
+    bool delta[AM_MAX_VALUES]; /* gauge value had a leading sign */
+    am_slice_t set_value;      /* type s: the member, as sent */
+    size_t ntags;
+    am_slice_t tag_key[AM_MAX_TAGS];   /* raw: mapping as for names */
+    am_slice_t tag_value[AM_MAX_TAGS]; /* valid UTF-8, possibly empty */
+} am_sample_t;
+
+/* Parses one line (no '\n'; a trailing '\r' is allowed and ignored).
+ * Returns AM_OK and fills *out, or the reject reason of the first fault met
+ * reading left to right. *out is garbage on failure. */
+am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out);
+
+/* Calls fn(ctx, line, len) for every non-empty line of a datagram. */
+typedef void (*am_line_fn)(void *ctx, const char *line, size_t len);
+void am_parse_datagram(const char *p, size_t n, am_line_fn fn, void *ctx);
+
+/* Maps a raw name to its Prometheus form: '.' and '-' become '_', a leading
+ * digit gets a '_' prefix. Writes at most cap bytes to out (not
+ * NUL-terminated) and returns the length, or 0 if it does not fit. The input
+ * must have passed am_parse_line (only [a-zA-Z0-9_.-]). */
+size_t am_map_name(const char *raw, size_t n, char *out, size_t cap);
+
+/* True for [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__". */
+bool am_valid_label_name(const char *p, size_t n);
+/* True for [a-zA-Z_][a-zA-Z0-9_]*. */
+bool am_valid_metric_name(const char *p, size_t n);
+bool am_valid_utf8(const char *p, size_t n);
+
+/* Parses a whole decimal number ([+-]digits[.digits][e[+-]digits]); rejects
+ * hex, inf, nan and anything strtod would take beyond that. */
+bool am_parse_number(const char *p, size_t n, double *out);
+
+const char *am_type_code(am_type_t t); /* "c", "g", "ms", "h", "d", "s" */

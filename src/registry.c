@@ -1,0 +1,729 @@
+#include "registry.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "hash.h"
+
+struct am_series {
+    am_series_t *next; /* creation order, for rendering */
+    uint64_t hash;
+    struct am_set *set; /* set gauges only */
+    uint32_t key_len;
+    uint32_t unused;
+    double v[]; /* family->nvalues doubles, then key_len key bytes */
+};
+
+/* Distinct members of a set gauge, as 64-bit hashes (0 marks a free slot).
+ * A collision between two members needs ~2^32 members: far past the cap. */
+typedef struct am_set {
+    uint64_t *slots;
+    uint32_t cap;
+    uint32_t n;
+} am_set_t;
+
+struct am_family {
+    am_family_def_t def;
+    bool catalogued;
+    uint64_t name_hash;
+    am_family_t *next;
+    am_series_t **slots; /* open addressing, linear probing, power-of-2 size */
+    size_t cap;
+    size_t nseries;
+    am_series_t *first, *last;
+    size_t nvalues;
+};
+
+struct am_registry {
+    am_limits_t limits;
+    am_family_t **ftab; /* open addressing by name hash */
+    size_t fcap;
+    size_t nfamilies;
+    size_t nauto;
+    size_t nseries;
+    am_family_t *first, *last;
+};
+
+static const char *const family_type_names[] = {"counter", "gauge", "histogram", "summary"};
+
+const char *am_family_type_name(am_family_type_t t)
+{
+    return (unsigned)t < 4 ? family_type_names[t] : "untyped";
+}
+
+void am_limits_default(am_limits_t *l)
+{
+    l->max_series_per_family = 10000;
+    l->max_series = 1000000;
+    l->max_families = 1000;
+    l->auto_create = true;
+}
+
+/* ---- definitions ---- */
+
+void am_family_def_clear(am_family_def_t *def)
+{
+    free(def->name);
+    free(def->help);
+    for (size_t i = 0; i < def->nlabels; i++)
+        free(def->labels[i]);
+    memset(def, 0, sizeof(*def));
+}
+
+int am_family_def_copy(am_family_def_t *dst, const am_family_def_t *src)
+{
+    *dst = *src;
+    dst->name = strdup(src->name);
+    dst->help = strdup(src->help ? src->help : "");
+    size_t ok = 0;
+    for (; ok < src->nlabels; ok++) {
+        dst->labels[ok] = strdup(src->labels[ok]);
+        if (!dst->labels[ok])
+            break;
+    }
+    if (!dst->name || !dst->help || ok < src->nlabels) {
+        dst->nlabels = ok;
+        am_family_def_clear(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+bool am_family_def_same_shape(const am_family_def_t *a, const am_family_def_t *b)
+{
+    if (a->type != b->type || a->is_set != b->is_set || a->nlabels != b->nlabels ||
+        a->nbuckets != b->nbuckets)
+        return false;
+    for (size_t i = 0; i < a->nlabels; i++)
+        if (strcmp(a->labels[i], b->labels[i]) != 0)
+            return false;
+    for (size_t i = 0; i < a->nbuckets; i++)
+        if (a->buckets[i] != b->buckets[i])
+            return false;
+    return true;
+}
+
+static size_t values_per_series(const am_family_def_t *def)
+{
+    switch (def->type) {
+        case AM_FAMILY_HISTOGRAM:
+            return 2 + def->nbuckets + 1;
+        case AM_FAMILY_SUMMARY:
+            return 2;
+        default:
+            return 1;
+    }
+}
+
+/* ---- series ---- */
+
+static char *series_key_ptr(const am_family_t *f, const am_series_t *s)
+{
+    return (char *)(s->v + f->nvalues);
+}
+
+static void set_free(am_set_t *set)
+{
+    if (set) {
+        free(set->slots);
+        free(set);
+    }
+}
+
+static void family_free_series(am_registry_t *r, am_family_t *f)
+{
+    am_series_t *s = f->first;
+    while (s) {
+        am_series_t *next = s->next;
+        set_free(s->set);
+        free(s);
+        s = next;
+    }
+    r->nseries -= f->nseries;
+    free(f->slots);
+    f->slots = NULL;
+    f->cap = 0;
+    f->nseries = 0;
+    f->first = f->last = NULL;
+}
+
+static bool series_grow(am_family_t *f)
+{
+    size_t ncap = f->cap ? f->cap * 2 : 8;
+    am_series_t **ns = calloc(ncap, sizeof(*ns));
+    if (!ns)
+        return false;
+    for (am_series_t *s = f->first; s; s = s->next) {
+        size_t i = s->hash & (ncap - 1);
+        while (ns[i])
+            i = (i + 1) & (ncap - 1);
+        ns[i] = s;
+    }
+    free(f->slots);
+    f->slots = ns;
+    f->cap = ncap;
+    return true;
+}
+
+/* Finds the series with this key or the empty slot it would go to. */
+static am_series_t **series_slot(am_family_t *f, uint64_t h, const char *key, size_t len)
+{
+    size_t mask = f->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        am_series_t *s = f->slots[i];
+        if (!s)
+            return &f->slots[i];
+        if (s->hash == h && s->key_len == len && memcmp(series_key_ptr(f, s), key, len) == 0)
+            return &f->slots[i];
+    }
+}
+
+/* ---- families ---- */
+
+static void family_free(am_registry_t *r, am_family_t *f)
+{
+    family_free_series(r, f);
+    am_family_def_clear(&f->def);
+    free(f);
+}
+
+static bool ftab_grow(am_registry_t *r)
+{
+    size_t ncap = r->fcap ? r->fcap * 2 : 64;
+    am_family_t **nt = calloc(ncap, sizeof(*nt));
+    if (!nt)
+        return false;
+    for (am_family_t *f = r->first; f; f = f->next) {
+        size_t i = f->name_hash & (ncap - 1);
+        while (nt[i])
+            i = (i + 1) & (ncap - 1);
+        nt[i] = f;
+    }
+    free(r->ftab);
+    r->ftab = nt;
+    r->fcap = ncap;
+    return true;
+}
+
+static am_family_t *find_family(const am_registry_t *r, const char *name, size_t len)
+{
+    if (!r->fcap)
+        return NULL;
+    uint64_t h = am_hash(name, len);
+    size_t mask = r->fcap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        am_family_t *f = r->ftab[i];
+        if (!f)
+            return NULL;
+        if (f->name_hash == h && strncmp(f->def.name, name, len) == 0 && f->def.name[len] == '\0')
+            return f;
+    }
+}
+
+const am_family_t *am_registry_find(const am_registry_t *r, const char *name)
+{
+    return find_family(r, name, strlen(name));
+}
+
+/* Steals def's strings on success. */
+static am_family_t *add_family(am_registry_t *r, am_family_def_t *def, bool catalogued)
+{
+    if ((r->nfamilies + 1) * 4 > r->fcap * 3 && !ftab_grow(r))
+        return NULL;
+    am_family_t *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    f->def = *def;
+    memset(def, 0, sizeof(*def));
+    f->catalogued = catalogued;
+    f->nvalues = values_per_series(&f->def);
+    f->name_hash = am_hash(f->def.name, strlen(f->def.name));
+    size_t i = f->name_hash & (r->fcap - 1);
+    while (r->ftab[i])
+        i = (i + 1) & (r->fcap - 1);
+    r->ftab[i] = f;
+    if (r->last)
+        r->last->next = f;
+    else
+        r->first = f;
+    r->last = f;
+    r->nfamilies++;
+    if (!catalogued)
+        r->nauto++;
+    return f;
+}
+
+am_registry_t *am_registry_new(const am_limits_t *limits)
+{
+    am_registry_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    if (limits)
+        r->limits = *limits;
+    else
+        am_limits_default(&r->limits);
+    if (!ftab_grow(r)) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void am_registry_free(am_registry_t *r)
+{
+    if (!r)
+        return;
+    am_family_t *f = r->first;
+    while (f) {
+        am_family_t *next = f->next;
+        family_free(r, f);
+        f = next;
+    }
+    free(r->ftab);
+    free(r);
+}
+
+void am_registry_set_limits(am_registry_t *r, const am_limits_t *limits)
+{
+    r->limits = *limits;
+}
+
+int am_registry_define(am_registry_t *r, const am_family_def_t *def)
+{
+    am_family_def_t copy;
+    if (am_family_def_copy(&copy, def) != 0)
+        return -ENOMEM;
+    am_family_t *f = find_family(r, def->name, strlen(def->name));
+    if (f) {
+        if (!am_family_def_same_shape(&f->def, &copy)) {
+            /* Type, labels or buckets changed: the old series no longer fit. */
+            family_free_series(r, f);
+        }
+        am_family_def_clear(&f->def);
+        f->def = copy;
+        f->nvalues = values_per_series(&f->def);
+        if (!f->catalogued)
+            r->nauto--;
+        f->catalogued = true;
+        return 0;
+    }
+    if (!add_family(r, &copy, true)) {
+        am_family_def_clear(&copy);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- ingest ---- */
+
+static bool has_suffix(const char *p, size_t n, const char *sfx)
+{
+    size_t k = strlen(sfx);
+    return n >= k && memcmp(p + n - k, sfx, k) == 0;
+}
+
+static bool has_prefix(const char *p, size_t n, const char *pfx)
+{
+    size_t k = strlen(pfx);
+    return n >= k && memcmp(p, pfx, k) == 0;
+}
+
+static bool type_fits(const am_family_def_t *def, am_type_t t)
+{
+    switch (def->type) {
+        case AM_FAMILY_COUNTER:
+            return t == AM_TYPE_COUNTER;
+        case AM_FAMILY_GAUGE:
+            return def->is_set ? t == AM_TYPE_SET : t == AM_TYPE_GAUGE;
+        case AM_FAMILY_HISTOGRAM:
+        case AM_FAMILY_SUMMARY:
+            return t == AM_TYPE_TIMER || t == AM_TYPE_HISTOGRAM || t == AM_TYPE_DISTRIBUTION;
+    }
+    return false;
+}
+
+/* Names a family's samples use in either format. A new family may not share
+ * any with an existing one, or the exposition would repeat a sample name. */
+static size_t owned_names(const am_family_def_t *def, char out[][AM_MAX_NAME_LEN + 16])
+{
+    const char *n = def->name;
+    size_t len = strlen(n);
+    size_t k = 0;
+    snprintf(out[k++], AM_MAX_NAME_LEN + 16, "%s", n);
+    if (def->type == AM_FAMILY_COUNTER && has_suffix(n, len, "_total"))
+        snprintf(out[k++], AM_MAX_NAME_LEN + 16, "%.*s", (int)(len - 6), n);
+    if (def->type == AM_FAMILY_HISTOGRAM)
+        snprintf(out[k++], AM_MAX_NAME_LEN + 16, "%s_bucket", n);
+    if (def->type == AM_FAMILY_HISTOGRAM || def->type == AM_FAMILY_SUMMARY) {
+        snprintf(out[k++], AM_MAX_NAME_LEN + 16, "%s_sum", n);
+        snprintf(out[k++], AM_MAX_NAME_LEN + 16, "%s_count", n);
+    }
+    return k;
+}
+
+static bool names_clash(const am_registry_t *r, const am_family_def_t *def)
+{
+    char mine[5][AM_MAX_NAME_LEN + 16];
+    size_t nm = owned_names(def, mine);
+    for (const am_family_t *f = r->first; f; f = f->next) {
+        if (strlen(f->def.name) > AM_MAX_NAME_LEN)
+            continue; /* a long configured name cannot equal an auto name + suffix */
+        char theirs[5][AM_MAX_NAME_LEN + 16];
+        size_t nt = owned_names(&f->def, theirs);
+        for (size_t i = 0; i < nm; i++)
+            for (size_t j = 0; j < nt; j++)
+                if (strcmp(mine[i], theirs[j]) == 0)
+                    return true;
+    }
+    return false;
+}
+
+static const char *auto_help(am_type_t t)
+{
+    switch (t) {
+        case AM_TYPE_COUNTER:
+            return "Created by alice-metrics from StatsD counter (c) lines.";
+        case AM_TYPE_GAUGE:
+            return "Created by alice-metrics from StatsD gauge (g) lines.";
+        case AM_TYPE_TIMER:
+            return "Created by alice-metrics from StatsD timer (ms) lines, in seconds.";
+        case AM_TYPE_HISTOGRAM:
+            return "Created by alice-metrics from StatsD histogram (h) lines.";
+        case AM_TYPE_DISTRIBUTION:
+            return "Created by alice-metrics from StatsD distribution (d) lines.";
+        case AM_TYPE_SET:
+            return "Created by alice-metrics from StatsD set (s) lines: distinct values seen.";
+    }
+    return "";
+}
+
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Maps a raw tag key as names are mapped; 0 if invalid after mapping. */
+static size_t map_label(const am_slice_t *raw, char *out, size_t cap)
+{
+    size_t n = am_map_name(raw->p, raw->n, out, cap);
+    if (n == 0 || !am_valid_label_name(out, n))
+        return 0;
+    return n;
+}
+
+static bool reserved_label(am_family_type_t t, const char *p, size_t n)
+{
+    if (t == AM_FAMILY_HISTOGRAM)
+        return n == 2 && memcmp(p, "le", 2) == 0;
+    if (t == AM_FAMILY_SUMMARY)
+        return n == 8 && memcmp(p, "quantile", 8) == 0;
+    return false;
+}
+
+static am_reason_t create_family(am_registry_t *r, const char *name, size_t len,
+                                 const am_sample_t *s, am_family_t **out)
+{
+    if (!r->limits.auto_create)
+        return AM_REJECT_UNKNOWN_FAMILY;
+    am_family_def_t def;
+    memset(&def, 0, sizeof(def));
+    switch (s->type) {
+        case AM_TYPE_COUNTER:
+            def.type = AM_FAMILY_COUNTER;
+            break;
+        case AM_TYPE_GAUGE:
+            def.type = AM_FAMILY_GAUGE;
+            break;
+        case AM_TYPE_SET:
+            def.type = AM_FAMILY_GAUGE;
+            def.is_set = true;
+            break;
+        default:
+            def.type = AM_FAMILY_HISTOGRAM;
+            def.nbuckets = sizeof(am_default_buckets) / sizeof(am_default_buckets[0]);
+            memcpy(def.buckets, am_default_buckets, sizeof(am_default_buckets));
+            break;
+    }
+    char lname[AM_MAX_LABEL_NAME_LEN + 2];
+    for (size_t i = 0; i < s->ntags; i++) {
+        size_t n = map_label(&s->tag_key[i], lname, sizeof(lname));
+        if (n == 0 || reserved_label(def.type, lname, n)) {
+            am_family_def_clear(&def);
+            return AM_REJECT_BAD_LABEL;
+        }
+        for (size_t k = 0; k < def.nlabels; k++) {
+            if (strlen(def.labels[k]) == n && memcmp(def.labels[k], lname, n) == 0) {
+                /* "a.b" and "a_b" map to one label name */
+                am_family_def_clear(&def);
+                return AM_REJECT_BAD_LABEL;
+            }
+        }
+        def.labels[def.nlabels] = strndup(lname, n);
+        if (!def.labels[def.nlabels]) {
+            am_family_def_clear(&def);
+            return AM_REJECT_CARDINALITY;
+        }
+        def.nlabels++;
+    }
+    qsort(def.labels, def.nlabels, sizeof(def.labels[0]), cmp_str);
+    def.name = strndup(name, len);
+    def.help = strdup(auto_help(s->type));
+    if (!def.name || !def.help) {
+        am_family_def_clear(&def);
+        return AM_REJECT_CARDINALITY;
+    }
+    if (names_clash(r, &def)) {
+        am_family_def_clear(&def);
+        return AM_REJECT_TYPE_CONFLICT;
+    }
+    if (r->nauto >= r->limits.max_families || r->nseries >= r->limits.max_series) {
+        am_family_def_clear(&def);
+        return AM_REJECT_CARDINALITY;
+    }
+    am_family_t *f = add_family(r, &def, false);
+    if (!f) {
+        am_family_def_clear(&def);
+        return AM_REJECT_CARDINALITY;
+    }
+    *out = f;
+    return AM_OK;
+}
+
+static bool set_insert(am_set_t *set, uint64_t h)
+{
+    if (h == 0)
+        h = 1;
+    if ((set->n + 1) * 4 > (uint64_t)set->cap * 3) {
+        uint32_t ncap = set->cap ? set->cap * 2 : 16;
+        uint64_t *ns = calloc(ncap, sizeof(*ns));
+        if (!ns)
+            return false;
+        for (uint32_t i = 0; i < set->cap; i++) {
+            uint64_t v = set->slots[i];
+            if (!v)
+                continue;
+            uint32_t j = (uint32_t)v & (ncap - 1);
+            while (ns[j])
+                j = (j + 1) & (ncap - 1);
+            ns[j] = v;
+        }
+        free(set->slots);
+        set->slots = ns;
+        set->cap = ncap;
+    }
+    uint32_t j = (uint32_t)h & (set->cap - 1);
+    while (set->slots[j]) {
+        if (set->slots[j] == h)
+            return true;
+        j = (j + 1) & (set->cap - 1);
+    }
+    set->slots[j] = h;
+    set->n++;
+    return true;
+}
+
+static bool set_contains(const am_set_t *set, uint64_t h)
+{
+    if (h == 0)
+        h = 1;
+    if (!set->cap)
+        return false;
+    uint32_t j = (uint32_t)h & (set->cap - 1);
+    while (set->slots[j]) {
+        if (set->slots[j] == h)
+            return true;
+        j = (j + 1) & (set->cap - 1);
+    }
+    return false;
+}
+
+static void observe(am_family_t *f, am_series_t *s, double x, double w)
+{
+    s->v[0] += w;
+    s->v[1] += x * w;
+    if (f->def.type != AM_FAMILY_HISTOGRAM)
+        return;
+    size_t nb = f->def.nbuckets;
+    size_t i = 0;
+    /* Buckets are few (15-25): a linear scan beats a binary search here. */
+    while (i < nb && x > f->def.buckets[i])
+        i++;
+    s->v[2 + i] += w;
+}
+
+am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s)
+{
+    /* Name: mapped, counters with _total appended. */
+    char name[AM_MAX_NAME_LEN + 8];
+    size_t len = am_map_name(s->name.p, s->name.n, name, AM_MAX_NAME_LEN + 1);
+    if (len == 0)
+        return AM_REJECT_BAD_NAME;
+    /* Our own families: a sender must not be able to forge them. */
+    if (has_prefix(name, len, "alice_metricsd_") || has_prefix(name, len, "process_"))
+        return AM_REJECT_BAD_NAME;
+    if (s->type == AM_TYPE_COUNTER && !has_suffix(name, len, "_total")) {
+        memcpy(name + len, "_total", 6);
+        len += 6;
+    }
+    name[len] = '\0';
+
+    am_family_t *f = find_family(r, name, len);
+    if (!f) {
+        am_reason_t rc = create_family(r, name, len, s, &f);
+        if (rc != AM_OK)
+            return rc;
+    } else if (!type_fits(&f->def, s->type)) {
+        return AM_REJECT_TYPE_CONFLICT;
+    }
+
+    /* Key: label values in the family's label order, joined by '\0'. */
+    const am_slice_t *val_at[AM_MAX_LABELS] = {0};
+    char lname[AM_MAX_LABEL_NAME_LEN + 2];
+    for (size_t i = 0; i < s->ntags; i++) {
+        size_t n = map_label(&s->tag_key[i], lname, sizeof(lname));
+        if (n == 0 || reserved_label(f->def.type, lname, n))
+            return AM_REJECT_BAD_LABEL;
+        size_t k = 0;
+        while (k < f->def.nlabels &&
+               !(strncmp(f->def.labels[k], lname, n) == 0 && f->def.labels[k][n] == '\0'))
+            k++;
+        if (k == f->def.nlabels)
+            return AM_REJECT_UNDECLARED_LABEL;
+        if (val_at[k]) /* "a.b" and "a_b" in one line */
+            return AM_REJECT_BAD_LABEL;
+        val_at[k] = &s->tag_value[i];
+    }
+    char key[AM_MAX_KEY_LEN];
+    size_t klen = 0;
+    for (size_t k = 0; k < f->def.nlabels; k++) {
+        size_t vn = val_at[k] ? val_at[k]->n : 0;
+        if (klen + vn + 1 > sizeof(key))
+            return AM_REJECT_BAD_LABEL;
+        if (k > 0)
+            key[klen++] = '\0';
+        if (vn)
+            memcpy(key + klen, val_at[k]->p, vn);
+        klen += vn;
+    }
+
+    uint64_t h = am_hash(key, klen);
+    am_series_t **slot = f->cap ? series_slot(f, h, key, klen) : NULL;
+    am_series_t *se = slot ? *slot : NULL;
+    if (!se) {
+        size_t limit = f->def.max_series ? f->def.max_series : r->limits.max_series_per_family;
+        if (f->nseries >= limit || r->nseries >= r->limits.max_series)
+            return AM_REJECT_CARDINALITY;
+        if ((f->nseries + 1) * 4 > f->cap * 3) {
+            if (!series_grow(f))
+                return AM_REJECT_CARDINALITY;
+        }
+        slot = series_slot(f, h, key, klen);
+        se = calloc(1, sizeof(*se) + f->nvalues * sizeof(double) + klen + 1);
+        if (!se)
+            return AM_REJECT_CARDINALITY;
+        se->hash = h;
+        se->key_len = (uint32_t)klen;
+        memcpy(series_key_ptr(f, se), key, klen);
+        if (f->def.is_set) {
+            se->set = calloc(1, sizeof(*se->set));
+            if (!se->set) {
+                free(se);
+                return AM_REJECT_CARDINALITY;
+            }
+        }
+        *slot = se;
+        if (f->last)
+            f->last->next = se;
+        else
+            f->first = se;
+        f->last = se;
+        f->nseries++;
+        r->nseries++;
+    }
+
+    switch (f->def.type) {
+        case AM_FAMILY_COUNTER:
+            for (size_t i = 0; i < s->nvalues; i++)
+                se->v[0] += s->values[i] / s->rate;
+            break;
+        case AM_FAMILY_GAUGE:
+            if (f->def.is_set) {
+                uint64_t mh = am_hash(s->set_value.p, s->set_value.n);
+                if (!set_contains(se->set, mh)) {
+                    if (se->set->n >= AM_MAX_SET_MEMBERS || !set_insert(se->set, mh))
+                        return AM_REJECT_CARDINALITY;
+                }
+                se->v[0] = se->set->n;
+                break;
+            }
+            for (size_t i = 0; i < s->nvalues; i++)
+                se->v[0] = s->delta[i] ? se->v[0] + s->values[i] : s->values[i];
+            break;
+        case AM_FAMILY_HISTOGRAM:
+        case AM_FAMILY_SUMMARY: {
+            double scale = s->type == AM_TYPE_TIMER ? 1.0 / 1000.0 : 1.0;
+            double w = 1.0 / s->rate;
+            for (size_t i = 0; i < s->nvalues; i++)
+                observe(f, se, s->values[i] * scale, w);
+            break;
+        }
+    }
+    return AM_OK;
+}
+
+/* ---- read side ---- */
+
+size_t am_registry_family_count(const am_registry_t *r)
+{
+    return r->nfamilies;
+}
+
+size_t am_registry_series_count(const am_registry_t *r)
+{
+    return r->nseries;
+}
+
+const am_family_t *am_registry_first(const am_registry_t *r)
+{
+    return r->first;
+}
+
+const am_family_t *am_family_next(const am_family_t *f)
+{
+    return f->next;
+}
+
+const am_family_def_t *am_family_def(const am_family_t *f)
+{
+    return &f->def;
+}
+
+size_t am_family_series_count(const am_family_t *f)
+{
+    return f->nseries;
+}
+
+const am_series_t *am_family_first_series(const am_family_t *f)
+{
+    return f->first;
+}
+
+const am_series_t *am_series_next(const am_series_t *s)
+{
+    return s->next;
+}
+
+const char *am_series_key(const am_family_t *f, const am_series_t *s, size_t *len)
+{
+    *len = s->key_len;
+    return series_key_ptr(f, s);
+}
+
+const double *am_series_values(const am_series_t *s)
+{
+    return s->v;
+}

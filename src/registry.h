@@ -1,0 +1,104 @@
+/* registry: metric families and their label-keyed series.
+ *
+ * family name -> am_family_t (hash table of families)
+ * family      -> open-addressing table of series keyed by label values
+ *
+ * Each family's series table is a shard: one ingest loop owns it. A later
+ * multi-loop build gives every loop its own registry of shards and merges
+ * them at scrape time (sum counters/observations, last-writer gauges); the
+ * catalog and limits are shared read-only, which is why families hold their
+ * definition (am_family_def_t) separately from their data.
+ *
+ * Ingest of a line for an existing series does no allocation: the name is
+ * mapped into a stack buffer, the key is built into a stack buffer, one hash,
+ * one probe sequence. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "parse.h"
+#include "reasons.h"
+
+#define AM_MAX_LABELS AM_MAX_TAGS
+#define AM_MAX_BUCKETS 64
+#define AM_MAX_KEY_LEN 8192 /* all label values of one series, joined */
+#define AM_MAX_SET_MEMBERS (1u << 20)
+
+typedef enum am_family_type {
+    AM_FAMILY_COUNTER,
+    AM_FAMILY_GAUGE,
+    AM_FAMILY_HISTOGRAM,
+    AM_FAMILY_SUMMARY,
+} am_family_type_t;
+
+const char *am_family_type_name(am_family_type_t t); /* "counter", ... */
+
+/* A family's definition: from the built-in catalog, the config file, or
+ * created from a first line. Owned by the registry once added. */
+typedef struct am_family_def {
+    char *name;             /* exposition name; counters end in _total */
+    char *help;
+    am_family_type_t type;
+    bool is_set;            /* a gauge fed by `s` lines */
+    size_t nlabels;
+    char *labels[AM_MAX_LABELS];
+    size_t nbuckets;        /* upper bounds, +Inf implied */
+    double buckets[AM_MAX_BUCKETS];
+    size_t max_series;      /* 0 = the registry's per-family default */
+} am_family_def_t;
+
+typedef struct am_series am_series_t;
+typedef struct am_family am_family_t;
+
+typedef struct am_limits {
+    size_t max_series_per_family; /* default 10,000 */
+    size_t max_series;             /* total, default 1,000,000 */
+    size_t max_families;           /* auto-created, default 1,000 */
+    bool auto_create;
+} am_limits_t;
+
+void am_limits_default(am_limits_t *l);
+
+typedef struct am_registry am_registry_t;
+
+am_registry_t *am_registry_new(const am_limits_t *limits);
+void am_registry_free(am_registry_t *r);
+
+/* Adds or replaces a catalogued family; the registry copies def. A family
+ * that exists with the same type, labels and buckets keeps its series (help
+ * and limit are updated); otherwise it starts afresh. 0 or -ENOMEM. */
+int am_registry_define(am_registry_t *r, const am_family_def_t *def)
+    __attribute__((warn_unused_result));
+void am_registry_set_limits(am_registry_t *r, const am_limits_t *limits);
+
+/* Applies one parsed line. Returns AM_OK or the reject reason. */
+am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s);
+
+/* Read side, for rendering. Families in creation order; series in creation
+ * order within a family. */
+size_t am_registry_family_count(const am_registry_t *r);
+size_t am_registry_series_count(const am_registry_t *r);
+const am_family_t *am_registry_first(const am_registry_t *r);
+const am_family_t *am_family_next(const am_family_t *f);
+const am_family_def_t *am_family_def(const am_family_t *f);
+size_t am_family_series_count(const am_family_t *f);
+const am_series_t *am_family_first_series(const am_family_t *f);
+const am_series_t *am_series_next(const am_series_t *s);
+/* Label values, joined by '\0' in the family's label order. */
+const char *am_series_key(const am_family_t *f, const am_series_t *s, size_t *len);
+/* counter/gauge: v[0]. histogram: v[0]=count, v[1]=sum, v[2+i]=observations
+ * in bucket i (not cumulative, i = nbuckets is +Inf). summary: count, sum.
+ * Set gauges: v[0] = distinct members. */
+const double *am_series_values(const am_series_t *s);
+
+/* Looks a family up by exposition name; NULL if absent. */
+const am_family_t *am_registry_find(const am_registry_t *r, const char *name);
+
+/* Free a definition's strings (for defs built by config/catalog). */
+void am_family_def_clear(am_family_def_t *def);
+/* Deep copy; 0 or -ENOMEM. */
+int am_family_def_copy(am_family_def_t *dst, const am_family_def_t *src)
+    __attribute__((warn_unused_result));
+bool am_family_def_same_shape(const am_family_def_t *a, const am_family_def_t *b);

@@ -1,0 +1,40 @@
+/* selfstats: the daemon's own metrics (alice_metricsd_*) and the standard
+ * process_* metrics read from /proc. */
+#pragma once
+
+#include <stdint.h>
+
+#include "buf.h"
+#include "expose.h"
+#include "reasons.h"
+#include "registry.h"
+
+enum { AM_TRANSPORT_UDP = 0, AM_TRANSPORT_UNIX = 1, AM_TRANSPORT_COUNT = 2 };
+
+typedef struct am_selfstats {
+    uint64_t datagrams[AM_TRANSPORT_COUNT];
+    uint64_t bytes[AM_TRANSPORT_COUNT];
+    uint64_t truncated[AM_TRANSPORT_COUNT]; /* larger than the receive buffer */
+    uint64_t receive_errors[AM_TRANSPORT_COUNT];
+    uint64_t samples;                       /* lines accepted */
+    uint64_t rejected[AM_REASON_COUNT];     /* by reason; [AM_OK] unused */
+    uint64_t reloads_ok;
+    uint64_t reloads_failed;
+    uint64_t scrapes;
+    double last_scrape_seconds;
+    uint64_t http_requests;
+    uint64_t http_bad_requests;
+    uint64_t http_connections_rejected;
+    unsigned http_connections_open;
+    double start_time; /* unix seconds */
+    const char *version;
+} am_selfstats_t;
+
+void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registry_t *r,
+                         am_format_t fmt);
+
+/* Appends process_* metrics (Linux /proc; silently skipped where missing). */
+void am_selfstats_render_process(am_buf_t *b, am_format_t fmt);
+
+/* Process start time in unix seconds, from /proc (0 if unknown). */
+double am_process_start_time(void);

@@ -1,0 +1,37 @@
+#!/bin/sh
+# Installs the Debian 12 packages alice-metrics needs.
+#   tools/install-deps.sh          build + run the daemon
+#   tools/install-deps.sh --test   also everything the test suite uses
+# Used by the README's Quick start, .ci/run and deploy/Dockerfile.
+set -eu
+
+BUILD="gcc libc6-dev meson ninja-build pkg-config
+       libuv1-dev libhttp-parser-dev libjansson-dev zlib1g-dev"
+RUNTIME="curl netcat-openbsd ca-certificates"
+TEST="check libsubunit-dev prometheus python3 python3-prometheus-client
+      procps"
+
+pkgs="$BUILD $RUNTIME"
+if [ "${1:-}" = "--test" ]; then
+    pkgs="$pkgs $TEST"
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+missing=""
+for p in $pkgs; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -n "$missing" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+echo "install-deps: all packages present"
