@@ -17,6 +17,7 @@
 typedef struct am_http_request {
     bool head;               /* HEAD: the module drops the body, keeps the headers */
     const char *path;        /* borrowed until the handler returns; no query string */
+                             /* (also NUL-terminated; absolute-form targets give their path) */
     size_t path_len;
     const char *accept;          /* borrowed, NUL-terminated, NULL when absent */
     const char *accept_encoding; /* borrowed, NUL-terminated, NULL when absent */
@@ -44,6 +45,11 @@ typedef struct am_http_limits {
     size_t max_pending_responses;  /* pipelined requests queued per connection */
 } am_http_limits_t;
 
+/* 0 disables a timeout or max_connections; max_pending_responses 0 counts
+ * as 1; max_header_bytes 0 leaves only http-parser's own 80 KiB cap. A fresh
+ * connection owes its first request within request_timeout_ms (from accept).
+ * A request timeout after a partial request answers 408; the other timeouts
+ * close silently. */
 void am_http_limits_default(am_http_limits_t *limits);
 
 typedef struct am_http_stats {
@@ -59,6 +65,10 @@ typedef struct am_http_server am_http_server_t;
 
 /* Binds host:port (IPv4 or IPv6 literal; port 0 = ephemeral) and starts
  * listening. Returns 0 or a negative libuv error code (UV_EADDRINUSE...). */
+/* Returns UV_EINVAL for a bad host, port or argument, UV_ENOMEM, or the
+ * socket/bind/listen errno (UV_EADDRINUSE, UV_EACCES, UV_EADDRNOTAVAIL...);
+ * these failures leave nothing on the loop. limits is copied. Responses are
+ * written with write(2): the process must ignore SIGPIPE. */
 int am_http_server_start(uv_loop_t *loop, const char *host, int port,
                          const am_http_limits_t *limits, am_http_handler_fn handler,
                          void *ctx, am_http_server_t **out) __attribute__((warn_unused_result));
@@ -71,6 +81,8 @@ const am_http_stats_t *am_http_server_stats(const am_http_server_t *srv);
 /* Graceful stop: closes the listener, lets responses already being written
  * finish, closes idle connections, then frees everything and calls done(ctx).
  * After done the server pointer is invalid. */
+/* done is always called from a later loop callback, never from inside stop;
+ * a second stop is ignored. Pipelined requests not yet answered are dropped. */
 void am_http_server_stop(am_http_server_t *srv, void (*done)(void *ctx), void *ctx);
 
 /* Content negotiation helpers (pure functions, unit tested). */

@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,6 +336,9 @@ int am_server_run(const am_server_opts_t *opts)
         return 1;
     }
     s->opts = opts;
+    /* libuv writes with write(2): a scraper that hangs up mid-response must
+     * cost an EPIPE, not the process. */
+    signal(SIGPIPE, SIG_IGN);
     s->stats.version = AM_VERSION;
     s->stats.start_time = am_process_start_time();
     if (s->stats.start_time <= 0)

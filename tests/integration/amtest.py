@@ -20,6 +20,14 @@ ALICE_BIN = os.environ.get("ALICE_BIN") or os.path.join(
 LISTEN_RE = re.compile(r"event=listening transport=(\w+) (?:addr=(\S+) port=(\d+)|path=(\S+))")
 
 
+def free_tcp_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def free_udp_port():
     """An unused UDP port on 127.0.0.1 (`--statsd-port 0` means "UDP off")."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -33,12 +41,13 @@ class Daemon:
     """`alice metrics-server` on port 0 (HTTP) and a free UDP port."""
 
     def __init__(self, args=(), env=None, udp=True, unix=None, log_level="info",
-                 timeout=10.0):
+                 timeout=10.0, statsd_flags=True):
         self.udp_port = free_udp_port() if udp else 0
         self.unix = unix
         cmd = [ALICE_BIN, "--log-level", log_level, "metrics-server",
-               "--host", "127.0.0.1", "--port", "0",
-               "--statsd-host", "127.0.0.1", "--statsd-port", str(self.udp_port)]
+               "--host", "127.0.0.1", "--port", "0"]
+        if statsd_flags:
+            cmd += ["--statsd-host", "127.0.0.1", "--statsd-port", str(self.udp_port)]
         if unix:
             cmd += ["--unix", unix]
         cmd += list(args)
@@ -47,6 +56,7 @@ class Daemon:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=full_env)
         self.log = []
+        self._pending = b""
         self.http_port = None
         want = {"http"} | ({"udp"} if udp else set()) | ({"unix"} if unix else set())
         seen = set()
@@ -63,18 +73,25 @@ class Daemon:
                     self.http_port = int(m.group(3))
 
     def _readline(self, deadline):
-        while True:
+        """One line of the daemon's stderr, or None at the deadline or EOF.
+        Reads the raw fd (no Python buffering, or select() would miss lines
+        already pulled into a buffer)."""
+        fd = self.proc.stderr.fileno()
+        while b"\n" not in self._pending:
             left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None and not select.select(
-                    [self.proc.stderr], [], [], 0)[0]:
+            if left <= 0:
                 return None
-            r, _, _ = select.select([self.proc.stderr], [], [], left)
-            if r:
-                line = self.proc.stderr.readline().decode("utf-8", "replace")
-                if not line:
-                    return None
-                self.log.append(line)
-                return line
+            r, _, _ = select.select([fd], [], [], left)
+            if not r:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        text = line.decode("utf-8", "replace") + "\n"
+        self.log.append(text)
+        return text
 
     def wait_log(self, pattern, timeout=5.0):
         """The first log line (already read or new) matching pattern, or None."""
@@ -141,9 +158,10 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        rest = self.proc.stderr.read().decode("utf-8", "replace")
+        rest = (self._pending + self.proc.stderr.read()).decode("utf-8", "replace")
+        self._pending = b""
         if rest:
-            self.log.append(rest)
+            self.log.extend(line + "\n" for line in rest.splitlines())
         self.proc.stdout.close()
         self.proc.stderr.close()
         return self.proc.returncode
@@ -151,8 +169,11 @@ class Daemon:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, exc, tb):
+        rc = self.stop()
+        # A clean SIGTERM exit is 0; under ASan a leak or error at exit is not.
+        if exc_type is None and rc != 0:
+            raise AssertionError("daemon exited %s: %s" % (rc, "".join(self.log[-30:])))
 
 
 SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')

@@ -1,0 +1,89 @@
+"""SIGTERM/SIGINT graceful exit, SIGHUP reload with a good and a bad config."""
+
+import os
+import signal
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from amtest import Daemon, run_tests, sample_value  # noqa: E402
+
+TMP = tempfile.mkdtemp(prefix="alice-sig-")
+
+
+def write(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def test_sigterm_and_sigint_exit_0():
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        d = Daemon()
+        d.send("alice_events_published_total:1|c|#event_type:x")
+        d.wait_samples(1)
+        d.signal(sig)
+        d.proc.wait(10)
+        assert d.proc.returncode == 0, (sig, d.proc.returncode)
+        d.stop()
+        assert any("event=stopped" in line for line in d.log), d.log
+
+
+def test_sighup_good_then_bad_config():
+    cfg = os.path.join(TMP, "reload.json")
+    write(cfg, '{"families": [{"name": "alice_jobs_total", "type": "counter", '
+               '"help": "Jobs v1.", "labels": ["queue"]},'
+               '{"name": "alice_job_seconds", "type": "histogram", "labels": ["queue"]}]}')
+    with Daemon(args=["--config", cfg]) as d:
+        d.send("alice_jobs:4|c|#queue:a\nalice_job_seconds:1|h|#queue:a\nnew.family:1|g|#k:v")
+        d.wait_samples(3)
+        # good config: help changes (values kept), a new family appears,
+        # a family whose labels change starts afresh
+        write(cfg, '{"families": [{"name": "alice_jobs_total", "type": "counter", '
+                   '"help": "Jobs v2.", "labels": ["queue"]},'
+                   '{"name": "alice_job_seconds", "type": "histogram", "labels": ["queue", "host"]},'
+                   '{"name": "alice_brand_new", "type": "gauge", "help": "New."}]}')
+        d.signal(signal.SIGHUP)
+        assert d.wait_log(r"event=reloaded"), d.log
+        m = d.metrics()
+        assert "# HELP alice_jobs_total Jobs v2." in m, m
+        assert sample_value(m, "alice_jobs_total", queue="a") == 4.0
+        assert "# TYPE alice_brand_new gauge" in m
+        assert sample_value(m, "alice_job_seconds_count") is None, "reshaped family restarted"
+        assert sample_value(m, "new_family", k="v") == 1.0
+        assert sample_value(m, "alice_metricsd_config_reloads_total", result="success") == 1
+        # bad config: logged, old one kept, daemon still ingesting
+        write(cfg, '{"families": [{"name": "alice_jobs_total", "type": "countr"}]}')
+        d.signal(signal.SIGHUP)
+        assert d.wait_log(r"level=error event=reload_failed .*countr"), d.log
+        d.send("alice_jobs:1|c|#queue:a")
+        d.wait_samples(4)
+        m = d.metrics()
+        assert sample_value(m, "alice_jobs_total", queue="a") == 5.0
+        assert "# HELP alice_jobs_total Jobs v2." in m
+        assert sample_value(m, "alice_metricsd_config_reloads_total", result="failure") == 1
+        # and a file that vanished
+        os.unlink(cfg)
+        d.signal(signal.SIGHUP)
+        assert d.wait_log(r"event=reload_failed .*cannot open"), d.log
+        assert d.get("/health")[0] == 200
+
+
+def test_sighup_changes_limits():
+    cfg = os.path.join(TMP, "limits.json")
+    write(cfg, '{"limits": {"max_series_per_family": 1}}')
+    with Daemon(args=["--config", cfg]) as d:
+        d.send("lim.x:1|c|#k:a\nlim.x:1|c|#k:b")
+        d.wait_samples(2)
+        write(cfg, '{"limits": {"max_series_per_family": 5}}')
+        d.signal(signal.SIGHUP)
+        assert d.wait_log(r"event=reloaded")
+        d.send("lim.x:1|c|#k:b")
+        d.wait_samples(3)
+        m = d.metrics()
+        assert sample_value(m, "lim_x_total", k="a") == 1.0
+        assert sample_value(m, "lim_x_total", k="b") == 1.0
+        assert sample_value(m, "alice_metricsd_samples_rejected_total", reason="cardinality") == 1
+
+
+run_tests(globals())
