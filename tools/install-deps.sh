@@ -8,7 +8,7 @@ set -eu
 BUILD="gcc libc6-dev meson ninja-build pkg-config
        libuv1-dev libhttp-parser-dev libjansson-dev zlib1g-dev"
 RUNTIME="curl netcat-openbsd ca-certificates"
-TEST="check libsubunit-dev prometheus python3 python3-prometheus-client
+TEST="check libsubunit-dev prometheus python3 python3-prometheus-client python3-yaml
       procps"
 
 pkgs="$BUILD $RUNTIME"
