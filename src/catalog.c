@@ -76,7 +76,7 @@ int am_catalog_install(am_registry_t *r)
         am_family_def_t def;
         am_catalog_get(i, &def);
         int rc = am_registry_define(r, &def);
-        if (rc != 0)
+        if (rc < 0)
             return rc;
     }
     return 0;

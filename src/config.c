@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,45 +24,187 @@ typedef struct ctx {
     size_t errlen;
 } ctx_t;
 
-/* jansson keeps no positions for values, so a key's position is found in
- * the raw text: the first occurrence of "key" followed by ':' at or after
- * the position of its parent (good enough to point a user at the line). */
-static void key_position(const ctx_t *c, const char *key, int *line, int *col)
+/* jansson keeps no positions for values, so an error's position is found
+ * by walking its key path ("families[1].buckets") through the raw text,
+ * which jansson has already validated. When the path ends at a key that is
+ * absent (a required key), the deepest part that exists is reported. */
+typedef struct scan {
+    const char *s;
+    size_t n;
+    size_t i;
+} scan_t;
+
+static void skip_ws(scan_t *sc)
+{
+    while (sc->i < sc->n && (sc->s[sc->i] == ' ' || sc->s[sc->i] == '\t' ||
+                             sc->s[sc->i] == '\n' || sc->s[sc->i] == '\r'))
+        sc->i++;
+}
+
+/* At a '"': moves past the closing quote; out gets the raw contents. */
+static bool scan_string(scan_t *sc, const char **p, size_t *len)
+{
+    if (sc->i >= sc->n || sc->s[sc->i] != '"')
+        return false;
+    size_t start = ++sc->i;
+    while (sc->i < sc->n && sc->s[sc->i] != '"')
+        sc->i += sc->s[sc->i] == '\\' ? 2 : 1;
+    if (sc->i >= sc->n)
+        return false;
+    *p = sc->s + start;
+    *len = sc->i - start;
+    sc->i++;
+    return true;
+}
+
+static bool skip_value(scan_t *sc, int depth)
+{
+    skip_ws(sc);
+    if (sc->i >= sc->n || depth > 64)
+        return false;
+    char c = sc->s[sc->i];
+    const char *p;
+    size_t len;
+    if (c == '"')
+        return scan_string(sc, &p, &len);
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        sc->i++;
+        skip_ws(sc);
+        if (sc->i < sc->n && sc->s[sc->i] == close) {
+            sc->i++;
+            return true;
+        }
+        for (;;) {
+            if (c == '{') {
+                skip_ws(sc);
+                if (!scan_string(sc, &p, &len))
+                    return false;
+                skip_ws(sc);
+                if (sc->i >= sc->n || sc->s[sc->i] != ':')
+                    return false;
+                sc->i++;
+            }
+            if (!skip_value(sc, depth + 1))
+                return false;
+            skip_ws(sc);
+            if (sc->i >= sc->n)
+                return false;
+            if (sc->s[sc->i] == close) {
+                sc->i++;
+                return true;
+            }
+            if (sc->s[sc->i] != ',')
+                return false;
+            sc->i++;
+        }
+    }
+    while (sc->i < sc->n && !strchr(",]} \t\r\n", sc->s[sc->i]))
+        sc->i++; /* number, true, false, null */
+    return true;
+}
+
+/* With sc at an object, finds member key: sc ends at its value, *at at the
+ * key's opening quote. */
+static bool find_member(scan_t *sc, const char *key, size_t klen, size_t *at)
+{
+    skip_ws(sc);
+    if (sc->i >= sc->n || sc->s[sc->i] != '{')
+        return false;
+    sc->i++;
+    for (;;) {
+        skip_ws(sc);
+        size_t kpos = sc->i;
+        const char *p;
+        size_t len;
+        if (!scan_string(sc, &p, &len))
+            return false;
+        skip_ws(sc);
+        if (sc->i >= sc->n || sc->s[sc->i] != ':')
+            return false;
+        sc->i++;
+        if (len == klen && memcmp(p, key, klen) == 0) {
+            skip_ws(sc);
+            *at = kpos;
+            return true;
+        }
+        if (!skip_value(sc, 0))
+            return false;
+        skip_ws(sc);
+        if (sc->i >= sc->n || sc->s[sc->i] != ',')
+            return false;
+        sc->i++;
+    }
+}
+
+/* With sc at an array, moves to element idx. */
+static bool find_element(scan_t *sc, size_t idx, size_t *at)
+{
+    skip_ws(sc);
+    if (sc->i >= sc->n || sc->s[sc->i] != '[')
+        return false;
+    sc->i++;
+    for (size_t k = 0;; k++) {
+        skip_ws(sc);
+        if (k == idx) {
+            *at = sc->i;
+            return true;
+        }
+        if (!skip_value(sc, 0))
+            return false;
+        skip_ws(sc);
+        if (sc->i >= sc->n || sc->s[sc->i] != ',')
+            return false;
+        sc->i++;
+    }
+}
+
+static void path_position(const ctx_t *c, const char *path, int *line, int *col)
 {
     *line = 0;
     *col = 0;
-    size_t klen = strlen(key);
-    for (size_t i = 0; i + klen + 2 <= c->len; i++) {
-        if (c->text[i] != '"' || memcmp(c->text + i + 1, key, klen) != 0 ||
-            c->text[i + 1 + klen] != '"')
-            continue;
-        size_t j = i + klen + 2;
-        while (j < c->len && (c->text[j] == ' ' || c->text[j] == '\t' || c->text[j] == '\r' ||
-                              c->text[j] == '\n'))
-            j++;
-        if (j < c->len && c->text[j] == ':') {
-            int l = 1, col0 = 1;
-            for (size_t k = 0; k < i; k++) {
-                if (c->text[k] == '\n') {
-                    l++;
-                    col0 = 1;
-                } else {
-                    col0++;
-                }
-            }
-            *line = l;
-            *col = col0;
-            return;
+    scan_t sc = {c->text, c->len, 0};
+    size_t found = SIZE_MAX;
+    const char *p = path;
+    while (*p) {
+        size_t at;
+        if (*p == '[') {
+            char *end;
+            unsigned long idx = strtoul(p + 1, &end, 10);
+            if (*end != ']' || !find_element(&sc, idx, &at))
+                break;
+            p = end + 1;
+        } else {
+            if (*p == '.')
+                p++;
+            size_t klen = strcspn(p, ".[");
+            if (klen == 0 || !find_member(&sc, p, klen, &at))
+                break;
+            p += klen;
+        }
+        found = at;
+    }
+    if (found == SIZE_MAX)
+        return;
+    int l = 1, col0 = 1;
+    for (size_t k = 0; k < found; k++) {
+        if (c->text[k] == '\n') {
+            l++;
+            col0 = 1;
+        } else {
+            col0++;
         }
     }
+    *line = l;
+    *col = col0;
 }
 
 __attribute__((format(printf, 4, 5))) static int fail(const ctx_t *c, const char *path,
                                                       const char *key, const char *fmt, ...)
 {
+    (void)key; /* the path says where: see path_position() */
     int line = 0, col = 0;
-    if (key)
-        key_position(c, key, &line, &col);
+    path_position(c, path, &line, &col);
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -345,6 +488,35 @@ static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t
     return 0;
 }
 
+/* A family may not repeat another's name or sample names: neither another
+ * in the file nor a built-in that the file does not replace. */
+static int check_clashes(const ctx_t *c, const am_config_t *cfg, size_t i)
+{
+    const am_family_def_t *d = &cfg->families[i];
+    char p[64];
+    snprintf(p, sizeof(p), "families[%zu].name", i);
+    for (size_t k = 0; k < i; k++) {
+        if (strcmp(cfg->families[k].name, d->name) == 0)
+            return fail(c, p, NULL, "family \"%s\" is defined twice", d->name);
+        if (am_family_defs_clash(&cfg->families[k], d))
+            return fail(c, p, NULL, "\"%s\" would repeat sample names of families[%zu] \"%s\"",
+                        d->name, k, cfg->families[k].name);
+    }
+    for (size_t b = 0; b < am_catalog_count(); b++) {
+        am_family_def_t builtin;
+        am_catalog_get(b, &builtin);
+        bool replaced = false;
+        for (size_t k = 0; k < cfg->nfamilies; k++)
+            if (cfg->families[k].name && strcmp(cfg->families[k].name, builtin.name) == 0)
+                replaced = true;
+        if (!replaced && am_family_defs_clash(&builtin, d))
+            return fail(c, p, NULL,
+                        "\"%s\" would repeat sample names of the built-in family \"%s\"",
+                        d->name, builtin.name);
+    }
+    return 0;
+}
+
 void am_config_init(am_config_t *c)
 {
     memset(c, 0, sizeof(*c));
@@ -413,15 +585,10 @@ int am_config_parse(const char *text, size_t len, const char *name, am_config_t 
             out->nfamilies++;
             if (parse_family(&c, json_array_get(v, i), i, &out->families[i]))
                 goto out;
-            for (size_t k = 0; k < i; k++) {
-                if (strcmp(out->families[k].name, out->families[i].name) == 0) {
-                    char p[64];
-                    snprintf(p, sizeof(p), "families[%zu].name", i);
-                    fail(&c, p, NULL, "family \"%s\" is defined twice", out->families[i].name);
-                    goto out;
-                }
-            }
         }
+        for (size_t i = 0; i < n; i++)
+            if (check_clashes(&c, out, i))
+                goto out;
     }
     rc = 0;
 out:

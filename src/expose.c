@@ -115,8 +115,13 @@ static void render_histogram(am_buf_t *b, const am_family_def_t *def, const am_b
         put_line(b, def->name, "_bucket", lb, le, om ? round(c) : c);
     }
     put_line(b, def->name, "_bucket", lb, "le=\"+Inf\"", om ? round(count) : count);
-    put_line(b, def->name, "_sum", lb, NULL, v[1]);
-    put_line(b, def->name, "_count", lb, NULL, om ? round(count) : count);
+    /* OpenMetrics: a sum is a counter, so it must not be negative, and a
+     * histogram with negative bounds must not have one; _count goes with
+     * _sum. There the +Inf bucket alone carries the count. */
+    if (!om || (v[1] >= 0 && !(def->nbuckets && def->buckets[0] < 0))) {
+        put_line(b, def->name, "_sum", lb, NULL, v[1]);
+        put_line(b, def->name, "_count", lb, NULL, om ? round(count) : count);
+    }
 }
 
 void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt)
@@ -141,8 +146,12 @@ void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt)
                     render_histogram(b, def, &lb, v, om);
                     break;
                 case AM_FAMILY_SUMMARY:
-                    put_line(b, def->name, "_sum", &lb, NULL, v[1]);
-                    put_line(b, def->name, "_count", &lb, NULL, om ? round(v[0]) : v[0]);
+                    /* OpenMetrics: a negative sum is invalid, and _count
+                     * goes with _sum (see render_histogram). */
+                    if (!om || v[1] >= 0) {
+                        put_line(b, def->name, "_sum", &lb, NULL, v[1]);
+                        put_line(b, def->name, "_count", &lb, NULL, om ? round(v[0]) : v[0]);
+                    }
                     break;
             }
         }

@@ -1,5 +1,6 @@
 #include "fmt.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,7 +13,9 @@
 static size_t shortest_digits(double v, char *d, int *exp10)
 {
     char tmp[40];
-    for (int prec = 14; prec <= 16; prec++) {
+    /* Normal doubles carry 15.95 digits, so 15 is the shortest length worth
+     * trying first; subnormals have fewer (5e-324 is one digit). */
+    for (int prec = v < DBL_MIN ? 0 : 14; prec <= 16; prec++) {
         snprintf(tmp, sizeof(tmp), "%.*e", prec, v);
         if (prec == 16 || strtod(tmp, NULL) == v)
             break;

@@ -1,6 +1,7 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,34 +292,6 @@ void am_registry_set_limits(am_registry_t *r, const am_limits_t *limits)
     r->limits = *limits;
 }
 
-int am_registry_define(am_registry_t *r, const am_family_def_t *def)
-{
-    am_family_def_t copy;
-    if (am_family_def_copy(&copy, def) != 0)
-        return -ENOMEM;
-    am_family_t *f = find_family(r, def->name, strlen(def->name));
-    if (f) {
-        if (!am_family_def_same_shape(&f->def, &copy)) {
-            /* Type, labels or buckets changed: the old series no longer fit. */
-            family_free_series(r, f);
-        }
-        am_family_def_clear(&f->def);
-        f->def = copy;
-        f->nvalues = values_per_series(&f->def);
-        if (!f->catalogued)
-            r->nauto--;
-        f->catalogued = true;
-        return 0;
-    }
-    if (!add_family(r, &copy, true)) {
-        am_family_def_clear(&copy);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
-/* ---- ingest ---- */
-
 static bool has_suffix(const char *p, size_t n, const char *sfx)
 {
     size_t k = strlen(sfx);
@@ -331,6 +304,118 @@ static bool has_prefix(const char *p, size_t n, const char *pfx)
     return n >= k && memcmp(p, pfx, k) == 0;
 }
 
+/* Names a family's samples use in either format. A new family may not share
+ * any with an existing one, or the exposition would repeat a sample name.
+ * Names are at most 207 bytes (auto: '_' + 200 + "_total"), suffixes 7. */
+#define OWNED_NAME_MAX 256
+#define OWNED_NAMES 6
+static size_t owned_names(const am_family_def_t *def, char out[][OWNED_NAME_MAX])
+{
+    const char *n = def->name;
+    size_t len = strlen(n);
+    size_t k = 0;
+    snprintf(out[k++], OWNED_NAME_MAX, "%s", n);
+    /* OpenMetrics reserves NAME_created for counters, histograms and
+     * summaries even though we never write it: a gauge of that name would
+     * make the OpenMetrics parser reject the scrape. */
+    if (def->type == AM_FAMILY_COUNTER && has_suffix(n, len, "_total")) {
+        snprintf(out[k++], OWNED_NAME_MAX, "%.*s", (int)(len - 6), n);
+        snprintf(out[k++], OWNED_NAME_MAX, "%.*s_created", (int)(len - 6), n);
+    } else if (def->type != AM_FAMILY_GAUGE) {
+        snprintf(out[k++], OWNED_NAME_MAX, "%s_created", n);
+    }
+    if (def->type == AM_FAMILY_HISTOGRAM)
+        snprintf(out[k++], OWNED_NAME_MAX, "%s_bucket", n);
+    if (def->type == AM_FAMILY_HISTOGRAM || def->type == AM_FAMILY_SUMMARY) {
+        snprintf(out[k++], OWNED_NAME_MAX, "%s_sum", n);
+        snprintf(out[k++], OWNED_NAME_MAX, "%s_count", n);
+    }
+    return k;
+}
+
+bool am_family_defs_clash(const am_family_def_t *a, const am_family_def_t *b)
+{
+    char an[OWNED_NAMES][OWNED_NAME_MAX], bn[OWNED_NAMES][OWNED_NAME_MAX];
+    size_t na = owned_names(a, an), nb = owned_names(b, bn);
+    for (size_t i = 0; i < na; i++)
+        for (size_t j = 0; j < nb; j++)
+            if (strcmp(an[i], bn[j]) == 0)
+                return true;
+    return false;
+}
+
+/* Runs only when a family is created (rare), so a scan is fine. */
+static bool names_clash(const am_registry_t *r, const am_family_def_t *def)
+{
+    for (const am_family_t *f = r->first; f; f = f->next)
+        if (am_family_defs_clash(def, &f->def))
+            return true;
+    return false;
+}
+
+/* Unlinks and frees f; the family table is rebuilt (removal is rare). */
+static void remove_family(am_registry_t *r, am_family_t *f)
+{
+    am_family_t **pp = &r->first;
+    am_family_t *prev = NULL;
+    while (*pp != f) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    *pp = f->next;
+    if (r->last == f)
+        r->last = prev;
+    r->nfamilies--;
+    if (!f->catalogued)
+        r->nauto--;
+    memset(r->ftab, 0, r->fcap * sizeof(*r->ftab));
+    for (am_family_t *g = r->first; g; g = g->next) {
+        size_t i = g->name_hash & (r->fcap - 1);
+        while (r->ftab[i])
+            i = (i + 1) & (r->fcap - 1);
+        r->ftab[i] = g;
+    }
+    family_free(r, f);
+}
+
+int am_registry_define(am_registry_t *r, const am_family_def_t *def)
+{
+    am_family_def_t copy;
+    if (am_family_def_copy(&copy, def) != 0)
+        return -ENOMEM;
+    /* The catalog wins over families whose sample names it would repeat
+     * (an auto-created gauge x_count before a configured histogram x). */
+    int removed = 0;
+    for (am_family_t *g = r->first, *next; g; g = next) {
+        next = g->next;
+        if (strcmp(g->def.name, def->name) != 0 && am_family_defs_clash(def, &g->def)) {
+            remove_family(r, g);
+            removed++;
+        }
+    }
+    am_family_t *f = find_family(r, def->name, strlen(def->name));
+    if (f) {
+        if (!am_family_def_same_shape(&f->def, &copy)) {
+            /* Type, labels or buckets changed: the old series no longer fit. */
+            family_free_series(r, f);
+        }
+        am_family_def_clear(&f->def);
+        f->def = copy;
+        f->nvalues = values_per_series(&f->def);
+        if (!f->catalogued)
+            r->nauto--;
+        f->catalogued = true;
+        return removed;
+    }
+    if (!add_family(r, &copy, true)) {
+        am_family_def_clear(&copy);
+        return -ENOMEM;
+    }
+    return removed;
+}
+
+/* ---- ingest ---- */
+
 static bool type_fits(const am_family_def_t *def, am_type_t t)
 {
     switch (def->type) {
@@ -341,42 +426,6 @@ static bool type_fits(const am_family_def_t *def, am_type_t t)
         case AM_FAMILY_HISTOGRAM:
         case AM_FAMILY_SUMMARY:
             return t == AM_TYPE_TIMER || t == AM_TYPE_HISTOGRAM || t == AM_TYPE_DISTRIBUTION;
-    }
-    return false;
-}
-
-/* Names a family's samples use in either format. A new family may not share
- * any with an existing one, or the exposition would repeat a sample name. */
-static size_t owned_names(const am_family_def_t *def, char out[][AM_MAX_NAME_LEN + 16])
-{
-    const char *n = def->name;
-    size_t len = strlen(n);
-    size_t k = 0;
-    snprintf(out[k++], AM_MAX_NAME_LEN + 16, "%s", n);
-    if (def->type == AM_FAMILY_COUNTER && has_suffix(n, len, "_total"))
-        snprintf(out[k++], AM_MAX_NAME_LEN + 16, "%.*s", (int)(len - 6), n);
-    if (def->type == AM_FAMILY_HISTOGRAM)
-        snprintf(out[k++], AM_MAX_NAME_LEN + 16, "%s_bucket", n);
-    if (def->type == AM_FAMILY_HISTOGRAM || def->type == AM_FAMILY_SUMMARY) {
-        snprintf(out[k++], AM_MAX_NAME_LEN + 16, "%s_sum", n);
-        snprintf(out[k++], AM_MAX_NAME_LEN + 16, "%s_count", n);
-    }
-    return k;
-}
-
-static bool names_clash(const am_registry_t *r, const am_family_def_t *def)
-{
-    char mine[5][AM_MAX_NAME_LEN + 16];
-    size_t nm = owned_names(def, mine);
-    for (const am_family_t *f = r->first; f; f = f->next) {
-        if (strlen(f->def.name) > AM_MAX_NAME_LEN)
-            continue; /* a long configured name cannot equal an auto name + suffix */
-        char theirs[5][AM_MAX_NAME_LEN + 16];
-        size_t nt = owned_names(&f->def, theirs);
-        for (size_t i = 0; i < nm; i++)
-            for (size_t j = 0; j < nt; j++)
-                if (strcmp(mine[i], theirs[j]) == 0)
-                    return true;
     }
     return false;
 }
@@ -399,7 +448,6 @@ static const char *auto_help(am_type_t t)
     }
     return "";
 }
-
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -424,72 +472,128 @@ static bool reserved_label(am_family_type_t t, const char *p, size_t n)
     return false;
 }
 
-static am_reason_t create_family(am_registry_t *r, const char *name, size_t len,
-                                 const am_sample_t *s, am_family_t **out)
+/* The definition a first line gives an unknown name. Nothing is added to
+ * the registry here: the line may still be rejected further right. */
+static am_reason_t auto_def(am_registry_t *r, const char *name, size_t len, const am_sample_t *s,
+                            am_family_def_t *def)
 {
     if (!r->limits.auto_create)
         return AM_REJECT_UNKNOWN_FAMILY;
-    am_family_def_t def;
-    memset(&def, 0, sizeof(def));
+    memset(def, 0, sizeof(*def));
     switch (s->type) {
         case AM_TYPE_COUNTER:
-            def.type = AM_FAMILY_COUNTER;
+            def->type = AM_FAMILY_COUNTER;
             break;
         case AM_TYPE_GAUGE:
-            def.type = AM_FAMILY_GAUGE;
+            def->type = AM_FAMILY_GAUGE;
             break;
         case AM_TYPE_SET:
-            def.type = AM_FAMILY_GAUGE;
-            def.is_set = true;
+            def->type = AM_FAMILY_GAUGE;
+            def->is_set = true;
             break;
         default:
-            def.type = AM_FAMILY_HISTOGRAM;
-            def.nbuckets = sizeof(am_default_buckets) / sizeof(am_default_buckets[0]);
-            memcpy(def.buckets, am_default_buckets, sizeof(am_default_buckets));
+            def->type = AM_FAMILY_HISTOGRAM;
+            def->nbuckets = sizeof(am_default_buckets) / sizeof(am_default_buckets[0]);
+            memcpy(def->buckets, am_default_buckets, sizeof(am_default_buckets));
             break;
+    }
+    def->name = strndup(name, len);
+    def->help = strdup(auto_help(s->type));
+    if (!def->name || !def->help) {
+        am_family_def_clear(def);
+        return AM_REJECT_CARDINALITY;
+    }
+    /* The name clash is a fault of the name and type: met before the tags. */
+    if (names_clash(r, def)) {
+        am_family_def_clear(def);
+        return AM_REJECT_TYPE_CONFLICT;
     }
     char lname[AM_MAX_LABEL_NAME_LEN + 2];
     for (size_t i = 0; i < s->ntags; i++) {
         size_t n = map_label(&s->tag_key[i], lname, sizeof(lname));
-        if (n == 0 || reserved_label(def.type, lname, n)) {
-            am_family_def_clear(&def);
+        if (n == 0 || reserved_label(def->type, lname, n)) {
+            am_family_def_clear(def);
             return AM_REJECT_BAD_LABEL;
         }
-        for (size_t k = 0; k < def.nlabels; k++) {
-            if (strlen(def.labels[k]) == n && memcmp(def.labels[k], lname, n) == 0) {
-                /* "a.b" and "a_b" map to one label name */
-                am_family_def_clear(&def);
-                return AM_REJECT_BAD_LABEL;
-            }
-        }
-        def.labels[def.nlabels] = strndup(lname, n);
-        if (!def.labels[def.nlabels]) {
-            am_family_def_clear(&def);
+        def->labels[def->nlabels] = strndup(lname, n);
+        if (!def->labels[def->nlabels]) {
+            am_family_def_clear(def);
             return AM_REJECT_CARDINALITY;
         }
-        def.nlabels++;
+        def->nlabels++;
     }
-    qsort(def.labels, def.nlabels, sizeof(def.labels[0]), cmp_str);
-    def.name = strndup(name, len);
-    def.help = strdup(auto_help(s->type));
-    if (!def.name || !def.help) {
-        am_family_def_clear(&def);
-        return AM_REJECT_CARDINALITY;
+    qsort(def->labels, def->nlabels, sizeof(def->labels[0]), cmp_str);
+    return AM_OK;
+}
+
+/* Builds the series key: label values in def's label order, joined by '\0';
+ * a declared label the line lacks is empty. */
+static am_reason_t build_key(const am_family_def_t *def, const am_sample_t *s, char *key,
+                             size_t cap, size_t *klen_out)
+{
+    const am_slice_t *val_at[AM_MAX_LABELS] = {0};
+    char lname[AM_MAX_LABEL_NAME_LEN + 2];
+    for (size_t i = 0; i < s->ntags; i++) {
+        size_t n = map_label(&s->tag_key[i], lname, sizeof(lname));
+        if (n == 0 || reserved_label(def->type, lname, n))
+            return AM_REJECT_BAD_LABEL;
+        size_t k = 0;
+        while (k < def->nlabels &&
+               !(strncmp(def->labels[k], lname, n) == 0 && def->labels[k][n] == '\0'))
+            k++;
+        if (k == def->nlabels)
+            return AM_REJECT_UNDECLARED_LABEL;
+        if (val_at[k]) /* "a.b" and "a_b" in one line */
+            return AM_REJECT_BAD_LABEL;
+        val_at[k] = &s->tag_value[i];
     }
-    if (names_clash(r, &def)) {
-        am_family_def_clear(&def);
-        return AM_REJECT_TYPE_CONFLICT;
+    size_t klen = 0;
+    for (size_t k = 0; k < def->nlabels; k++) {
+        size_t vn = val_at[k] ? val_at[k]->n : 0;
+        if (klen + vn + 1 > cap)
+            return AM_REJECT_BAD_LABEL;
+        if (k > 0)
+            key[klen++] = '\0';
+        if (vn)
+            memcpy(key + klen, val_at[k]->p, vn);
+        klen += vn;
     }
-    if (r->nauto >= r->limits.max_families || r->nseries >= r->limits.max_series) {
-        am_family_def_clear(&def);
-        return AM_REJECT_CARDINALITY;
+    *klen_out = klen;
+    return AM_OK;
+}
+
+/* Checks that applying s to values v (zeros for a new series) keeps every
+ * total finite: a huge value or a tiny rate must not turn a series into
+ * Inf or NaN, which no exposition may carry. */
+static am_reason_t check_finite(const am_family_def_t *def, const double *v, const am_sample_t *s)
+{
+    switch (def->type) {
+        case AM_FAMILY_COUNTER: {
+            double t = v[0];
+            for (size_t i = 0; i < s->nvalues; i++)
+                t += s->values[i] / s->rate;
+            return isfinite(t) ? AM_OK : AM_REJECT_BAD_VALUE;
+        }
+        case AM_FAMILY_GAUGE: {
+            if (def->is_set)
+                return AM_OK;
+            double t = v[0];
+            for (size_t i = 0; i < s->nvalues; i++)
+                t = s->delta[i] ? t + s->values[i] : s->values[i];
+            return isfinite(t) ? AM_OK : AM_REJECT_BAD_VALUE;
+        }
+        case AM_FAMILY_HISTOGRAM:
+        case AM_FAMILY_SUMMARY: {
+            double w = 1.0 / s->rate;
+            if (!isfinite(w))
+                return AM_REJECT_BAD_SAMPLE_RATE;
+            double div = s->type == AM_TYPE_TIMER ? 1000.0 : 1.0;
+            double count = v[0] + w * (double)s->nvalues, sum = v[1];
+            for (size_t i = 0; i < s->nvalues; i++)
+                sum += s->values[i] / div * w;
+            return isfinite(count) && isfinite(sum) ? AM_OK : AM_REJECT_BAD_VALUE;
+        }
     }
-    am_family_t *f = add_family(r, &def, false);
-    if (!f) {
-        am_family_def_clear(&def);
-        return AM_REJECT_CARDINALITY;
-    }
-    *out = f;
     return AM_OK;
 }
 
@@ -555,6 +659,36 @@ static void observe(am_family_t *f, am_series_t *s, double x, double w)
     s->v[2 + i] += w;
 }
 
+static am_series_t *new_series(am_registry_t *r, am_family_t *f, uint64_t h, const char *key,
+                               size_t klen)
+{
+    if ((f->nseries + 1) * 4 > f->cap * 3 && !series_grow(f))
+        return NULL;
+    am_series_t **slot = series_slot(f, h, key, klen);
+    am_series_t *se = calloc(1, sizeof(*se) + f->nvalues * sizeof(double) + klen + 1);
+    if (!se)
+        return NULL;
+    se->hash = h;
+    se->key_len = (uint32_t)klen;
+    memcpy(series_key_ptr(f, se), key, klen);
+    if (f->def.is_set) {
+        se->set = calloc(1, sizeof(*se->set));
+        if (!se->set) {
+            free(se);
+            return NULL;
+        }
+    }
+    *slot = se;
+    if (f->last)
+        f->last->next = se;
+    else
+        f->first = se;
+    f->last = se;
+    f->nseries++;
+    r->nseries++;
+    return se;
+}
+
 am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s)
 {
     /* Name: mapped, counters with _total appended. */
@@ -571,78 +705,58 @@ am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s)
     }
     name[len] = '\0';
 
+    /* Every check runs before anything is added: a rejected line leaves no
+     * family and no series behind. */
     am_family_t *f = find_family(r, name, len);
-    if (!f) {
-        am_reason_t rc = create_family(r, name, len, s, &f);
+    am_family_def_t fresh;
+    const am_family_def_t *def;
+    am_reason_t rc;
+    if (f) {
+        if (!type_fits(&f->def, s->type))
+            return AM_REJECT_TYPE_CONFLICT;
+        def = &f->def;
+    } else {
+        rc = auto_def(r, name, len, s, &fresh);
         if (rc != AM_OK)
             return rc;
-    } else if (!type_fits(&f->def, s->type)) {
-        return AM_REJECT_TYPE_CONFLICT;
+        def = &fresh;
     }
 
-    /* Key: label values in the family's label order, joined by '\0'. */
-    const am_slice_t *val_at[AM_MAX_LABELS] = {0};
-    char lname[AM_MAX_LABEL_NAME_LEN + 2];
-    for (size_t i = 0; i < s->ntags; i++) {
-        size_t n = map_label(&s->tag_key[i], lname, sizeof(lname));
-        if (n == 0 || reserved_label(f->def.type, lname, n))
-            return AM_REJECT_BAD_LABEL;
-        size_t k = 0;
-        while (k < f->def.nlabels &&
-               !(strncmp(f->def.labels[k], lname, n) == 0 && f->def.labels[k][n] == '\0'))
-            k++;
-        if (k == f->def.nlabels)
-            return AM_REJECT_UNDECLARED_LABEL;
-        if (val_at[k]) /* "a.b" and "a_b" in one line */
-            return AM_REJECT_BAD_LABEL;
-        val_at[k] = &s->tag_value[i];
-    }
     char key[AM_MAX_KEY_LEN];
     size_t klen = 0;
-    for (size_t k = 0; k < f->def.nlabels; k++) {
-        size_t vn = val_at[k] ? val_at[k]->n : 0;
-        if (klen + vn + 1 > sizeof(key))
-            return AM_REJECT_BAD_LABEL;
-        if (k > 0)
-            key[klen++] = '\0';
-        if (vn)
-            memcpy(key + klen, val_at[k]->p, vn);
-        klen += vn;
-    }
-
+    rc = build_key(def, s, key, sizeof(key), &klen);
     uint64_t h = am_hash(key, klen);
-    am_series_t **slot = f->cap ? series_slot(f, h, key, klen) : NULL;
-    am_series_t *se = slot ? *slot : NULL;
-    if (!se) {
-        size_t limit = f->def.max_series ? f->def.max_series : r->limits.max_series_per_family;
-        if (f->nseries >= limit || r->nseries >= r->limits.max_series)
-            return AM_REJECT_CARDINALITY;
-        if ((f->nseries + 1) * 4 > f->cap * 3) {
-            if (!series_grow(f))
-                return AM_REJECT_CARDINALITY;
+    am_series_t *se = NULL;
+    if (rc == AM_OK && f && f->cap) {
+        am_series_t **slot = series_slot(f, h, key, klen);
+        se = *slot;
+    }
+    if (rc == AM_OK) {
+        double zeros[2] = {0, 0};
+        rc = check_finite(def, se ? se->v : zeros, s);
+    }
+    if (rc == AM_OK && !se) {
+        size_t limit = def->max_series ? def->max_series : r->limits.max_series_per_family;
+        if ((f ? f->nseries : 0) >= limit || r->nseries >= r->limits.max_series ||
+            (!f && r->nauto >= r->limits.max_families))
+            rc = AM_REJECT_CARDINALITY;
+    }
+    if (rc != AM_OK) {
+        if (!f)
+            am_family_def_clear(&fresh);
+        return rc;
+    }
+    if (!f) {
+        f = add_family(r, &fresh, false);
+        if (!f) {
+            am_family_def_clear(&fresh);
+            return AM_REJECT_CARDINALITY; /* out of memory: counted, not fatal */
         }
-        slot = series_slot(f, h, key, klen);
-        se = calloc(1, sizeof(*se) + f->nvalues * sizeof(double) + klen + 1);
+    }
+    if (!se) {
+        se = new_series(r, f, h, key, klen);
         if (!se)
             return AM_REJECT_CARDINALITY;
-        se->hash = h;
-        se->key_len = (uint32_t)klen;
-        memcpy(series_key_ptr(f, se), key, klen);
-        if (f->def.is_set) {
-            se->set = calloc(1, sizeof(*se->set));
-            if (!se->set) {
-                free(se);
-                return AM_REJECT_CARDINALITY;
-            }
-        }
-        *slot = se;
-        if (f->last)
-            f->last->next = se;
-        else
-            f->first = se;
-        f->last = se;
-        f->nseries++;
-        r->nseries++;
     }
 
     switch (f->def.type) {
@@ -665,10 +779,11 @@ am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s)
             break;
         case AM_FAMILY_HISTOGRAM:
         case AM_FAMILY_SUMMARY: {
-            double scale = s->type == AM_TYPE_TIMER ? 1.0 / 1000.0 : 1.0;
+            /* Divide (not multiply by 0.001): 9 ms must be exactly 0.009 s. */
+            double div = s->type == AM_TYPE_TIMER ? 1000.0 : 1.0;
             double w = 1.0 / s->rate;
             for (size_t i = 0; i < s->nvalues; i++)
-                observe(f, se, s->values[i] * scale, w);
+                observe(f, se, s->values[i] / div, w);
             break;
         }
     }

@@ -68,7 +68,9 @@ void am_registry_free(am_registry_t *r);
 
 /* Adds or replaces a catalogued family; the registry copies def. A family
  * that exists with the same type, labels and buckets keeps its series (help
- * and limit are updated); otherwise it starts afresh. 0 or -ENOMEM. */
+ * and limit are updated); otherwise it starts afresh. Other families whose
+ * sample names def would repeat are removed. Returns how many were removed
+ * (>= 0) or -ENOMEM. */
 int am_registry_define(am_registry_t *r, const am_family_def_t *def)
     __attribute__((warn_unused_result));
 void am_registry_set_limits(am_registry_t *r, const am_limits_t *limits);
@@ -102,3 +104,6 @@ void am_family_def_clear(am_family_def_t *def);
 int am_family_def_copy(am_family_def_t *dst, const am_family_def_t *src)
     __attribute__((warn_unused_result));
 bool am_family_def_same_shape(const am_family_def_t *a, const am_family_def_t *b);
+/* True when the two families would write a sample name in common (in either
+ * format: x_total/x, x_bucket/_sum/_count, x_created). */
+bool am_family_defs_clash(const am_family_def_t *a, const am_family_def_t *b);

@@ -221,8 +221,14 @@ static int apply_config(server_t *s, const am_config_t *cfg)
     am_config_apply_limits(cfg, &limits);
     am_registry_set_limits(s->registry, &limits);
     for (size_t i = 0; i < cfg->nfamilies; i++) {
-        if (am_registry_define(s->registry, &cfg->families[i]) != 0)
-            return -ENOMEM;
+        int rc = am_registry_define(s->registry, &cfg->families[i]);
+        if (rc < 0)
+            return rc;
+        if (rc > 0)
+            am_log(AM_LOG_WARN,
+                   "event=families_replaced family=%s count=%d reason=\"their sample names clash "
+                   "with the configured family\"",
+                   cfg->families[i].name, rc);
     }
     if (!s->opts->log_level_fixed && cfg->log_level >= 0)
         am_log_threshold = (am_log_level_t)cfg->log_level;
