@@ -1,0 +1,225 @@
+/* bench-ingest: ns per line for the parser and the registry alone, and the
+ * render time of a 100k-series scrape, without sockets or a loop.
+ *
+ *   meson test -C build --benchmark --suite bench   (or run the binary)
+ *
+ * Every case runs whole passes over its lines until at least --min-ms (300)
+ * of wall time has gone by and reports the fastest pass: the machine is
+ * shared, and the fastest pass is the one least disturbed. A slow change to
+ * parse.c or registry.c shows up here before it reaches the socket benchmark
+ * (tools/bench.py). Exits non-zero if a line is rejected: the figures of a
+ * benchmark that stopped doing the work would be meaningless. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "expose.h"
+#include "hash.h"
+#include "parse.h"
+#include "registry.h"
+
+typedef struct lines {
+    char *buf;    /* lines back to back, no separators */
+    size_t *off;  /* n + 1 offsets */
+    size_t n;
+    size_t bytes;
+} lines_t;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One DogStatsD line per series, tags in the order users send them. */
+static int make_lines(lines_t *l, const char *family, const char *type, size_t nseries)
+{
+    size_t cap = nseries * 96 + 64;
+    l->buf = malloc(cap);
+    l->off = malloc((nseries + 1) * sizeof(*l->off));
+    if (!l->buf || !l->off)
+        return -ENOMEM;
+    size_t len = 0;
+    for (size_t j = 0; j < nseries; j++) {
+        l->off[j] = len;
+        int n;
+        if (strcmp(type, "ms") == 0)
+            n = snprintf(l->buf + len, cap - len, "%s:%zu.5|ms|#provider:p%zu,model:m%zu,status:ok",
+                         family, j % 50, j % 20, j / 20);
+        else
+            n = snprintf(l->buf + len, cap - len, "%s:1|c|#provider:p%zu,model:m%zu,status:ok",
+                         family, j % 20, j / 20);
+        if (n < 0 || (size_t)n >= cap - len)
+            return -EOVERFLOW;
+        len += (size_t)n;
+    }
+    l->off[nseries] = len;
+    l->n = nseries;
+    l->bytes = len;
+    return 0;
+}
+
+static void free_lines(lines_t *l)
+{
+    free(l->buf);
+    free(l->off);
+}
+
+static volatile size_t sink;
+static int failures;
+
+/* One pass: parse (and apply, when r is given) every line once. */
+static void pass(const lines_t *l, am_registry_t *r, am_sample_t *s)
+{
+    size_t acc = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const char *p = l->buf + l->off[i];
+        size_t n = l->off[i + 1] - l->off[i];
+        am_reason_t rc = am_parse_line(p, n, s);
+        if (rc == AM_OK && r)
+            rc = am_registry_apply(r, s);
+        if (rc != AM_OK) {
+            if (failures++ < 5)
+                fprintf(stderr, "bench-ingest: line rejected (reason %d): %.*s\n", (int)rc, (int)n,
+                        p);
+        }
+        acc += s->ntags + s->nvalues;
+    }
+    sink += acc;
+}
+
+/* Fastest pass, in ns per line, over at least min_s seconds (and 3 passes). */
+static double measure(const lines_t *l, am_registry_t *r, am_sample_t *s, double min_s)
+{
+    pass(l, r, s); /* warm-up; creates the series */
+    double best = 1e30, start = now_s();
+    for (int k = 0; k < 3 || now_s() - start < min_s; k++) {
+        double t0 = now_s();
+        pass(l, r, s);
+        double dt = now_s() - t0;
+        if (dt < best)
+            best = dt;
+        if (k > 100000)
+            break;
+    }
+    return best * 1e9 / (double)l->n;
+}
+
+static am_registry_t *new_registry(void)
+{
+    am_limits_t lim;
+    am_limits_default(&lim);
+    lim.max_series_per_family = 10000000;
+    lim.max_series = 10000000;
+    return am_registry_new(&lim);
+}
+
+int main(int argc, char **argv)
+{
+    double min_s = 0.3;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--min-ms") == 0 && i + 1 < argc) {
+            min_s = atof(argv[++i]) / 1000.0;
+        } else {
+            fprintf(stderr, "usage: bench-ingest [--min-ms N]\n");
+            return 2;
+        }
+    }
+    am_hash_seed_init();
+    am_sample_t *s = malloc(sizeof(*s));
+    if (!s)
+        return 1;
+
+    printf("| case | series | ns/line | Mlines/s |\n|---|---:|---:|---:|\n");
+    static const struct {
+        const char *what;
+        const char *type;
+        size_t nseries;
+        bool apply;
+    } cases[] = {
+        {"parse: counter, 3 tags", "c", 1000, false},
+        {"parse: ms timer, 3 tags", "ms", 1000, false},
+        {"parse+apply: counter, 3 tags", "c", 1000, true},
+        {"parse+apply: counter, 3 tags", "c", 100000, true},
+        {"parse+apply: ms histogram, 3 tags", "ms", 1000, true},
+        {"parse+apply: ms histogram, 3 tags", "ms", 100000, true},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        lines_t l;
+        memset(&l, 0, sizeof(l));
+        char family[64];
+        snprintf(family, sizeof(family), "bench.%s.n%zu", cases[c].type, cases[c].nseries);
+        if (make_lines(&l, family, cases[c].type, cases[c].nseries) != 0) {
+            fprintf(stderr, "bench-ingest: out of memory\n");
+            return 1;
+        }
+        am_registry_t *r = cases[c].apply ? new_registry() : NULL;
+        if (cases[c].apply && !r)
+            return 1;
+        double ns = measure(&l, r, s, min_s);
+        printf("| %s | %zu | %.1f | %.2f |\n", cases[c].what, cases[c].nseries, ns, 1e3 / ns);
+        if (r && am_registry_series_count(r) != cases[c].nseries) {
+            fprintf(stderr, "bench-ingest: %zu series, expected %zu\n",
+                    am_registry_series_count(r), cases[c].nseries);
+            failures++;
+        }
+        am_registry_free(r);
+        free_lines(&l);
+    }
+
+    /* Scrape render: 100k counter series in one family, text and OpenMetrics,
+     * into a reused buffer (as the daemon reuses nothing yet, the first
+     * render's growth is reported separately). */
+    const size_t nrender = 100000;
+    lines_t l;
+    memset(&l, 0, sizeof(l));
+    am_registry_t *r = new_registry();
+    if (!r || make_lines(&l, "bench.render", "c", nrender) != 0)
+        return 1;
+    pass(&l, r, s);
+    printf("\n| render (am_expose_registry) | series | ms | bytes | ns/series |\n"
+           "|---|---:|---:|---:|---:|\n");
+    static const struct {
+        const char *what;
+        am_format_t fmt;
+        bool reuse;
+    } renders[] = {
+        {"text 0.0.4, fresh buffer", AM_FORMAT_TEXT, false},
+        {"text 0.0.4, reused buffer", AM_FORMAT_TEXT, true},
+        {"OpenMetrics, reused buffer", AM_FORMAT_OPENMETRICS, true},
+    };
+    am_buf_t b;
+    am_buf_init(&b, 0);
+    for (size_t k = 0; k < sizeof(renders) / sizeof(renders[0]); k++) {
+        double best = 1e30, start = now_s();
+        size_t bytes = 0;
+        for (int it = 0; it < 3 || (now_s() - start < min_s && it < 1000); it++) {
+            if (renders[k].reuse) {
+                am_buf_reset(&b);
+            } else {
+                am_buf_free(&b);
+                am_buf_init(&b, 0);
+            }
+            double t0 = now_s();
+            am_expose_registry(&b, r, renders[k].fmt);
+            double dt = now_s() - t0;
+            if (dt < best)
+                best = dt;
+            bytes = b.len;
+        }
+        if (am_buf_failed(&b))
+            failures++;
+        printf("| %s | %zu | %.2f | %zu | %.0f |\n", renders[k].what, nrender, best * 1e3, bytes,
+               best * 1e9 / (double)nrender);
+    }
+    am_buf_free(&b);
+    am_registry_free(r);
+    free_lines(&l);
+    free(s);
+    printf("\nsink=%zu failures=%d\n", (size_t)sink, failures);
+    return failures ? 1 : 0;
+}
