@@ -43,7 +43,8 @@ uint64_t am_hash_more(uint64_t h, const void *data, size_t n)
         n -= 8;
     }
     uint64_t tail = 0;
-    memcpy(&tail, p, n); /* little tail, zero padded */
+    if (n)
+        memcpy(&tail, p, n); /* little tail, zero padded */
     h = mix(h ^ tail ^ ((uint64_t)n << 56), k2);
     return h;
 }
@@ -51,4 +52,26 @@ uint64_t am_hash_more(uint64_t h, const void *data, size_t n)
 uint64_t am_hash(const void *p, size_t n)
 {
     return am_hash_more(0x243f6a8885a308d3ULL, p, n);
+}
+
+void am_hash2_more(uint64_t h[2], const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    const uint64_t k1 = 0xa0761d6478bd642fULL, k2 = 0xe7037ed1a0b428dbULL;
+    const uint64_t k3 = 0x8ebc6af09c88c6e3ULL, k4 = 0x589965cc75374cc3ULL;
+    uint64_t a = h[0] ^ seed, b = h[1] ^ (seed * k4);
+    while (n >= 8) {
+        uint64_t v = load64(p);
+        a = mix(a ^ v, k1);
+        b = mix(b ^ v, k3);
+        p += 8;
+        n -= 8;
+    }
+    uint64_t tail = 0;
+    if (n)
+        memcpy(&tail, p, n);
+    a = mix(a ^ tail ^ ((uint64_t)n << 56), k2);
+    b = mix(b ^ tail ^ ((uint64_t)n << 56), k4);
+    h[0] = a;
+    h[1] = b;
 }

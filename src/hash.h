@@ -10,3 +10,8 @@ void am_hash_seed_init(void);
 uint64_t am_hash(const void *p, size_t n);
 /* Continues a hash over another piece (for keys built of several slices). */
 uint64_t am_hash_more(uint64_t h, const void *p, size_t n);
+
+/* Two independent 64-bit lanes in one pass: a 128-bit identity for keys
+ * that are matched by hash alone (the line cache), where a false match
+ * between two of a million keys has odds near 2^-88. */
+void am_hash2_more(uint64_t h[2], const void *p, size_t n);

@@ -103,12 +103,24 @@ bool am_parse_number(const char *p, size_t n, double *out)
     if (i < n && p[i] == '.') {
         i++;
         while (i < n && is_digit(p[i])) {
+            if (int_digits + frac_digits < 19)
+                ival = ival * 10 + (uint64_t)(p[i] - '0');
             i++;
             frac_digits++;
         }
     }
     if (int_digits + frac_digits == 0)
         return false;
+    /* Fast path: "12.5" is 125 / 10. With at most 15 significant digits both
+     * operands are exact doubles and IEEE division rounds correctly, so this
+     * equals strtod's result; it is several times cheaper. */
+    if (i == n && int_digits + frac_digits <= 15) {
+        static const double pow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6, 1e7,
+                                       1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+        double v = (double)ival / pow10[frac_digits];
+        *out = neg ? -v : v;
+        return true;
+    }
     if (i < n && (p[i] == 'e' || p[i] == 'E')) {
         i++;
         if (i < n && (p[i] == '+' || p[i] == '-'))
@@ -325,6 +337,54 @@ am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out)
         ext = eend;
     }
     return AM_OK;
+}
+
+bool am_parse_skeleton(const char *p, size_t n, am_skeleton_t *out)
+{
+    if (n > 0 && p[n - 1] == '\r')
+        n--;
+    const char *end = p + n;
+    const char *colon = memchr(p, ':', n);
+    if (!colon || colon == p)
+        return false;
+    const char *pipe = memchr(colon + 1, '|', (size_t)(end - colon - 1));
+    if (!pipe)
+        return false;
+    const char *tstart = pipe + 1;
+    const char *tend = memchr(tstart, '|', (size_t)(end - tstart));
+    if (!tend)
+        tend = end;
+    if (!parse_type(tstart, (size_t)(tend - tstart), &out->type_id))
+        return false;
+    out->name = (am_slice_t){p, (size_t)(colon - p)};
+    out->values = (am_slice_t){colon + 1, (size_t)(pipe - colon - 1)};
+    out->type = (am_slice_t){tstart, (size_t)(tend - tstart)};
+    out->tags = (am_slice_t){end, 0};
+    out->rate = 1.0;
+    bool have_rate = false, have_tags = false;
+    const char *ext = tend;
+    while (ext < end) {
+        const char *estart = ext + 1;
+        const char *eend = memchr(estart, '|', (size_t)(end - estart));
+        if (!eend)
+            eend = end;
+        size_t elen = (size_t)(eend - estart);
+        if (elen > 0 && estart[0] == '@') {
+            if (have_rate || !am_parse_number(estart + 1, elen - 1, &out->rate) ||
+                !(out->rate > 0.0 && out->rate <= 1.0))
+                return false;
+            have_rate = true;
+        } else if (elen > 0 && estart[0] == '#') {
+            if (have_tags)
+                return false;
+            out->tags = (am_slice_t){estart + 1, elen - 1};
+            have_tags = true;
+        } else if (memchr(estart, '\0', elen)) {
+            return false; /* the full parse calls this line "syntax" */
+        }
+        ext = eend;
+    }
+    return true;
 }
 
 void am_parse_datagram(const char *p, size_t n, am_line_fn fn, void *ctx)

@@ -52,6 +52,24 @@ typedef struct am_sample {
  * reading left to right. *out is garbage on failure. */
 am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out);
 
+/* The hot path's structural read of a line: where the name, values, type
+ * and tags are, and the sample rate. It checks no name or tag characters,
+ * so a caller may only trust a line whose name, type and tags bytes equal
+ * those of a line that passed am_parse_line (the line cache). Returns false
+ * for anything but the plain shapes (no ':' or '|', a second @rate or #tags
+ * section, a bad rate, a NUL in an ignored extension, an unknown type):
+ * those take the full parse, which finds the reason. */
+typedef struct am_skeleton {
+    am_slice_t name;
+    am_slice_t values; /* between ':' and the first '|' */
+    am_slice_t type;   /* the type code as sent */
+    am_slice_t tags;   /* after "|#", or empty */
+    am_type_t type_id;
+    double rate;
+} am_skeleton_t;
+
+bool am_parse_skeleton(const char *p, size_t n, am_skeleton_t *out);
+
 /* Calls fn(ctx, line, len) for every non-empty line of a datagram. */
 typedef void (*am_line_fn)(void *ctx, const char *line, size_t len);
 void am_parse_datagram(const char *p, size_t n, am_line_fn fn, void *ctx);

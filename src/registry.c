@@ -8,6 +8,7 @@
 
 #include "catalog.h"
 #include "hash.h"
+#include "linecache.h"
 
 struct am_series {
     am_series_t *next; /* creation order, for rendering */
@@ -46,6 +47,8 @@ struct am_registry {
     size_t nauto;
     size_t nseries;
     am_family_t *first, *last;
+    uint64_t generation; /* bumped whenever series or families may be freed */
+    am_linecache_t cache;
 };
 
 static const char *const family_type_names[] = {"counter", "gauge", "histogram", "summary"};
@@ -270,6 +273,9 @@ am_registry_t *am_registry_new(const am_limits_t *limits)
         free(r);
         return NULL;
     }
+    /* Room for every series of a full registry in two spellings (tags in
+     * another order, say); churn past that clears it. */
+    am_linecache_init(&r->cache, 2 * r->limits.max_series);
     return r;
 }
 
@@ -284,12 +290,14 @@ void am_registry_free(am_registry_t *r)
         f = next;
     }
     free(r->ftab);
+    am_linecache_free(&r->cache);
     free(r);
 }
 
 void am_registry_set_limits(am_registry_t *r, const am_limits_t *limits)
 {
     r->limits = *limits;
+    r->cache.max_entries = 2 * limits->max_series;
 }
 
 static bool has_suffix(const char *p, size_t n, const char *sfx)
@@ -383,6 +391,7 @@ int am_registry_define(am_registry_t *r, const am_family_def_t *def)
     am_family_def_t copy;
     if (am_family_def_copy(&copy, def) != 0)
         return -ENOMEM;
+    r->generation++; /* series may be freed below: the line cache must forget them */
     /* The catalog wins over families whose sample names it would repeat
      * (an auto-created gauge x_count before a configured histogram x). */
     int removed = 0;
@@ -689,7 +698,10 @@ static am_series_t *new_series(am_registry_t *r, am_family_t *f, uint64_t h, con
     return se;
 }
 
-am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s)
+static am_reason_t update_series(am_family_t *f, am_series_t *se, const am_sample_t *s);
+
+static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_t **f_out,
+                              am_series_t **se_out)
 {
     /* Name: mapped, counters with _total appended. */
     char name[AM_MAX_NAME_LEN + 8];
@@ -758,7 +770,15 @@ am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s)
         if (!se)
             return AM_REJECT_CARDINALITY;
     }
+    *f_out = f;
+    *se_out = se;
+    return update_series(f, se, s);
+}
 
+/* Applies an accepted line's values to its series. Cannot fail but for a
+ * set over its member limit. */
+static am_reason_t update_series(am_family_t *f, am_series_t *se, const am_sample_t *s)
+{
     switch (f->def.type) {
         case AM_FAMILY_COUNTER:
             for (size_t i = 0; i < s->nvalues; i++)
@@ -788,6 +808,73 @@ am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s)
         }
     }
     return AM_OK;
+}
+
+am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s)
+{
+    am_family_t *f;
+    am_series_t *se;
+    return apply_full(r, s, &f, &se);
+}
+
+/* The values of a line whose name, type and tags the cache vouches for.
+ * Anything unusual returns non-OK and the caller takes the full path, which
+ * finds and counts the exact reason. */
+static am_reason_t apply_cached(am_family_t *f, am_series_t *se, const am_skeleton_t *sk,
+                                am_sample_t *s)
+{
+    s->type = sk->type_id;
+    s->rate = sk->rate;
+    s->nvalues = 0;
+    const char *v = sk->values.p, *end = sk->values.p + sk->values.n;
+    for (;;) {
+        const char *sep = memchr(v, ':', (size_t)(end - v));
+        const char *vend = sep ? sep : end;
+        size_t k = s->nvalues;
+        if (k == AM_MAX_VALUES || !am_parse_number(v, (size_t)(vend - v), &s->values[k]))
+            return AM_REJECT_BAD_VALUE;
+        if (s->type == AM_TYPE_COUNTER && s->values[k] < 0)
+            return AM_REJECT_NEGATIVE_COUNTER;
+        s->delta[k] = v[0] == '+' || v[0] == '-';
+        s->nvalues++;
+        if (!sep)
+            break;
+        v = sep + 1;
+    }
+    am_reason_t rc = check_finite(&f->def, se->v, s);
+    if (rc != AM_OK)
+        return rc;
+    return update_series(f, se, s);
+}
+
+am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n, am_sample_t *s)
+{
+    am_skeleton_t sk;
+    uint64_t h[2] = {0, 0};
+    bool cacheable = am_parse_skeleton(p, n, &sk) && sk.type_id != AM_TYPE_SET;
+    if (cacheable) {
+        h[0] = 0x243f6a8885a308d3ULL;
+        h[1] = 0x13198a2e03707344ULL;
+        am_hash2_more(h, sk.name.p, sk.name.n); /* each piece's length is mixed in */
+        am_hash2_more(h, sk.type.p, sk.type.n);
+        am_hash2_more(h, sk.tags.p, sk.tags.n);
+        if (r->cache.generation != r->generation) {
+            am_linecache_clear(&r->cache);
+            r->cache.generation = r->generation;
+        }
+        am_linecache_entry_t *e = am_linecache_find(&r->cache, h);
+        if (e && apply_cached(e->family, e->series, &sk, s) == AM_OK)
+            return AM_OK;
+    }
+    am_reason_t rc = am_parse_line(p, n, s);
+    if (rc != AM_OK)
+        return rc;
+    am_family_t *f;
+    am_series_t *se;
+    rc = apply_full(r, s, &f, &se);
+    if (rc == AM_OK && cacheable)
+        am_linecache_insert(&r->cache, h, f, se);
+    return rc;
 }
 
 /* ---- read side ---- */

@@ -78,6 +78,15 @@ void am_registry_set_limits(am_registry_t *r, const am_limits_t *limits);
 /* Applies one parsed line. Returns AM_OK or the reject reason. */
 am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s);
 
+/* Parses and applies one raw line (the ingest hot path). A line whose name,
+ * type and tags bytes were accepted before takes the line cache: values
+ * parsed, series updated, nothing else. Any other line takes the full parse
+ * (am_parse_line + am_registry_apply), so both paths give the same result
+ * and the same reject reason. scratch is the caller's (it is large); p is
+ * borrowed for the call. */
+am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n,
+                                    am_sample_t *scratch);
+
 /* Read side, for rendering. Families in creation order; series in creation
  * order within a family. */
 size_t am_registry_family_count(const am_registry_t *r);

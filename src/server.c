@@ -86,9 +86,7 @@ static void log_reject(server_t *s, am_reason_t rc, const char *line, size_t len
 static void on_line(void *ctx, const char *line, size_t len)
 {
     server_t *s = ctx;
-    am_reason_t rc = am_parse_line(line, len, &s->sample);
-    if (rc == AM_OK)
-        rc = am_registry_apply(s->registry, &s->sample);
+    am_reason_t rc = am_registry_ingest_line(s->registry, line, len, &s->sample);
     if (rc == AM_OK) {
         s->stats.samples++;
         return;

@@ -18,17 +18,21 @@ quick=0
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:halt_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:abort_on_error=1}"
 
+# A build that fails counts as one failed check in the closing line.
+broken=0
 setup() { # dir, extra meson args...
     dir=$1
     shift
     if [ ! -f "$dir/build.ninja" ]; then
         meson setup "$dir" --werror "$@" >"$dir.setup.log" 2>&1 || {
             cat "$dir.setup.log"
+            broken=$((broken + 1))
             return 1
         }
     fi
     ninja -C "$dir" >"$dir.ninja.log" 2>&1 || {
         tail -50 "$dir.ninja.log"
+        broken=$((broken + 1))
         return 1
     }
 }
@@ -53,7 +57,8 @@ for b in $builds; do
     meson test -C "$b" --print-errorlogs --num-processes 2 $suites || status=1
 done
 
-/usr/bin/python3 tools/test-totals.py $builds
+# shellcheck disable=SC2086
+/usr/bin/python3 tools/test-totals.py --broken-builds "$broken" $builds
 rc=$?
 [ $rc -ne 0 ] && status=1
 exit $status

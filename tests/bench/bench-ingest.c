@@ -79,9 +79,9 @@ static void pass(const lines_t *l, am_registry_t *r, am_sample_t *s)
     for (size_t i = 0; i < l->n; i++) {
         const char *p = l->buf + l->off[i];
         size_t n = l->off[i + 1] - l->off[i];
-        am_reason_t rc = am_parse_line(p, n, s);
-        if (rc == AM_OK && r)
-            rc = am_registry_apply(r, s);
+        /* With a registry: the daemon's own path (line cache, then the full
+         * parse and apply on a miss). Without: the full parser alone. */
+        am_reason_t rc = r ? am_registry_ingest_line(r, p, n, s) : am_parse_line(p, n, s);
         if (rc != AM_OK) {
             if (failures++ < 5)
                 fprintf(stderr, "bench-ingest: line rejected (reason %d): %.*s\n", (int)rc, (int)n,

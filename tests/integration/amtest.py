@@ -171,6 +171,8 @@ class Daemon:
 
     def __exit__(self, exc_type, exc, tb):
         rc = self.stop()
+        if exc_type is not None:  # show what the daemon said before the failure
+            sys.stderr.write("daemon exit %s, log tail:\n%s" % (rc, "".join(self.log[-30:])))
         # A clean SIGTERM exit is 0; under ASan a leak or error at exit is not.
         if exc_type is None and rc != 0:
             raise AssertionError("daemon exited %s: %s" % (rc, "".join(self.log[-30:])))

@@ -1,0 +1,52 @@
+/* linecache: the ingest fast path's memory. Maps the 128-bit hash of a
+ * line's name, type and tags (the bytes as sent) to the family and series
+ * that line fed the last time, so a repeated line skips tag validation,
+ * name mapping and key building.
+ *
+ * Only lines that passed the full parse and apply are inserted, so a hit
+ * means "these exact bytes were valid and fed this series". Entries are
+ * matched by hash alone (DogStatsD keys its contexts the same way with 64
+ * bits; we use 128 with a per-process seed). The cache is cleared when the
+ * registry changes shape (a family defined, replaced or removed) and when it
+ * is full, so it can never point at freed series. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct am_linecache_entry {
+    uint64_t h[2];
+    void *family;
+    void *series;
+} am_linecache_entry_t;
+
+typedef struct am_linecache {
+    am_linecache_entry_t *slots; /* owned; h[0] == 0 && h[1] == 0 marks free */
+    size_t cap;                  /* power of two, or 0 */
+    size_t n;
+    size_t max_entries;          /* reaching it clears the cache */
+    uint64_t generation;         /* registry generation the entries belong to */
+} am_linecache_t;
+
+void am_linecache_init(am_linecache_t *c, size_t max_entries);
+void am_linecache_free(am_linecache_t *c);
+void am_linecache_clear(am_linecache_t *c);
+
+static inline am_linecache_entry_t *am_linecache_find(const am_linecache_t *c,
+                                                      const uint64_t h[2])
+{
+    if (!c->cap)
+        return NULL;
+    size_t mask = c->cap - 1;
+    for (size_t i = h[0] & mask;; i = (i + 1) & mask) {
+        am_linecache_entry_t *e = &c->slots[i];
+        if (e->h[0] == h[0] && e->h[1] == h[1])
+            return e;
+        if (!e->h[0] && !e->h[1])
+            return NULL;
+    }
+}
+
+/* Remembers h -> (family, series). Allocation failure just means no
+ * caching; nothing else depends on it. */
+void am_linecache_insert(am_linecache_t *c, const uint64_t h[2], void *family, void *series);
