@@ -60,7 +60,8 @@ void am_expose_finish(am_buf_t *b, am_format_t fmt)
 }
 
 /* Renders `k1="v1",k2="v2"` of a series into lb (reused across series). */
-static void render_labels(am_buf_t *lb, const am_family_def_t *def, const char *key, size_t klen)
+static void render_labels(am_buf_t *lb, const am_family_def_t *def, const size_t *name_len,
+                          const char *key, size_t klen)
 {
     am_buf_reset(lb);
     const char *p = key, *end = key + klen;
@@ -69,7 +70,7 @@ static void render_labels(am_buf_t *lb, const am_family_def_t *def, const char *
         size_t vn = nul ? (size_t)(nul - p) : (size_t)(end - p);
         if (i)
             am_buf_putc(lb, ',');
-        am_buf_puts(lb, def->labels[i]);
+        am_buf_append(lb, def->labels[i], name_len[i]);
         am_buf_append(lb, "=\"", 2);
         am_fmt_label_value(lb, p, vn);
         am_buf_putc(lb, '"');
@@ -77,50 +78,70 @@ static void render_labels(am_buf_t *lb, const am_family_def_t *def, const char *
     }
 }
 
-/* name[suffix]{labels[,extra]} value */
-static void put_line(am_buf_t *b, const char *name, const char *suffix, const am_buf_t *lb,
-                     const char *extra, double v)
+/* What every sample line of one family shares, computed once per scrape. */
+typedef struct line_ctx {
+    am_buf_t *b;
+    const char *name;
+    size_t name_len;
+    const am_buf_t *lb; /* the current series' labels */
+} line_ctx_t;
+
+/* name[suffix]{labels[,extra]} value\n, with one reservation per line:
+ * this is the loop a 1M-series scrape runs 1M+ times. */
+static void put_line(const line_ctx_t *c, const char *suffix, size_t suffix_len,
+                     const char *extra, size_t extra_len, double v)
 {
-    am_buf_puts(b, name);
-    am_buf_puts(b, suffix);
-    bool any = lb->len || extra;
-    if (any) {
-        am_buf_putc(b, '{');
-        am_buf_append(b, lb->data, lb->len);
-        if (extra) {
-            if (lb->len)
-                am_buf_putc(b, ',');
-            am_buf_puts(b, extra);
+    am_buf_t *b = c->b;
+    size_t lbl = c->lb->len;
+    if (!am_buf_reserve(b, c->name_len + suffix_len + lbl + extra_len + 4 + AM_FMT_DOUBLE_MAX))
+        return;
+    char *o = b->data + b->len;
+    memcpy(o, c->name, c->name_len);
+    o += c->name_len;
+    memcpy(o, suffix, suffix_len);
+    o += suffix_len;
+    if (lbl || extra_len) {
+        *o++ = '{';
+        memcpy(o, c->lb->data, lbl);
+        o += lbl;
+        if (extra_len) {
+            if (lbl)
+                *o++ = ',';
+            memcpy(o, extra, extra_len);
+            o += extra_len;
         }
-        am_buf_putc(b, '}');
+        *o++ = '}';
     }
-    am_buf_putc(b, ' ');
-    put_double(b, v);
-    am_buf_putc(b, '\n');
+    *o++ = ' ';
+    o += am_fmt_double(v, o);
+    *o++ = '\n';
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = '\0';
 }
 
-static void render_histogram(am_buf_t *b, const am_family_def_t *def, const am_buf_t *lb,
-                             const double *v, bool om)
+typedef struct le_label {
+    char text[AM_FMT_DOUBLE_MAX + 8]; /* le="0.005" */
+    size_t len;
+} le_label_t;
+
+static void render_histogram(const line_ctx_t *c, const am_family_def_t *def,
+                             const le_label_t *les, const double *v, bool om)
 {
     double count = v[0];
     double cum = 0;
-    char le[AM_FMT_DOUBLE_MAX + 8];
     for (size_t i = 0; i < def->nbuckets; i++) {
         cum += v[2 + i];
         /* Float sums of 1/rate weights may pass the total by an ulp. */
-        double c = cum > count ? count : cum;
-        memcpy(le, "le=\"", 4);
-        size_t n = am_fmt_double(def->buckets[i], le + 4);
-        memcpy(le + 4 + n, "\"", 2);
-        put_line(b, def->name, "_bucket", lb, le, om ? round(c) : c);
+        double n = cum > count ? count : cum;
+        put_line(c, "_bucket", 7, les[i].text, les[i].len, om ? round(n) : n);
     }
-    put_line(b, def->name, "_bucket", lb, "le=\"+Inf\"", om ? round(count) : count);
+    put_line(c, "_bucket", 7, "le=\"+Inf\"", 9, om ? round(count) : count);
     /* OpenMetrics: a sum is a counter, so it must not be negative, and a
      * histogram with negative bounds must not have one; _count goes with
      * _sum. There the +Inf bucket alone carries the count. */
     if (!om || (v[1] >= 0 && !(def->nbuckets && def->buckets[0] < 0))) {
-        put_line(b, def->name, "_sum", lb, NULL, v[1]);
-        put_line(b, def->name, "_count", lb, NULL, om ? round(count) : count);
+        put_line(c, "_sum", 4, NULL, 0, v[1]);
+        put_line(c, "_count", 6, NULL, 0, om ? round(count) : count);
     }
 }
 
@@ -129,28 +150,40 @@ void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt)
     bool om = fmt == AM_FORMAT_OPENMETRICS;
     am_buf_t lb;
     am_buf_init(&lb, 0);
+    le_label_t les[AM_MAX_BUCKETS];
+    size_t label_len[AM_MAX_LABELS];
     for (const am_family_t *f = am_registry_first(r); f; f = am_family_next(f)) {
         const am_family_def_t *def = am_family_def(f);
         am_expose_family_header(b, def->name, def->help, def->type, fmt);
+        for (size_t i = 0; i < def->nlabels; i++)
+            label_len[i] = strlen(def->labels[i]);
+        for (size_t i = 0; def->type == AM_FAMILY_HISTOGRAM && i < def->nbuckets; i++) {
+            memcpy(les[i].text, "le=\"", 4);
+            size_t n = am_fmt_double(def->buckets[i], les[i].text + 4);
+            les[i].text[4 + n] = '"';
+            les[i].text[5 + n] = '\0';
+            les[i].len = 5 + n;
+        }
+        line_ctx_t c = {b, def->name, strlen(def->name), &lb};
         for (const am_series_t *s = am_family_first_series(f); s; s = am_series_next(s)) {
             size_t klen;
             const char *key = am_series_key(f, s, &klen);
-            render_labels(&lb, def, key, klen);
+            render_labels(&lb, def, label_len, key, klen);
             const double *v = am_series_values(s);
             switch (def->type) {
                 case AM_FAMILY_COUNTER:
                 case AM_FAMILY_GAUGE:
-                    put_line(b, def->name, "", &lb, NULL, v[0]);
+                    put_line(&c, "", 0, NULL, 0, v[0]);
                     break;
                 case AM_FAMILY_HISTOGRAM:
-                    render_histogram(b, def, &lb, v, om);
+                    render_histogram(&c, def, les, v, om);
                     break;
                 case AM_FAMILY_SUMMARY:
                     /* OpenMetrics: a negative sum is invalid, and _count
                      * goes with _sum (see render_histogram). */
                     if (!om || v[1] >= 0) {
-                        put_line(b, def->name, "_sum", &lb, NULL, v[1]);
-                        put_line(b, def->name, "_count", &lb, NULL, om ? round(v[0]) : v[0]);
+                        put_line(&c, "_sum", 4, NULL, 0, v[1]);
+                        put_line(&c, "_count", 6, NULL, 0, om ? round(v[0]) : v[0]);
                     }
                     break;
             }

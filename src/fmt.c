@@ -53,11 +53,24 @@ size_t am_fmt_double(double v, char out[AM_FMT_DOUBLE_MAX])
         return (size_t)snprintf(out, AM_FMT_DOUBLE_MAX, "NaN");
     if (isinf(v))
         return (size_t)snprintf(out, AM_FMT_DOUBLE_MAX, v > 0 ? "+Inf" : "-Inf");
-    /* Fast path: small integers, the common case for counters and buckets. */
+    /* Fast path: small integers, the common case for counters and buckets
+     * (a scrape formats millions of them: no snprintf here). */
     if (v > -1e6 && v < 1e6 && v == (double)(int64_t)v) {
-        if (v == 0)
-            return (size_t)snprintf(out, AM_FMT_DOUBLE_MAX, signbit(v) ? "-0.0" : "0.0");
-        return (size_t)snprintf(out, AM_FMT_DOUBLE_MAX, "%lld.0", (long long)v);
+        char tmp[8];
+        size_t o = 0, k = 0;
+        if (v < 0 || (v == 0 && signbit(v)))
+            out[o++] = '-';
+        uint32_t u = (uint32_t)(v < 0 ? -v : v);
+        do {
+            tmp[k++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        while (k)
+            out[o++] = tmp[--k];
+        out[o++] = '.';
+        out[o++] = '0';
+        out[o] = '\0';
+        return o;
     }
     size_t o = 0;
     double a = v;
@@ -95,6 +108,14 @@ size_t am_fmt_double(double v, char out[AM_FMT_DOUBLE_MAX])
 
 void am_fmt_label_value(am_buf_t *b, const char *p, size_t n)
 {
+    /* Most values need no escaping: one scan, one copy. */
+    size_t plain = 0;
+    while (plain < n && p[plain] != '\\' && p[plain] != '"' && p[plain] != '\n')
+        plain++;
+    if (plain == n) {
+        am_buf_append(b, p, n);
+        return;
+    }
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         const char *esc = NULL;
