@@ -339,19 +339,28 @@ am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out)
     return AM_OK;
 }
 
+/* A plain loop: the fields of a StatsD line are a few bytes long, where
+ * memchr's call and setup cost more than the scan. */
+static inline const char *scan_for(const char *p, const char *end, char c)
+{
+    while (p < end && *p != c)
+        p++;
+    return p < end ? p : NULL;
+}
+
 bool am_parse_skeleton(const char *p, size_t n, am_skeleton_t *out)
 {
     if (n > 0 && p[n - 1] == '\r')
         n--;
     const char *end = p + n;
-    const char *colon = memchr(p, ':', n);
+    const char *colon = scan_for(p, end, ':');
     if (!colon || colon == p)
         return false;
-    const char *pipe = memchr(colon + 1, '|', (size_t)(end - colon - 1));
+    const char *pipe = scan_for(colon + 1, end, '|');
     if (!pipe)
         return false;
     const char *tstart = pipe + 1;
-    const char *tend = memchr(tstart, '|', (size_t)(end - tstart));
+    const char *tend = scan_for(tstart, end, '|');
     if (!tend)
         tend = end;
     if (!parse_type(tstart, (size_t)(tend - tstart), &out->type_id))
