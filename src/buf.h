@@ -12,7 +12,7 @@
 #include <stddef.h>
 
 typedef struct am_buf {
-    char *data;   /* owned; NUL-terminated while !failed (for debugging only) */
+    char *data; /* owned; NUL-terminated while !failed (for debugging only) */
     size_t len;
     size_t cap;
     size_t limit; /* 0 = unlimited; growth past it marks the buffer failed */

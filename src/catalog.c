@@ -22,6 +22,8 @@ typedef struct builtin {
 
 #define DURATION am_default_buckets, 14
 
+/* One row per family reads better than wrapped fields. */
+/* clang-format off */
 static const builtin_t builtins[] = {
     {"alice_api_requests_total", "Total number of API requests", AM_FAMILY_COUNTER,
      {"provider", "model", "operation", "status"}, NULL, 0},
@@ -48,6 +50,7 @@ static const builtin_t builtins[] = {
     {"alice_events_published_total", "Total events published", AM_FAMILY_COUNTER,
      {"event_type"}, NULL, 0},
 };
+/* clang-format on */
 
 size_t am_catalog_count(void)
 {

@@ -12,8 +12,8 @@ static void put_double(am_buf_t *b, double v)
     am_buf_append(b, tmp, n);
 }
 
-void am_expose_family_header(am_buf_t *b, const char *name, const char *help,
-                             am_family_type_t type, am_format_t fmt)
+void am_expose_family_header(am_buf_t *b, const char *name, const char *help, am_family_type_t type,
+                             am_format_t fmt)
 {
     size_t nlen = strlen(name);
     bool om = fmt == AM_FORMAT_OPENMETRICS;
@@ -88,8 +88,8 @@ typedef struct line_ctx {
 
 /* name[suffix]{labels[,extra]} value\n, with one reservation per line:
  * this is the loop a 1M-series scrape runs 1M+ times. */
-static void put_line(const line_ctx_t *c, const char *suffix, size_t suffix_len,
-                     const char *extra, size_t extra_len, double v)
+static void put_line(const line_ctx_t *c, const char *suffix, size_t suffix_len, const char *extra,
+                     size_t extra_len, double v)
 {
     am_buf_t *b = c->b;
     size_t lbl = c->lb->len;
@@ -124,8 +124,8 @@ typedef struct le_label {
     size_t len;
 } le_label_t;
 
-static void render_histogram(const line_ctx_t *c, const am_family_def_t *def,
-                             const le_label_t *les, const double *v, bool om)
+static void render_histogram(const line_ctx_t *c, const am_family_def_t *def, const le_label_t *les,
+                             const double *v, bool om)
 {
     double count = v[0];
     double cum = 0;

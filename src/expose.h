@@ -13,7 +13,7 @@ typedef enum am_format {
     AM_FORMAT_OPENMETRICS, /* application/openmetrics-text; version=1.0.0 */
 } am_format_t;
 
-#define AM_CONTENT_TYPE_TEXT "text/plain; version=0.0.4; charset=utf-8"
+#define AM_CONTENT_TYPE_TEXT        "text/plain; version=0.0.4; charset=utf-8"
 #define AM_CONTENT_TYPE_OPENMETRICS "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 /* Every family of r, with HELP and TYPE even when it has no series yet. */
@@ -22,8 +22,8 @@ void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt);
 /* Primitives, also used for the self-metrics. `name` is the family name as
  * 0.0.4 writes it (counters end in _total; OpenMetrics drops that suffix in
  * HELP/TYPE). */
-void am_expose_family_header(am_buf_t *b, const char *name, const char *help,
-                             am_family_type_t type, am_format_t fmt);
+void am_expose_family_header(am_buf_t *b, const char *name, const char *help, am_family_type_t type,
+                             am_format_t fmt);
 /* One sample line: name, optional label pairs (key, value)..., value.
  * labels may be NULL when nlabels is 0. */
 void am_expose_sample(am_buf_t *b, const char *name, const char *const *labels, size_t nlabels,

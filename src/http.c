@@ -72,7 +72,7 @@ struct am_http_server {
     void *ctx;
     am_http_stats_t stats;
     int port;
-    conn_t *conns;        /* every conn not yet freed, closing ones included */
+    conn_t *conns; /* every conn not yet freed, closing ones included */
     unsigned rejects_closing;
     bool start_failed;
     bool stopping;
@@ -104,9 +104,9 @@ struct conn {
     bool in_field;    /* the last header callback was on_header_field */
     size_t header_bytes;
     uint64_t body_bytes;
-    int reject;      /* status set by a callback that stopped the parser */
-    bool oom;        /* a callback ran out of memory */
-    bool in_body;    /* between on_headers_complete and on_message_complete */
+    int reject;   /* status set by a callback that stopped the parser */
+    bool oom;     /* a callback ran out of memory */
+    bool in_body; /* between on_headers_complete and on_message_complete */
     bool message_done;
     bool in_request; /* a request is expected or partly read (request timer) */
     bool request_begun;
@@ -174,8 +174,8 @@ static const char *reason_phrase(int status)
         return text;
         AM_HTTP_STATUS_MAP(XX)
 #undef XX
-    default:
-        break;
+        default:
+            break;
     }
     const char *s = http_status_str((enum http_status)status);
     return strcmp(s, "<unknown>") == 0 ? "Unknown" : s;

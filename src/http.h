@@ -15,9 +15,9 @@
 #include "buf.h"
 
 typedef struct am_http_request {
-    bool head;               /* HEAD: the module drops the body, keeps the headers */
-    const char *path;        /* borrowed until the handler returns; no query string */
-                             /* (also NUL-terminated; absolute-form targets give their path) */
+    bool head;        /* HEAD: the module drops the body, keeps the headers */
+    const char *path; /* borrowed until the handler returns; no query string */
+                      /* (also NUL-terminated; absolute-form targets give their path) */
     size_t path_len;
     const char *accept;          /* borrowed, NUL-terminated, NULL when absent */
     const char *accept_encoding; /* borrowed, NUL-terminated, NULL when absent */
@@ -36,13 +36,13 @@ typedef void (*am_http_handler_fn)(void *ctx, const am_http_request_t *req,
                                    am_http_response_t *resp);
 
 typedef struct am_http_limits {
-    size_t max_header_bytes;       /* request line + headers; over it: 431 and close */
-    size_t max_body_bytes;         /* a GET/HEAD body beyond this: 413 and close */
-    uint64_t idle_timeout_ms;      /* keep-alive connection with no request in flight */
-    uint64_t request_timeout_ms;   /* from first byte to a complete request (slowloris) */
-    uint64_t write_timeout_ms;     /* a response that makes no progress for this long */
-    unsigned max_connections;      /* beyond it new connections are closed at once */
-    size_t max_pending_responses;  /* pipelined requests queued per connection */
+    size_t max_header_bytes;      /* request line + headers; over it: 431 and close */
+    size_t max_body_bytes;        /* a GET/HEAD body beyond this: 413 and close */
+    uint64_t idle_timeout_ms;     /* keep-alive connection with no request in flight */
+    uint64_t request_timeout_ms;  /* from first byte to a complete request (slowloris) */
+    uint64_t write_timeout_ms;    /* a response that makes no progress for this long */
+    unsigned max_connections;     /* beyond it new connections are closed at once */
+    size_t max_pending_responses; /* pipelined requests queued per connection */
 } am_http_limits_t;
 
 /* 0 disables a timeout or max_connections; max_pending_responses 0 counts
@@ -56,7 +56,7 @@ typedef struct am_http_stats {
     uint64_t connections_accepted;
     uint64_t connections_rejected; /* over max_connections */
     uint64_t requests;
-    uint64_t bad_requests;         /* 400/413/431 */
+    uint64_t bad_requests; /* 400/413/431 */
     uint64_t timeouts;
     unsigned connections_open;
 } am_http_stats_t;
@@ -70,8 +70,8 @@ typedef struct am_http_server am_http_server_t;
  * these failures leave nothing on the loop. limits is copied. Responses are
  * written with write(2): the process must ignore SIGPIPE. */
 int am_http_server_start(uv_loop_t *loop, const char *host, int port,
-                         const am_http_limits_t *limits, am_http_handler_fn handler,
-                         void *ctx, am_http_server_t **out) __attribute__((warn_unused_result));
+                         const am_http_limits_t *limits, am_http_handler_fn handler, void *ctx,
+                         am_http_server_t **out) __attribute__((warn_unused_result));
 
 /* The bound port (useful with port 0). */
 int am_http_server_port(const am_http_server_t *srv);

@@ -24,16 +24,15 @@ typedef struct am_linecache {
     am_linecache_entry_t *slots; /* owned; h[0] == 0 && h[1] == 0 marks free */
     size_t cap;                  /* power of two, or 0 */
     size_t n;
-    size_t max_entries;          /* reaching it clears the cache */
-    uint64_t generation;         /* registry generation the entries belong to */
+    size_t max_entries;  /* reaching it clears the cache */
+    uint64_t generation; /* registry generation the entries belong to */
 } am_linecache_t;
 
 void am_linecache_init(am_linecache_t *c, size_t max_entries);
 void am_linecache_free(am_linecache_t *c);
 void am_linecache_clear(am_linecache_t *c);
 
-static inline am_linecache_entry_t *am_linecache_find(const am_linecache_t *c,
-                                                      const uint64_t h[2])
+static inline am_linecache_entry_t *am_linecache_find(const am_linecache_t *c, const uint64_t h[2])
 {
     if (!c->cap)
         return NULL;

@@ -35,8 +35,8 @@ void am_log_write(am_log_level_t level, const char *fmt, ...)
     gmtime_r(&tv.tv_sec, &tm);
     char line[2048];
     int n = snprintf(line, sizeof(line), "time=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(tv.tv_usec / 1000), am_log_level_name(level));
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (int)(tv.tv_usec / 1000), am_log_level_name(level));
     if (n < 0)
         return;
     va_list ap;

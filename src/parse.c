@@ -115,7 +115,7 @@ bool am_parse_number(const char *p, size_t n, double *out)
      * operands are exact doubles and IEEE division rounds correctly, so this
      * equals strtod's result; it is several times cheaper. */
     if (i == n && int_digits + frac_digits <= 15) {
-        static const double pow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6, 1e7,
+        static const double pow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                        1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
         double v = (double)ival / pow10[frac_digits];
         *out = neg ? -v : v;

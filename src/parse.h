@@ -12,13 +12,13 @@
 
 #include "reasons.h"
 
-#define AM_MAX_NAME_LEN 200      /* metric name bytes, before mapping */
-#define AM_MAX_TAGS 32           /* tags per line */
-#define AM_MAX_LABEL_NAME_LEN 100
+#define AM_MAX_NAME_LEN        200 /* metric name bytes, before mapping */
+#define AM_MAX_TAGS            32  /* tags per line */
+#define AM_MAX_LABEL_NAME_LEN  100
 #define AM_MAX_LABEL_VALUE_LEN 1024
-#define AM_MAX_VALUES 128        /* DogStatsD packed values per line */
-#define AM_MAX_NUMBER_LEN 63     /* characters of one number */
-#define AM_MAX_SET_VALUE_LEN 1024
+#define AM_MAX_VALUES          128 /* DogStatsD packed values per line */
+#define AM_MAX_NUMBER_LEN      63  /* characters of one number */
+#define AM_MAX_SET_VALUE_LEN   1024
 
 typedef enum am_type {
     AM_TYPE_COUNTER,      /* c */
@@ -37,8 +37,8 @@ typedef struct am_slice {
 typedef struct am_sample {
     am_slice_t name; /* raw: '.' and '-' not yet mapped (am_map_name does it) */
     am_type_t type;
-    double rate;     /* 1.0 unless |@rate was given */
-    size_t nvalues;  /* >= 1 except for sets */
+    double rate;    /* 1.0 unless |@rate was given */
+    size_t nvalues; /* >= 1 except for sets */
     double values[AM_MAX_VALUES];
     bool delta[AM_MAX_VALUES]; /* gauge value had a leading sign */
     am_slice_t set_value;      /* type s: the member, as sent */

@@ -1,16 +1,14 @@
 #include "reasons.h"
 
-static const char *const labels[] = {
-    "ok",
+static const char *const labels[] = {"ok",
 #define XX(id, label, msg) label,
-    AM_REASON_MAP(XX)
+                                     AM_REASON_MAP(XX)
 #undef XX
 };
 
-static const char *const messages[] = {
-    "accepted",
+static const char *const messages[] = {"accepted",
 #define XX(id, label, msg) msg,
-    AM_REASON_MAP(XX)
+                                       AM_REASON_MAP(XX)
 #undef XX
 };
 

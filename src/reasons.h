@@ -3,6 +3,7 @@
  * that debug logs and alice-emit print. proto/README.md documents each. */
 #pragma once
 
+/* clang-format off */
 #define AM_REASON_MAP(XX)                                                                          \
     XX(SYNTAX, "syntax", "malformed line: no ':' or '|', empty name, or NUL byte")               \
     XX(BAD_NAME, "bad_name", "metric name has a character outside [a-zA-Z0-9_.-] or a reserved prefix") \
@@ -15,6 +16,7 @@
     XX(NEGATIVE_COUNTER, "negative_counter", "counter increment is negative")                     \
     XX(CARDINALITY, "cardinality", "series, family or set limit reached")                         \
     XX(UNKNOWN_FAMILY, "unknown_family", "unknown family and auto-creation is off")
+/* clang-format on */
 
 typedef enum am_reason {
     AM_OK = 0,

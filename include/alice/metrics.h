@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
-#define ALICE_EXPORT __attribute__((visibility("default")))
+#define ALICE_EXPORT      __attribute__((visibility("default")))
 #define ALICE_WARN_UNUSED __attribute__((warn_unused_result))
 #else
 #define ALICE_EXPORT
@@ -107,7 +107,10 @@ typedef struct alice_options {
                                    series are parsed on every call and sent as lines */
 } alice_options;
 
-#define ALICE_OPTIONS_INIT {sizeof(alice_options), 0, 0, 0, 0}
+#define ALICE_OPTIONS_INIT                                                                         \
+    {                                                                                              \
+        sizeof(alice_options), 0, 0, 0, 0                                                          \
+    }
 
 /* Opens a client on addr: "host:port", "udp://host:port" (IPv6 as
  * "[::1]:8125"), "unix:///path/to.sock"; NULL means $ALICE_METRICS_ADDR,
@@ -120,8 +123,7 @@ typedef struct alice_options {
  * Returns 0; -EINVAL for a malformed address or options; -EADDRNOTAVAIL
  * when the host does not resolve; -ENOMEM; another negative errno from
  * socket(2) or pthread_create(3). On failure *out is NULL. */
-ALICE_EXPORT ALICE_WARN_UNUSED int alice_open(alice_client **out, const char *addr,
-                                              unsigned flags);
+ALICE_EXPORT ALICE_WARN_UNUSED int alice_open(alice_client **out, const char *addr, unsigned flags);
 
 /* alice_open() with options. opts is borrowed for the call; NULL means
  * ALICE_OPTIONS_INIT. Returns as alice_open(); -EINVAL also when
@@ -180,7 +182,7 @@ typedef struct alice_stats {
     uint64_t lines_sent;        /* StatsD lines inside the datagrams sent */
     uint64_t lines_dropped;     /* StatsD lines inside the datagrams dropped */
     uint64_t bytes_sent;
-    int last_error;             /* errno of the latest drop, 0 if none */
+    int last_error; /* errno of the latest drop, 0 if none */
 } alice_stats;
 
 /* Copies the client's counters into *out (owned by the caller). Over UDP a

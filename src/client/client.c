@@ -19,13 +19,13 @@
 #include "am_config.h"
 #include "line.h"
 
-#define DEFAULT_INTERVAL_MS 1000u
-#define DEFAULT_UDP_DATAGRAM 8192u   /* DogStatsD's advice for loopback UDP */
+#define DEFAULT_INTERVAL_MS   1000u
+#define DEFAULT_UDP_DATAGRAM  8192u  /* DogStatsD's advice for loopback UDP */
 #define DEFAULT_UNIX_DATAGRAM 32768u /* fewer syscalls; the daemon reads 64 KiB */
-#define MIN_DATAGRAM 512u
-#define DEFAULT_MAX_KEYS 10000u
-#define KEY_MAX 4096u /* longer series keys are parsed on every call */
-#define ALL_FLAGS (ALICE_AGGREGATE | ALICE_NO_THREAD | ALICE_MANUAL_FLUSH | ALICE_UNLOCKED)
+#define MIN_DATAGRAM          512u
+#define DEFAULT_MAX_KEYS      10000u
+#define KEY_MAX               4096u /* longer series keys are parsed on every call */
+#define ALL_FLAGS             (ALICE_AGGREGATE | ALICE_NO_THREAD | ALICE_MANUAL_FLUSH | ALICE_UNLOCKED)
 
 /* One series seen by this client: its line with an empty value,
  * "name:|c|#k:v", checked once by the daemon's parser and then reused, so
@@ -250,8 +250,8 @@ static bool series_match(const series_t *e, const parts_t *pt)
     size_t len = e->key_len;
     if (e->nlabels != pt->nlabels || pt->name_n + 2 + pt->type_n > len)
         return false;
-    if (memcmp(k, pt->name, pt->name_n) != 0 || k[pt->name_n] != ':' ||
-        k[pt->name_n + 1] != '|' || memcmp(k + pt->name_n + 2, pt->type, pt->type_n) != 0)
+    if (memcmp(k, pt->name, pt->name_n) != 0 || k[pt->name_n] != ':' || k[pt->name_n + 1] != '|' ||
+        memcmp(k + pt->name_n + 2, pt->type, pt->type_n) != 0)
         return false;
     size_t pos = pt->name_n + 2 + pt->type_n;
     if (pt->nlabels == 0)

@@ -91,9 +91,9 @@ static const struct {
     const char *name;
     const char *code;
 } type_names[] = {
-    {"counter", "c"},      {"c", "c"},      {"gauge", "g"},     {"g", "g"},
-    {"histogram", "h"},    {"h", "h"},      {"distribution", "d"}, {"d", "d"},
-    {"timer", "ms"},       {"ms", "ms"},    {"set", "s"},       {"s", "s"},
+    {"counter", "c"},   {"c", "c"},   {"gauge", "g"},        {"g", "g"},
+    {"histogram", "h"}, {"h", "h"},   {"distribution", "d"}, {"d", "d"},
+    {"timer", "ms"},    {"ms", "ms"}, {"set", "s"},          {"s", "s"},
 };
 
 static const char *type_code(const char *name)
@@ -240,9 +240,9 @@ int am_emit_parse(int argc, char **argv, const char *env_addr, am_emit_cmd_t *cm
                     cmd->set = true;
                 continue;
             }
-            const char **slot = IS("host") ? &host
-                                : IS("port") ? &port
-                                : IS("unix") ? &unix_path
+            const char **slot = IS("host")    ? &host
+                                : IS("port")  ? &port
+                                : IS("unix")  ? &unix_path
                                 : IS("count") ? &cmd->count
                                               : NULL;
 #undef IS
@@ -562,16 +562,16 @@ static int run_command(const char *prog, char *const *command, double *seconds)
 
 /* ---- stdin ---- */
 
-#define STDIN_CHUNK 65536
-#define STDIN_BUF (4 * STDIN_CHUNK)
+#define STDIN_CHUNK       65536
+#define STDIN_BUF         (4 * STDIN_CHUNK)
 #define STDIN_MAX_REPORTS 100
 
 typedef struct bulk {
     sender_t *s;
     const char *prog;
     am_buf_t dgram;
-    size_t max;       /* datagram size */
-    size_t abs_max;   /* the transport's limit, for one long line */
+    size_t max;     /* datagram size */
+    size_t abs_max; /* the transport's limit, for one long line */
     size_t lineno;
     size_t refused;
     size_t reported;
@@ -589,8 +589,8 @@ static void bulk_refuse(bulk_t *b, const char *why, const char *detail)
 {
     b->refused++;
     if (b->reported < STDIN_MAX_REPORTS)
-        fprintf(stderr, "%s: stdin line %zu: %s%s%s\n", b->prog, b->lineno, why,
-                detail ? ": " : "", detail ? detail : "");
+        fprintf(stderr, "%s: stdin line %zu: %s%s%s\n", b->prog, b->lineno, why, detail ? ": " : "",
+                detail ? detail : "");
     else if (b->reported == STDIN_MAX_REPORTS)
         fprintf(stderr, "%s: further refused lines are not reported one by one\n", b->prog);
     b->reported++;
