@@ -58,6 +58,10 @@ static const char usage_server[] =
     "                            [env ALICE_METRICS_CONFIG, default none]\n"
     "  --receive-buffer-bytes N  socket receive buffer for ingest, 4096..1073741824\n"
     "                            [env ALICE_STATSD_RECEIVE_BUFFER, default 8388608]\n"
+    "  --workers N               ingest threads, 1..64, each with its own UDP socket\n"
+    "                            (SO_REUSEPORT: the kernel spreads senders over them)\n"
+    "                            and series, merged at scrape; 1 = one loop, no threads\n"
+    "                            [env ALICE_METRICS_WORKERS, default 1]\n"
     "  --log-level LEVEL         debug, info, warn, error; debug logs every rejected\n"
     "                            line with its reason (rate-limited)\n"
     "                            [env ALICE_LOG_LEVEL, default info]\n"
@@ -111,7 +115,7 @@ typedef struct setting {
 } setting_t;
 
 typedef struct server_flags {
-    setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level;
+    setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level, workers;
 } server_flags_t;
 
 typedef struct flag_def {
@@ -129,6 +133,7 @@ static const flag_def_t server_flag_defs[] = {
     {"--config", "ALICE_METRICS_CONFIG", offsetof(server_flags_t, config)},
     {"--receive-buffer-bytes", "ALICE_STATSD_RECEIVE_BUFFER", offsetof(server_flags_t, rcvbuf)},
     {"--log-level", "ALICE_LOG_LEVEL", offsetof(server_flags_t, log_level)},
+    {"--workers", "ALICE_METRICS_WORKERS", offsetof(server_flags_t, workers)},
 };
 #define N_SERVER_FLAGS (sizeof(server_flag_defs) / sizeof(server_flag_defs[0]))
 
@@ -270,6 +275,13 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
         goto out;
     }
     o.receive_buffer_bytes = (int)rcv;
+    long workers = cfg.workers > 0 ? cfg.workers : 1;
+    if (f.workers.value && !parse_int(f.workers.value, 1, AM_SERVER_MAX_WORKERS, &workers)) {
+        fprintf(stderr, "alice: %s: \"%s\" is not a worker count in 1..%d\n", f.workers.source,
+                f.workers.value, AM_SERVER_MAX_WORKERS);
+        goto out;
+    }
+    o.workers = (int)workers;
     o.config_path = f.config.value;
     o.log_level_fixed = log_level_given;
     am_config_free(&cfg); /* the server loads it again: one code path for start and SIGHUP */

@@ -278,8 +278,9 @@ static int get_str(const ctx_t *c, json_t *obj, const char *path, const char *ke
 
 static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
 {
-    static const char *const keys[] = {"host",     "port",      "statsd_host",          "statsd_port",
-                                       "unix",     "log_level", "receive_buffer_bytes", NULL};
+    static const char *const keys[] = {"host", "port",      "statsd_host",          "statsd_port",
+                                       "unix", "log_level", "receive_buffer_bytes", "workers",
+                                       NULL};
     if (!json_is_object(srv))
         return fail(c, "server", "server", "must be an object");
     if (check_keys(c, srv, "server", keys))
@@ -324,6 +325,10 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
         return -1;
     if (rc == 0)
         out->receive_buffer_bytes = (long)x;
+    if ((rc = get_int(c, srv, "server", "workers", 1, 64, &x)) < 0)
+        return -1;
+    if (rc == 0)
+        out->workers = (int)x;
     return 0;
 }
 
@@ -524,6 +529,7 @@ void am_config_init(am_config_t *c)
     c->statsd_port = -1;
     c->log_level = -1;
     c->receive_buffer_bytes = -1;
+    c->workers = -1;
     am_limits_default(&c->limits);
 }
 

@@ -17,6 +17,7 @@ typedef struct am_config {
     char *unix_path;
     int log_level; /* am_log_level_t or -1 */
     long receive_buffer_bytes; /* -1 unset */
+    int workers;               /* ingest workers, 1..64; -1 unset */
 
     bool has_limits[3]; /* per family, total, families */
     am_limits_t limits;

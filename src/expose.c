@@ -102,8 +102,10 @@ static void put_line(const line_ctx_t *c, const char *suffix, size_t suffix_len,
     o += suffix_len;
     if (lbl || extra_len) {
         *o++ = '{';
-        memcpy(o, c->lb->data, lbl);
-        o += lbl;
+        if (lbl) { /* a label-less series never allocated its label buffer */
+            memcpy(o, c->lb->data, lbl);
+            o += lbl;
+        }
         if (extra_len) {
             if (lbl)
                 *o++ = ',';

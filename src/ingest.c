@@ -26,6 +26,7 @@ struct am_ingest {
     int rcvbuf;
     char *path; /* unix only, owned */
     am_ingest_fn fn;
+    am_ingest_batch_fn batch_fn; /* NULL: one loop, no lock */
     void *ctx;
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
@@ -47,10 +48,17 @@ static void on_readable(uv_poll_t *h, int status, int events)
         }
         int n = recvmmsg(in->fd, in->msgs, BATCH, MSG_DONTWAIT, NULL);
         if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                if (in->batch_fn)
+                    in->batch_fn(in->ctx, true);
                 in->fn(in->ctx, in->transport, NULL, 0, false); /* counted as an error */
+                if (in->batch_fn)
+                    in->batch_fn(in->ctx, false);
+            }
             return;
         }
+        if (in->batch_fn && n > 0)
+            in->batch_fn(in->ctx, true);
         /* Only the n messages the kernel filled, never the whole array. */
         for (int i = 0; i < n; i++) {
             size_t len = in->msgs[i].msg_len;
@@ -59,6 +67,8 @@ static void on_readable(uv_poll_t *h, int status, int events)
                 len = SLOT_BYTES;
             in->fn(in->ctx, in->transport, in->iov[i].iov_base, len, trunc);
         }
+        if (in->batch_fn && n > 0)
+            in->batch_fn(in->ctx, false);
         if (n < BATCH)
             return;
     }
@@ -132,8 +142,8 @@ static int start_poll(uv_loop_t *loop, am_ingest_t *in)
     return 0;
 }
 
-int am_ingest_open_udp(uv_loop_t *loop, const char *host, int port, int rcvbuf, am_ingest_fn fn,
-                       void *ctx, am_ingest_t **out)
+int am_ingest_open_udp(uv_loop_t *loop, const char *host, int port, int rcvbuf, unsigned flags,
+                       am_ingest_fn fn, void *ctx, am_ingest_t **out)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -161,6 +171,13 @@ int am_ingest_open_udp(uv_loop_t *loop, const char *host, int port, int rcvbuf, 
         return e;
     }
     set_rcvbuf(in, rcvbuf);
+    int one = 1;
+    if ((flags & AM_INGEST_REUSEPORT) &&
+        setsockopt(in->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        int e = -errno;
+        ingest_free(in);
+        return e;
+    }
     if (bind(in->fd, (struct sockaddr *)&ss, sl) != 0) {
         int e = -errno;
         ingest_free(in);
@@ -218,6 +235,11 @@ int am_ingest_open_unix(uv_loop_t *loop, const char *path, int rcvbuf, am_ingest
         return rc;
     *out = in;
     return 0;
+}
+
+void am_ingest_set_batch_fn(am_ingest_t *in, am_ingest_batch_fn fn)
+{
+    in->batch_fn = fn;
 }
 
 int am_ingest_port(const am_ingest_t *in)

@@ -4,7 +4,11 @@
  * batches, so both transports are plain non-blocking sockets watched with
  * uv_poll_t and drained with recvmmsg into one preallocated batch buffer:
  * nothing is allocated per datagram. A wake-up reads a bounded number of
- * batches and then yields, so a flood cannot starve the HTTP side. */
+ * batches and then yields, so a flood cannot starve the HTTP side.
+ *
+ * Several ingest workers (server --workers N) each open their own UDP socket
+ * on the same address with AM_INGEST_REUSEPORT: the kernel spreads datagrams
+ * over the sockets by sender (a hash of the source address and port). */
 #pragma once
 
 #include <stdbool.h>
@@ -17,18 +21,37 @@
  * truncated: the datagram was larger than the buffer and p holds its start. */
 typedef void (*am_ingest_fn)(void *ctx, int transport, const char *p, size_t n, bool truncated);
 
+/* Optional: called with begin = true after a recvmmsg that returned
+ * something (datagrams or an error), before the first am_ingest_fn call of
+ * that batch, and with begin = false after the last one. A worker holds its
+ * registry's mutex in between (at most 64 datagrams), never across the
+ * recvmmsg itself. */
+typedef void (*am_ingest_batch_fn)(void *ctx, bool begin);
+
 typedef struct am_ingest am_ingest_t;
 
+enum {
+    /* SO_REUSEPORT before bind: every worker binds the same host:port. The
+     * kernel only groups sockets of one user; a process of that user could
+     * join the group (and receive part of the traffic). */
+    AM_INGEST_REUSEPORT = 1u << 0,
+};
+
 /* Binds UDP host:port (IPv4/IPv6 literal). rcvbuf > 0 sets SO_RCVBUF (with
- * SO_RCVBUFFORCE when allowed). 0 or a negative errno. */
-int am_ingest_open_udp(uv_loop_t *loop, const char *host, int port, int rcvbuf, am_ingest_fn fn,
-                       void *ctx, am_ingest_t **out) __attribute__((warn_unused_result));
+ * SO_RCVBUFFORCE when allowed). flags: AM_INGEST_*. 0 or a negative errno. */
+int am_ingest_open_udp(uv_loop_t *loop, const char *host, int port, int rcvbuf, unsigned flags,
+                       am_ingest_fn fn, void *ctx, am_ingest_t **out)
+    __attribute__((warn_unused_result));
 
 /* Binds a Unix datagram socket at path. An existing socket file there is
  * replaced (a stale one from a previous run); any other kind of file is left
  * alone and the call fails with -EEXIST. */
 int am_ingest_open_unix(uv_loop_t *loop, const char *path, int rcvbuf, am_ingest_fn fn, void *ctx,
                         am_ingest_t **out) __attribute__((warn_unused_result));
+
+/* Sets (or, with NULL, clears) in's batch callback; it gets the ctx given
+ * at open. */
+void am_ingest_set_batch_fn(am_ingest_t *in, am_ingest_batch_fn fn);
 
 int am_ingest_port(const am_ingest_t *in);        /* bound UDP port */
 int am_ingest_rcvbuf(const am_ingest_t *in);      /* kernel's receive buffer size */

@@ -1,7 +1,10 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +30,33 @@ typedef struct am_set {
     uint32_t n;
 } am_set_t;
 
+/* One family of the directory shared by the workers' registries (see
+ * am_famdir_t in registry.h). Entries are freed only with the directory:
+ * a worker's family may point at an entry a reload took out of the table
+ * until that worker's own copy of the family is removed too. */
+typedef struct famdir_entry {
+    struct famdir_entry *next_all; /* every entry, live or removed */
+    am_family_def_t def;
+    bool catalogued;
+    bool removed;
+    uint64_t name_hash;
+    atomic_size_t nseries; /* summed over the workers */
+} famdir_entry_t;
+
+struct am_famdir {
+    pthread_mutex_t mu;   /* guards everything but the atomics */
+    famdir_entry_t **tab; /* live entries, open addressing by name hash */
+    size_t cap;
+    size_t n;
+    size_t nauto; /* live auto-created entries: limits.max_families */
+    famdir_entry_t *all;
+    atomic_size_t nseries; /* summed over families and workers */
+};
+
 struct am_family {
     am_family_def_t def;
     bool catalogued;
+    famdir_entry_t *shared; /* directory entry (multi-worker registries), else NULL */
     uint64_t name_hash;
     am_family_t *next;
     am_series_t **slots; /* open addressing, linear probing, power-of-2 size */
@@ -49,7 +76,15 @@ struct am_registry {
     am_family_t *first, *last;
     uint64_t generation; /* bumped whenever series or families may be freed */
     am_linecache_t cache;
+    am_famdir_t *dir; /* borrowed: shared by the workers; NULL with one loop */
+    bool stamped;     /* gauges carry set/delta stamps (GAUGE_* below) */
+    double clock;     /* stamp for gauge updates, set per batch */
 };
+
+/* A gauge series of a stamped registry holds 3 more doubles after its value,
+ * so that am_registry_merge can combine the same gauge fed by several
+ * workers: sets are ordered by the batch clock, deltas are summed. */
+enum { GAUGE_DELTA = 1, GAUGE_SET_AT = 2, GAUGE_DELTA_AT = 3, GAUGE_STAMPED_VALUES = 4 };
 
 static const char *const family_type_names[] = {"counter", "gauge", "histogram", "summary"};
 
@@ -110,9 +145,11 @@ bool am_family_def_same_shape(const am_family_def_t *a, const am_family_def_t *b
     return true;
 }
 
-static size_t values_per_series(const am_family_def_t *def)
+static size_t values_per_series(const am_family_def_t *def, bool stamped)
 {
     switch (def->type) {
+        case AM_FAMILY_GAUGE:
+            return stamped && !def->is_set ? GAUGE_STAMPED_VALUES : 1;
         case AM_FAMILY_HISTOGRAM:
             return 2 + def->nbuckets + 1;
         case AM_FAMILY_SUMMARY:
@@ -147,6 +184,10 @@ static void family_free_series(am_registry_t *r, am_family_t *f)
         s = next;
     }
     r->nseries -= f->nseries;
+    if (f->shared) {
+        atomic_fetch_sub_explicit(&f->shared->nseries, f->nseries, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&r->dir->nseries, f->nseries, memory_order_relaxed);
+    }
     free(f->slots);
     f->slots = NULL;
     f->cap = 0;
@@ -243,7 +284,7 @@ static am_family_t *add_family(am_registry_t *r, am_family_def_t *def, bool cata
     f->def = *def;
     memset(def, 0, sizeof(*def));
     f->catalogued = catalogued;
-    f->nvalues = values_per_series(&f->def);
+    f->nvalues = values_per_series(&f->def, r->stamped);
     f->name_hash = am_hash(f->def.name, strlen(f->def.name));
     size_t i = f->name_hash & (r->fcap - 1);
     while (r->ftab[i])
@@ -386,11 +427,205 @@ static void remove_family(am_registry_t *r, am_family_t *f)
     family_free(r, f);
 }
 
+/* ---- the family directory (several workers) ---- */
+
+static int define_locked(am_registry_t *r, am_family_def_t *copy_in, famdir_entry_t *e);
+
+am_famdir_t *am_famdir_new(void)
+{
+    am_famdir_t *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->cap = 64;
+    d->tab = calloc(d->cap, sizeof(*d->tab));
+    if (!d->tab || pthread_mutex_init(&d->mu, NULL) != 0) {
+        free(d->tab);
+        free(d);
+        return NULL;
+    }
+    atomic_init(&d->nseries, 0);
+    return d;
+}
+
+void am_famdir_free(am_famdir_t *d)
+{
+    if (!d)
+        return;
+    for (famdir_entry_t *e = d->all, *next; e; e = next) {
+        next = e->next_all;
+        am_family_def_clear(&e->def);
+        free(e);
+    }
+    free(d->tab);
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+}
+
+size_t am_famdir_family_count(am_famdir_t *d)
+{
+    pthread_mutex_lock(&d->mu);
+    size_t n = d->n;
+    pthread_mutex_unlock(&d->mu);
+    return n;
+}
+
+size_t am_famdir_series_count(const am_famdir_t *d)
+{
+    return atomic_load_explicit(&d->nseries, memory_order_relaxed);
+}
+
+static void dir_put(famdir_entry_t **tab, size_t cap, famdir_entry_t *e)
+{
+    size_t i = e->name_hash & (cap - 1);
+    while (tab[i])
+        i = (i + 1) & (cap - 1);
+    tab[i] = e;
+}
+
+/* Caller holds d->mu. */
+static famdir_entry_t *dir_find(const am_famdir_t *d, const char *name, size_t len)
+{
+    uint64_t h = am_hash(name, len);
+    size_t mask = d->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        famdir_entry_t *e = d->tab[i];
+        if (!e)
+            return NULL;
+        if (e->name_hash == h && strncmp(e->def.name, name, len) == 0 && e->def.name[len] == '\0')
+            return e;
+    }
+}
+
+/* Adds a copy of def as a live entry; NULL when out of memory. Caller holds
+ * d->mu. */
+static famdir_entry_t *dir_add(am_famdir_t *d, const am_family_def_t *def, bool catalogued)
+{
+    if ((d->n + 1) * 4 > d->cap * 3) {
+        size_t ncap = d->cap * 2;
+        famdir_entry_t **nt = calloc(ncap, sizeof(*nt));
+        if (!nt)
+            return NULL;
+        for (size_t i = 0; i < d->cap; i++)
+            if (d->tab[i])
+                dir_put(nt, ncap, d->tab[i]);
+        free(d->tab);
+        d->tab = nt;
+        d->cap = ncap;
+    }
+    famdir_entry_t *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    if (am_family_def_copy(&e->def, def) != 0) {
+        free(e);
+        return NULL;
+    }
+    e->catalogued = catalogued;
+    e->name_hash = am_hash(e->def.name, strlen(e->def.name));
+    atomic_init(&e->nseries, 0);
+    e->next_all = d->all;
+    d->all = e;
+    dir_put(d->tab, d->cap, e);
+    d->n++;
+    if (!catalogued)
+        d->nauto++;
+    return e;
+}
+
+/* Takes e out of the table (not out of memory: workers may still point at
+ * it) and rebuilds the table from the list of all entries: no allocation.
+ * Caller holds d->mu. */
+static void dir_remove(am_famdir_t *d, famdir_entry_t *e)
+{
+    e->removed = true;
+    d->n--;
+    if (!e->catalogued)
+        d->nauto--;
+    memset(d->tab, 0, d->cap * sizeof(*d->tab));
+    for (famdir_entry_t *x = d->all; x; x = x->next_all)
+        if (!x->removed)
+            dir_put(d->tab, d->cap, x);
+}
+
+static bool dir_names_clash(const am_famdir_t *d, const am_family_def_t *def)
+{
+    for (size_t i = 0; i < d->cap; i++)
+        if (d->tab[i] && am_family_defs_clash(def, &d->tab[i]->def))
+            return true;
+    return false;
+}
+
+/* The directory side of am_registry_define: the same replacement rules.
+ * Idempotent, so every worker's registry may apply the same def in turn.
+ * Caller holds d->mu. NULL when out of memory. */
+static famdir_entry_t *dir_define(am_famdir_t *d, const am_family_def_t *def)
+{
+    for (size_t i = 0; i < d->cap; i++) {
+        famdir_entry_t *g = d->tab[i];
+        if (g && strcmp(g->def.name, def->name) != 0 && am_family_defs_clash(def, &g->def)) {
+            dir_remove(d, g);
+            i = (size_t)-1; /* the table was rebuilt: rescan */
+        }
+    }
+    famdir_entry_t *e = dir_find(d, def->name, strlen(def->name));
+    if (!e)
+        return dir_add(d, def, true);
+    if (!e->catalogued) {
+        e->catalogued = true;
+        d->nauto--;
+    }
+    am_family_def_t copy;
+    if (am_family_def_copy(&copy, def) != 0)
+        return NULL;
+    am_family_def_clear(&e->def);
+    e->def = copy;
+    return e;
+}
+
+void am_registry_use_directory(am_registry_t *r, am_famdir_t *d)
+{
+    r->dir = d;
+}
+
+void am_registry_enable_gauge_stamps(am_registry_t *r)
+{
+    r->stamped = true;
+    for (am_family_t *f = r->first; f; f = f->next)
+        if (!f->nseries)
+            f->nvalues = values_per_series(&f->def, true);
+}
+
+void am_registry_set_clock(am_registry_t *r, double now)
+{
+    r->clock = now;
+}
+
 int am_registry_define(am_registry_t *r, const am_family_def_t *def)
 {
     am_family_def_t copy;
     if (am_family_def_copy(&copy, def) != 0)
         return -ENOMEM;
+    famdir_entry_t *e = NULL;
+    if (r->dir) {
+        pthread_mutex_lock(&r->dir->mu);
+        e = dir_define(r->dir, def);
+        if (!e) {
+            pthread_mutex_unlock(&r->dir->mu);
+            am_family_def_clear(&copy);
+            return -ENOMEM;
+        }
+    }
+    int rc = define_locked(r, &copy, e);
+    if (r->dir)
+        pthread_mutex_unlock(&r->dir->mu);
+    return rc;
+}
+
+/* am_registry_define with the directory entry (if any) already settled.
+ * Steals copy. */
+static int define_locked(am_registry_t *r, am_family_def_t *copy_in, famdir_entry_t *e)
+{
+    am_family_def_t copy = *copy_in;
+    const am_family_def_t *def = &copy;
     r->generation++; /* series may be freed below: the line cache must forget them */
     /* The catalog wins over families whose sample names it would repeat
      * (an auto-created gauge x_count before a configured histogram x). */
@@ -410,16 +645,19 @@ int am_registry_define(am_registry_t *r, const am_family_def_t *def)
         }
         am_family_def_clear(&f->def);
         f->def = copy;
-        f->nvalues = values_per_series(&f->def);
+        f->nvalues = values_per_series(&f->def, r->stamped);
         if (!f->catalogued)
             r->nauto--;
         f->catalogued = true;
+        f->shared = e;
         return removed;
     }
-    if (!add_family(r, &copy, true)) {
+    f = add_family(r, &copy, true);
+    if (!f) {
         am_family_def_clear(&copy);
         return -ENOMEM;
     }
+    f->shared = e;
     return removed;
 }
 
@@ -513,7 +751,7 @@ static am_reason_t auto_def(am_registry_t *r, const char *name, size_t len, cons
         return AM_REJECT_CARDINALITY;
     }
     /* The name clash is a fault of the name and type: met before the tags. */
-    if (names_clash(r, def)) {
+    if (r->dir ? dir_names_clash(r->dir, def) : names_clash(r, def)) {
         am_family_def_clear(def);
         return AM_REJECT_TYPE_CONFLICT;
     }
@@ -698,7 +936,35 @@ static am_series_t *new_series(am_registry_t *r, am_family_t *f, uint64_t h, con
     return se;
 }
 
-static am_reason_t update_series(am_family_t *f, am_series_t *se, const am_sample_t *s);
+static am_reason_t update_series(am_registry_t *r, am_family_t *f, am_series_t *se,
+                                 const am_sample_t *s);
+
+/* Takes one series from the budgets the workers share: the family's (e; NULL
+ * for a family about to be created) and the total. Nothing is taken when
+ * either is spent. */
+static bool shared_take(am_famdir_t *d, famdir_entry_t *e, size_t limit, size_t total)
+{
+    if (e && atomic_fetch_add_explicit(&e->nseries, 1, memory_order_relaxed) >= limit) {
+        atomic_fetch_sub_explicit(&e->nseries, 1, memory_order_relaxed);
+        return false;
+    }
+    if (!e && limit == 0)
+        return false;
+    if (atomic_fetch_add_explicit(&d->nseries, 1, memory_order_relaxed) >= total) {
+        atomic_fetch_sub_explicit(&d->nseries, 1, memory_order_relaxed);
+        if (e)
+            atomic_fetch_sub_explicit(&e->nseries, 1, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+static void shared_give(am_famdir_t *d, famdir_entry_t *e, size_t n)
+{
+    if (e)
+        atomic_fetch_sub_explicit(&e->nseries, n, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&d->nseries, n, memory_order_relaxed);
+}
 
 static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_t **f_out,
                               am_series_t **se_out)
@@ -720,6 +986,8 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
     /* Every check runs before anything is added: a rejected line leaves no
      * family and no series behind. */
     am_family_t *f = find_family(r, name, len);
+    famdir_entry_t *e = NULL; /* directory entry of a family new to this registry */
+    bool dir_locked = false;
     am_family_def_t fresh;
     const am_family_def_t *def;
     am_reason_t rc;
@@ -728,9 +996,27 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
             return AM_REJECT_TYPE_CONFLICT;
         def = &f->def;
     } else {
-        rc = auto_def(r, name, len, s, &fresh);
+        if (r->dir) {
+            /* Slow path of a worker: a name its registry does not have. The
+             * first worker to create a family decides its definition, the
+             * others copy it; the lock is held until the family is added or
+             * the line rejected, so two workers cannot both create it. */
+            pthread_mutex_lock(&r->dir->mu);
+            dir_locked = true;
+            e = dir_find(r->dir, name, len);
+        }
+        if (e) {
+            if (!type_fits(&e->def, s->type))
+                rc = AM_REJECT_TYPE_CONFLICT;
+            else if (am_family_def_copy(&fresh, &e->def) != 0)
+                rc = AM_REJECT_CARDINALITY;
+            else
+                rc = AM_OK;
+        } else {
+            rc = auto_def(r, name, len, s, &fresh);
+        }
         if (rc != AM_OK)
-            return rc;
+            goto out; /* fresh holds nothing */
         def = &fresh;
     }
 
@@ -747,37 +1033,88 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
         double zeros[2] = {0, 0};
         rc = check_finite(def, se ? se->v : zeros, s);
     }
+    bool taken = false;
     if (rc == AM_OK && !se) {
         size_t limit = def->max_series ? def->max_series : r->limits.max_series_per_family;
-        if ((f ? f->nseries : 0) >= limit || r->nseries >= r->limits.max_series ||
-            (!f && r->nauto >= r->limits.max_families))
+        if (r->dir) {
+            /* Limits count the series of every worker (one seen by two
+             * workers counts twice). */
+            if (!f && !e && r->dir->nauto >= r->limits.max_families)
+                rc = AM_REJECT_CARDINALITY;
+            else if (!shared_take(r->dir, f ? f->shared : e, limit, r->limits.max_series))
+                rc = AM_REJECT_CARDINALITY;
+            else
+                taken = true;
+        } else if ((f ? f->nseries : 0) >= limit || r->nseries >= r->limits.max_series ||
+                   (!f && r->nauto >= r->limits.max_families)) {
             rc = AM_REJECT_CARDINALITY;
+        }
     }
     if (rc != AM_OK) {
         if (!f)
             am_family_def_clear(&fresh);
-        return rc;
+        goto out;
     }
     if (!f) {
-        f = add_family(r, &fresh, false);
+        rc = AM_REJECT_CARDINALITY; /* out of memory below: counted, not fatal */
+        if (r->dir && !e) {
+            e = dir_add(r->dir, &fresh, false);
+            if (!e) {
+                am_family_def_clear(&fresh);
+                goto give_back;
+            }
+            atomic_fetch_add_explicit(&e->nseries, 1, memory_order_relaxed);
+        }
+        f = add_family(r, &fresh, e ? e->catalogued : false);
         if (!f) {
             am_family_def_clear(&fresh);
-            return AM_REJECT_CARDINALITY; /* out of memory: counted, not fatal */
+            goto give_back;
         }
+        f->shared = e;
+    }
+    if (dir_locked) {
+        pthread_mutex_unlock(&r->dir->mu);
+        dir_locked = false;
     }
     if (!se) {
         se = new_series(r, f, h, key, klen);
-        if (!se)
-            return AM_REJECT_CARDINALITY;
+        if (!se) {
+            rc = AM_REJECT_CARDINALITY;
+            goto give_back;
+        }
     }
     *f_out = f;
     *se_out = se;
-    return update_series(f, se, s);
+    return update_series(r, f, se, s);
+
+give_back:
+    if (taken)
+        shared_give(r->dir, f ? f->shared : e, 1);
+out:
+    if (dir_locked)
+        pthread_mutex_unlock(&r->dir->mu);
+    return rc;
 }
 
 /* Applies an accepted line's values to its series. Cannot fail but for a
  * set over its member limit. */
-static am_reason_t update_series(am_family_t *f, am_series_t *se, const am_sample_t *s)
+/* A stamped gauge's bookkeeping for am_registry_merge, after its values
+ * were applied: when it was last set, what was added since, and when. */
+static void stamp_gauge(const am_registry_t *r, am_series_t *se, const am_sample_t *s)
+{
+    for (size_t i = 0; i < s->nvalues; i++) {
+        if (s->delta[i]) {
+            se->v[GAUGE_DELTA] += s->values[i];
+            se->v[GAUGE_DELTA_AT] = r->clock;
+        } else {
+            se->v[GAUGE_DELTA] = 0;
+            se->v[GAUGE_SET_AT] = r->clock;
+        }
+    }
+}
+
+static am_reason_t update_series(am_registry_t *r, am_family_t *f, am_series_t *se,
+                                 const am_sample_t *s)
 {
     switch (f->def.type) {
         case AM_FAMILY_COUNTER:
@@ -796,6 +1133,8 @@ static am_reason_t update_series(am_family_t *f, am_series_t *se, const am_sampl
             }
             for (size_t i = 0; i < s->nvalues; i++)
                 se->v[0] = s->delta[i] ? se->v[0] + s->values[i] : s->values[i];
+            if (f->nvalues > 1) /* several workers only */
+                stamp_gauge(r, se, s);
             break;
         case AM_FAMILY_HISTOGRAM:
         case AM_FAMILY_SUMMARY: {
@@ -820,8 +1159,8 @@ am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s)
 /* The values of a line whose name, type and tags the cache vouches for.
  * Anything unusual returns non-OK and the caller takes the full path, which
  * finds and counts the exact reason. */
-static am_reason_t apply_cached(am_family_t *f, am_series_t *se, const am_skeleton_t *sk,
-                                am_sample_t *s)
+static am_reason_t apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se,
+                                const am_skeleton_t *sk, am_sample_t *s)
 {
     s->type = sk->type_id;
     s->rate = sk->rate;
@@ -844,7 +1183,7 @@ static am_reason_t apply_cached(am_family_t *f, am_series_t *se, const am_skelet
     am_reason_t rc = check_finite(&f->def, se->v, s);
     if (rc != AM_OK)
         return rc;
-    return update_series(f, se, s);
+    return update_series(r, f, se, s);
 }
 
 am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n, am_sample_t *s)
@@ -863,7 +1202,7 @@ am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n, a
             r->cache.generation = r->generation;
         }
         am_linecache_entry_t *e = am_linecache_find(&r->cache, h);
-        if (e && apply_cached(e->family, e->series, &sk, s) == AM_OK)
+        if (e && apply_cached(r, e->family, e->series, &sk, s) == AM_OK)
             return AM_OK;
     }
     am_reason_t rc = am_parse_line(p, n, s);
@@ -875,6 +1214,115 @@ am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n, a
     if (rc == AM_OK && cacheable)
         am_linecache_insert(&r->cache, h, f, se);
     return rc;
+}
+
+/* ---- merging workers' registries (scrape snapshot) ---- */
+
+/* Finite sums only: exposition never carries Inf. */
+static double clamp_finite(double x)
+{
+    return isfinite(x) ? x : copysign(DBL_MAX, x);
+}
+
+/* Gauge d (the snapshot so far) combined with the same gauge of another
+ * worker, both stamped: the newest set wins, plus the deltas of the other
+ * side when it received deltas after that set (all of its deltas since its
+ * own last set: the split around the newer set is not known). No set on
+ * either side: the deltas add up. */
+static void merge_stamped_gauge(double *d, const double *s)
+{
+    if (d[GAUGE_SET_AT] == 0 && s[GAUGE_SET_AT] == 0) {
+        d[0] = clamp_finite(d[0] + s[0]);
+        d[GAUGE_DELTA] = clamp_finite(d[GAUGE_DELTA] + s[GAUGE_DELTA]);
+    } else {
+        bool src_newer = s[GAUGE_SET_AT] > d[GAUGE_SET_AT];
+        const double *l = src_newer ? s : d, *o = src_newer ? d : s;
+        double add = o[GAUGE_DELTA_AT] > l[GAUGE_SET_AT] ? o[GAUGE_DELTA] : 0;
+        double v = clamp_finite(l[0] + add), dl = clamp_finite(l[GAUGE_DELTA] + add);
+        d[GAUGE_SET_AT] = l[GAUGE_SET_AT];
+        d[0] = v;
+        d[GAUGE_DELTA] = dl;
+    }
+    if (s[GAUGE_DELTA_AT] > d[GAUGE_DELTA_AT])
+        d[GAUGE_DELTA_AT] = s[GAUGE_DELTA_AT];
+}
+
+static int merge_series(am_family_t *df, am_series_t *d, const am_family_t *sf,
+                        const am_series_t *s)
+{
+    switch (df->def.type) {
+        case AM_FAMILY_GAUGE:
+            if (df->def.is_set) {
+                const am_set_t *ss = s->set;
+                for (uint32_t i = 0; ss && i < ss->cap; i++) {
+                    if (!ss->slots[i] || set_contains(d->set, ss->slots[i]))
+                        continue;
+                    if (d->set->n >= AM_MAX_SET_MEMBERS)
+                        break;
+                    if (!set_insert(d->set, ss->slots[i]))
+                        return -ENOMEM;
+                }
+                d->v[0] = d->set->n;
+            } else if (df->nvalues >= GAUGE_STAMPED_VALUES && sf->nvalues >= GAUGE_STAMPED_VALUES) {
+                merge_stamped_gauge(d->v, s->v);
+            } else {
+                d->v[0] = s->v[0]; /* unstamped: the later source wins */
+            }
+            break;
+        default: {
+            size_t n = values_per_series(&df->def, false);
+            for (size_t i = 0; i < n; i++)
+                d->v[i] = clamp_finite(d->v[i] + s->v[i]);
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Sizes f's table for n series at once (merging a big family into an empty
+ * one would otherwise rehash it a dozen times). */
+static bool series_reserve(am_family_t *f, size_t n)
+{
+    while ((n + 1) * 4 > f->cap * 3)
+        if (!series_grow(f))
+            return false;
+    return true;
+}
+
+int am_registry_merge(am_registry_t *dst, const am_registry_t *src)
+{
+    dst->generation++;
+    for (const am_family_t *sf = src->first; sf; sf = sf->next) {
+        am_family_t *df = find_family(dst, sf->def.name, strlen(sf->def.name));
+        if (!df) {
+            am_family_def_t copy;
+            if (am_family_def_copy(&copy, &sf->def) != 0)
+                return -ENOMEM;
+            df = add_family(dst, &copy, sf->catalogued);
+            if (!df) {
+                am_family_def_clear(&copy);
+                return -ENOMEM;
+            }
+        } else if (!am_family_def_same_shape(&df->def, &sf->def)) {
+            /* Cannot happen between workers sharing a family directory;
+             * never add values of another shape. */
+            continue;
+        }
+        if (!series_reserve(df, df->nseries + sf->nseries))
+            return -ENOMEM;
+        for (const am_series_t *s = sf->first; s; s = s->next) {
+            const char *key = series_key_ptr(sf, s);
+            am_series_t *d = *series_slot(df, s->hash, key, s->key_len);
+            if (!d) {
+                d = new_series(dst, df, s->hash, key, s->key_len);
+                if (!d)
+                    return -ENOMEM;
+            }
+            if (merge_series(df, d, sf, s) != 0)
+                return -ENOMEM;
+        }
+    }
+    return 0;
 }
 
 /* ---- read side ---- */

@@ -3,11 +3,13 @@
  * family name -> am_family_t (hash table of families)
  * family      -> open-addressing table of series keyed by label values
  *
- * Each family's series table is a shard: one ingest loop owns it. A later
- * multi-loop build gives every loop its own registry of shards and merges
- * them at scrape time (sum counters/observations, last-writer gauges); the
- * catalog and limits are shared read-only, which is why families hold their
- * definition (am_family_def_t) separately from their data.
+ * Each family's series table is a shard: one ingest loop owns it. With
+ * several ingest workers (server --workers N) every worker has its own
+ * registry; they share a family directory (am_famdir_t) so that a family has
+ * one definition and the limits count every worker's series, and the scrape
+ * merges them into a snapshot (am_registry_merge). A registry is not
+ * thread-safe: its owner serialises every call (the server holds the
+ * worker's mutex); only the directory is shared.
  *
  * Ingest of a line for an existing series does no allocation: the name is
  * mapped into a stack buffer, the key is built into a stack buffer, one hash,
@@ -106,6 +108,47 @@ const double *am_series_values(const am_series_t *s);
 
 /* Looks a family up by exposition name; NULL if absent. */
 const am_family_t *am_registry_find(const am_registry_t *r, const char *name);
+
+/* ---- several ingest workers ----
+ *
+ * The family directory records every family's definition once for all the
+ * workers' registries: the built-in and configured families (each
+ * am_registry_define on a registry using the directory also defines them
+ * there; defining the same def again is a no-op) and the auto-created ones,
+ * whose first creator, in any worker, decides the definition (labels from
+ * its first line) that the other workers then copy. It counts
+ * limits.max_families over all workers and the series of every family and
+ * in total over all workers (a series fed by two workers counts twice).
+ * It is consulted only when a worker meets a family its registry lacks. */
+typedef struct am_famdir am_famdir_t;
+
+am_famdir_t *am_famdir_new(void);
+/* Only after every registry using d has been freed. */
+void am_famdir_free(am_famdir_t *d);
+size_t am_famdir_family_count(am_famdir_t *d);       /* distinct families (locks) */
+size_t am_famdir_series_count(const am_famdir_t *d); /* series summed over workers */
+
+/* Makes r a worker registry sharing d (borrowed; must outlive r). Call on a
+ * new registry, before any family is defined. */
+void am_registry_use_directory(am_registry_t *r, am_famdir_t *d);
+
+/* Gauges of r remember when they were last set and the deltas since (three
+ * more doubles per gauge series), so that am_registry_merge can combine one
+ * gauge fed by several workers. Call on a new registry. */
+void am_registry_enable_gauge_stamps(am_registry_t *r);
+/* The time (any increasing clock > 0) stamped on gauge updates from now on;
+ * the server sets it once per receive batch. */
+void am_registry_set_clock(am_registry_t *r, double now);
+
+/* Adds src's families and series into dst (the scrape snapshot); src is only
+ * read. Same-key series merge: counters and histogram/summary values add up;
+ * set gauges hold the union of members; gauges with stamps (both registries)
+ * take the most recent set plus the deltas received after it, or the sum of
+ * deltas when neither side was set; without stamps src's value wins.
+ * Families and series new to dst are appended in src's order; limits do not
+ * apply. 0, or -ENOMEM with dst holding part of src (free it). */
+int am_registry_merge(am_registry_t *dst, const am_registry_t *src)
+    __attribute__((warn_unused_result));
 
 /* Free a definition's strings (for defs built by config/catalog). */
 void am_family_def_clear(am_family_def_t *def);

@@ -39,6 +39,18 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
                          st->truncated, fmt);
     counter_by_transport(b, "alice_metricsd_receive_errors_total",
                          "Socket receive errors, by transport.", st->receive_errors, fmt);
+    if (st->nworkers > 1 && st->worker_datagrams) {
+        const char *wname = "alice_metricsd_worker_datagrams_total";
+        am_expose_family_header(b, wname,
+                                "StatsD datagrams received, by ingest worker (--workers).",
+                                AM_FAMILY_COUNTER, fmt);
+        for (unsigned i = 0; i < st->nworkers; i++) {
+            char id[16];
+            snprintf(id, sizeof(id), "%u", i);
+            const char *l[] = {"worker", id};
+            am_expose_sample(b, wname, l, 1, (double)st->worker_datagrams[i]);
+        }
+    }
     single(b, "alice_metricsd_samples_total", "StatsD lines accepted.", AM_FAMILY_COUNTER,
            (double)st->samples, fmt);
 
@@ -87,6 +99,19 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
                             fmt);
     const char *v[] = {"version", st->version};
     am_expose_sample(b, name, v, 1, 1.0);
+}
+
+void am_selfstats_add_ingest(am_selfstats_t *dst, const am_selfstats_t *src)
+{
+    for (int t = 0; t < AM_TRANSPORT_COUNT; t++) {
+        dst->datagrams[t] += src->datagrams[t];
+        dst->bytes[t] += src->bytes[t];
+        dst->truncated[t] += src->truncated[t];
+        dst->receive_errors[t] += src->receive_errors[t];
+    }
+    dst->samples += src->samples;
+    for (int i = 0; i < AM_REASON_COUNT; i++)
+        dst->rejected[i] += src->rejected[i];
 }
 
 static double boot_time(void)

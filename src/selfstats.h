@@ -28,7 +28,16 @@ typedef struct am_selfstats {
     unsigned http_connections_open;
     double start_time; /* unix seconds */
     const char *version;
+    /* Several ingest workers: datagrams each received (borrowed for the
+     * render call), written as alice_metricsd_worker_datagrams_total{worker}.
+     * nworkers <= 1: not written. */
+    const uint64_t *worker_datagrams;
+    unsigned nworkers;
 } am_selfstats_t;
+
+/* Adds src's ingest counters (datagrams, bytes, truncated, receive errors,
+ * samples, rejected) into dst. */
+void am_selfstats_add_ingest(am_selfstats_t *dst, const am_selfstats_t *src);
 
 void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registry_t *r,
                          am_format_t fmt);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -25,22 +26,46 @@
  * must not turn into a flood of log writes. */
 #define REJECT_LOG_PER_SEC 20
 
-typedef struct server {
-    uv_loop_t loop;
-    const am_server_opts_t *opts;
+typedef struct server server_t;
+
+/* One ingest loop and what it owns. With one worker it runs on the server's
+ * loop and nothing is locked. With several, each runs its own loop on its own
+ * thread and holds mu while it applies one recvmmsg batch; the main thread
+ * takes mu to read or change the registry and stats (scrape, /health,
+ * SIGHUP), never while holding the directory's lock. */
+typedef struct worker {
+    server_t *srv;
+    unsigned id;
+    uv_loop_t *loop; /* the server's loop, or &own_loop */
+    bool threaded;
+    bool own_loop_ready, async_ready, thread_started;
+    uv_loop_t own_loop;
+    uv_async_t stop_async;
+    pthread_t thread;
+    pthread_mutex_t mu;
     am_registry_t *registry;
-    am_selfstats_t stats;
-    am_http_server_t *http;
+    am_selfstats_t stats; /* the ingest counters only */
     am_ingest_t *udp;
-    am_ingest_t *unix_in;
-    uv_signal_t sig_term, sig_int, sig_hup;
-    bool stopping;
-    am_sample_t sample; /* big (tags, values): one per server, not on the stack */
-    int transport;      /* of the datagram being applied */
+    am_ingest_t *unix_in; /* worker 0 only */
+    am_sample_t sample;   /* big (tags, values): one per worker, not on the stack */
+    int transport;        /* of the datagram being applied */
     uint64_t log_window_ms;
     unsigned log_in_window;
     uint64_t log_suppressed;
-} server_t;
+} worker_t;
+
+struct server {
+    uv_loop_t loop;
+    const am_server_opts_t *opts;
+    am_selfstats_t stats; /* HTTP, scrapes, reloads; ingest counters are the workers' */
+    am_http_server_t *http;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    bool stopping;
+    unsigned nworkers;
+    worker_t *workers;
+    am_famdir_t *dir;           /* several workers only */
+    uint64_t *worker_datagrams; /* scrape scratch, several workers only */
+};
 
 static double now_seconds(void)
 {
@@ -51,9 +76,9 @@ static double now_seconds(void)
 
 /* ---- ingest path ---- */
 
-static void log_reject(server_t *s, am_reason_t rc, const char *line, size_t len)
+static void log_reject(worker_t *s, am_reason_t rc, const char *line, size_t len)
 {
-    uint64_t now = uv_now(&s->loop);
+    uint64_t now = uv_now(s->loop);
     if (now - s->log_window_ms >= 1000) {
         if (s->log_suppressed)
             am_log(AM_LOG_DEBUG, "event=rejects_suppressed count=%llu",
@@ -85,7 +110,7 @@ static void log_reject(server_t *s, am_reason_t rc, const char *line, size_t len
 
 static void on_line(void *ctx, const char *line, size_t len)
 {
-    server_t *s = ctx;
+    worker_t *s = ctx;
     am_reason_t rc = am_registry_ingest_line(s->registry, line, len, &s->sample);
     if (rc == AM_OK) {
         s->stats.samples++;
@@ -98,7 +123,7 @@ static void on_line(void *ctx, const char *line, size_t len)
 
 static void on_datagram(void *ctx, int transport, const char *p, size_t n, bool truncated)
 {
-    server_t *s = ctx;
+    worker_t *s = ctx;
     if (!p) {
         s->stats.receive_errors[transport]++;
         return;
@@ -123,7 +148,67 @@ static void on_datagram(void *ctx, int transport, const char *p, size_t n, bool 
     am_parse_datagram(p, n, on_line, s);
 }
 
+/* Several workers: the registry and stats are the worker's while it applies
+ * a batch (at most 64 datagrams), the scrape's in between. The batch's
+ * receive time stamps its gauge updates (am_registry_merge orders sets by
+ * it). */
+static void on_batch(void *ctx, bool begin)
+{
+    worker_t *w = ctx;
+    if (begin) {
+        pthread_mutex_lock(&w->mu);
+        am_registry_set_clock(w->registry, (double)uv_hrtime());
+    } else {
+        pthread_mutex_unlock(&w->mu);
+    }
+}
+
+/* The main thread takes every worker's mutex, in order (a consistent
+ * snapshot: every worker paused between two batches). */
+static void lock_workers(server_t *s)
+{
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (s->workers[i].threaded)
+            pthread_mutex_lock(&s->workers[i].mu);
+}
+
+static void unlock_workers(server_t *s)
+{
+    for (unsigned i = s->nworkers; i-- > 0;)
+        if (s->workers[i].threaded)
+            pthread_mutex_unlock(&s->workers[i].mu);
+}
+
 /* ---- HTTP ---- */
+
+/* Several workers: merges every worker's registry into a fresh snapshot and
+ * sums their counters into st, all workers paused (so the scrape is one
+ * consistent snapshot); rendering then runs unlocked. NULL when out of
+ * memory. */
+static am_registry_t *snapshot_workers(server_t *s, am_selfstats_t *st)
+{
+    am_registry_t *snap = am_registry_new(NULL);
+    if (snap)
+        am_registry_enable_gauge_stamps(snap);
+    bool ok = snap != NULL;
+    lock_workers(s);
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        if (ok && am_registry_merge(snap, w->registry) != 0)
+            ok = false;
+        am_selfstats_add_ingest(st, &w->stats);
+        s->worker_datagrams[i] =
+            w->stats.datagrams[AM_TRANSPORT_UDP] + w->stats.datagrams[AM_TRANSPORT_UNIX];
+    }
+    unlock_workers(s);
+    if (!ok) {
+        am_registry_free(snap);
+        return NULL;
+    }
+    st->worker_datagrams = s->worker_datagrams;
+    st->nworkers = s->nworkers;
+    return snap;
+}
 
 static void render_metrics(server_t *s, am_format_t fmt, am_buf_t *body)
 {
@@ -134,26 +219,70 @@ static void render_metrics(server_t *s, am_format_t fmt, am_buf_t *body)
     s->stats.http_connections_rejected = hs->connections_rejected;
     s->stats.http_connections_open = hs->connections_open;
     s->stats.scrapes++;
-    am_expose_registry(body, s->registry, fmt);
-    am_selfstats_render(body, &s->stats, s->registry, fmt);
+    am_selfstats_t st = s->stats;
+    am_registry_t *snap = NULL;
+    const am_registry_t *reg;
+    if (s->nworkers == 1) {
+        am_selfstats_add_ingest(&st, &s->workers[0].stats);
+        reg = s->workers[0].registry;
+    } else {
+        snap = snapshot_workers(s, &st);
+        if (!snap) {
+            body->failed = true; /* answered 500 */
+            return;
+        }
+        reg = snap;
+    }
+    am_expose_registry(body, reg, fmt);
+    am_selfstats_render(body, &st, reg, fmt);
     am_selfstats_render_process(body, fmt);
     am_expose_finish(body, fmt);
+    am_registry_free(snap);
     s->stats.last_scrape_seconds = (double)(uv_hrtime() - t0) / 1e9;
 }
 
 static void render_health(server_t *s, am_buf_t *body)
 {
+    /* Several workers: counters summed one worker at a time (no snapshot:
+     * probes are frequent); families are the directory's distinct ones,
+     * series are summed over workers (one fed by two workers counts twice). */
+    am_selfstats_t st;
+    memset(&st, 0, sizeof(st));
+    json_int_t families, series;
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        if (w->threaded)
+            pthread_mutex_lock(&w->mu);
+        am_selfstats_add_ingest(&st, &w->stats);
+        s->worker_datagrams[i] =
+            w->stats.datagrams[AM_TRANSPORT_UDP] + w->stats.datagrams[AM_TRANSPORT_UNIX];
+        if (w->threaded)
+            pthread_mutex_unlock(&w->mu);
+    }
+    if (s->dir) {
+        families = (json_int_t)am_famdir_family_count(s->dir);
+        series = (json_int_t)am_famdir_series_count(s->dir);
+    } else {
+        families = (json_int_t)am_registry_family_count(s->workers[0].registry);
+        series = (json_int_t)am_registry_series_count(s->workers[0].registry);
+    }
     uint64_t rejected = 0;
     for (int i = 1; i < AM_REASON_COUNT; i++)
-        rejected += s->stats.rejected[i];
-    json_t *o = json_pack(
-        "{s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "status", "ok", "version",
-        AM_VERSION, "uptime_seconds", now_seconds() - s->stats.start_time, "families",
-        (json_int_t)am_registry_family_count(s->registry), "series",
-        (json_int_t)am_registry_series_count(s->registry), "samples_total",
-        (json_int_t)s->stats.samples, "samples_rejected_total", (json_int_t)rejected,
-        "datagrams_received_total", "udp", (json_int_t)s->stats.datagrams[AM_TRANSPORT_UDP],
-        "unix", (json_int_t)s->stats.datagrams[AM_TRANSPORT_UNIX]);
+        rejected += st.rejected[i];
+    json_t *o =
+        json_pack("{s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "status", "ok", "version",
+                  AM_VERSION, "uptime_seconds", now_seconds() - s->stats.start_time, "families",
+                  families, "series", series, "samples_total", (json_int_t)st.samples,
+                  "samples_rejected_total", (json_int_t)rejected, "datagrams_received_total", "udp",
+                  (json_int_t)st.datagrams[AM_TRANSPORT_UDP], "unix",
+                  (json_int_t)st.datagrams[AM_TRANSPORT_UNIX]);
+    if (o && s->nworkers > 1) {
+        json_t *per = json_array();
+        for (unsigned i = 0; per && i < s->nworkers; i++)
+            json_array_append_new(per, json_integer((json_int_t)s->worker_datagrams[i]));
+        json_object_set_new(o, "workers", json_integer((json_int_t)s->nworkers));
+        json_object_set_new(o, "worker_datagrams_received_total", per ? per : json_null());
+    }
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (text) {
         am_buf_puts(body, text);
@@ -211,26 +340,39 @@ static void on_request(void *ctx, const am_http_request_t *req, am_http_response
 
 /* ---- config ---- */
 
-/* Applies a loaded config's catalog and limits to the registry. */
-static int apply_config(server_t *s, const am_config_t *cfg)
+/* Applies a loaded config's catalog and limits to one registry; log: warn
+ * about replaced families (once, not once per worker). */
+static int apply_config_to(am_registry_t *r, const am_config_t *cfg, bool log)
 {
     am_limits_t limits;
     am_limits_default(&limits);
     am_config_apply_limits(cfg, &limits);
-    am_registry_set_limits(s->registry, &limits);
+    am_registry_set_limits(r, &limits);
     for (size_t i = 0; i < cfg->nfamilies; i++) {
-        int rc = am_registry_define(s->registry, &cfg->families[i]);
+        int rc = am_registry_define(r, &cfg->families[i]);
         if (rc < 0)
             return rc;
-        if (rc > 0)
+        if (rc > 0 && log)
             am_log(AM_LOG_WARN,
                    "event=families_replaced family=%s count=%d reason=\"their sample names clash "
                    "with the configured family\"",
                    cfg->families[i].name, rc);
     }
-    if (!s->opts->log_level_fixed && cfg->log_level >= 0)
-        am_log_threshold = (am_log_level_t)cfg->log_level;
     return 0;
+}
+
+/* Applies a config to every worker's registry (and so to the family
+ * directory), the workers paused. */
+static int apply_config(server_t *s, const am_config_t *cfg)
+{
+    int rc = 0;
+    lock_workers(s);
+    for (unsigned i = 0; i < s->nworkers && rc == 0; i++)
+        rc = apply_config_to(s->workers[i].registry, cfg, i == 0);
+    if (rc == 0 && !s->opts->log_level_fixed && cfg->log_level >= 0)
+        am_log_threshold = (am_log_level_t)cfg->log_level;
+    unlock_workers(s);
+    return rc;
 }
 
 static void reload(server_t *s)
@@ -269,19 +411,49 @@ static void on_http_stopped(void *ctx)
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
 }
 
+/* Closes a worker's handles on its own loop (its thread, or the main thread
+ * when the thread never started or there is only one worker). */
+static void close_worker_handles(worker_t *w)
+{
+    if (w->udp) {
+        am_ingest_close(w->udp);
+        w->udp = NULL;
+    }
+    if (w->unix_in) {
+        am_ingest_close(w->unix_in);
+        w->unix_in = NULL;
+    }
+    if (w->async_ready) {
+        uv_close((uv_handle_t *)&w->stop_async, NULL);
+        w->async_ready = false;
+    }
+}
+
+static void on_worker_stop(uv_async_t *h)
+{
+    close_worker_handles(h->data); /* the loop then has nothing left: uv_run returns */
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    uv_run(w->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
 static void begin_stop(server_t *s, const char *why)
 {
     if (s->stopping)
         return;
     s->stopping = true;
     am_log(AM_LOG_INFO, "event=stopping signal=%s", why);
-    if (s->udp) {
-        am_ingest_close(s->udp);
-        s->udp = NULL;
-    }
-    if (s->unix_in) {
-        am_ingest_close(s->unix_in);
-        s->unix_in = NULL;
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        if (w->thread_started)
+            uv_async_send(&w->stop_async); /* joined after the main loop ends */
+        else if (!w->threaded)
+            close_worker_handles(w);
+        /* a thread never started: its handles are closed at teardown */
     }
     if (s->http)
         am_http_server_stop(s->http, on_http_stopped, s);
@@ -301,20 +473,31 @@ static void on_signal(uv_signal_t *h, int signum)
 static int open_ingest(server_t *s)
 {
     const am_server_opts_t *o = s->opts;
+    worker_t *w0 = &s->workers[0];
     if (o->statsd_port > 0) {
-        int rc = am_ingest_open_udp(&s->loop, o->statsd_host, o->statsd_port,
-                                    o->receive_buffer_bytes, on_datagram, s, &s->udp);
-        if (rc < 0) {
-            am_log(AM_LOG_ERROR, "event=bind_failed transport=udp addr=%s port=%d error=\"%s\"",
-                   o->statsd_host, o->statsd_port, strerror(-rc));
-            return -1;
+        /* Every worker binds the same port: SO_REUSEPORT groups them. */
+        unsigned flags = s->nworkers > 1 ? AM_INGEST_REUSEPORT : 0;
+        for (unsigned i = 0; i < s->nworkers; i++) {
+            worker_t *w = &s->workers[i];
+            int rc = am_ingest_open_udp(w->loop, o->statsd_host, o->statsd_port,
+                                        o->receive_buffer_bytes, flags, on_datagram, w, &w->udp);
+            if (rc < 0) {
+                am_log(AM_LOG_ERROR,
+                       "event=bind_failed transport=udp addr=%s port=%d worker=%u error=\"%s\"",
+                       o->statsd_host, o->statsd_port, i, strerror(-rc));
+                return -1;
+            }
+            if (w->threaded)
+                am_ingest_set_batch_fn(w->udp, on_batch);
         }
-        am_log(AM_LOG_INFO, "event=listening transport=udp addr=%s port=%d receive_buffer=%d",
-               o->statsd_host, am_ingest_port(s->udp), am_ingest_rcvbuf(s->udp));
+        am_log(AM_LOG_INFO,
+               "event=listening transport=udp addr=%s port=%d receive_buffer=%d workers=%u",
+               o->statsd_host, am_ingest_port(w0->udp), am_ingest_rcvbuf(w0->udp), s->nworkers);
     }
     if (o->unix_path) {
-        int rc = am_ingest_open_unix(&s->loop, o->unix_path, o->receive_buffer_bytes,
-                                     on_datagram, s, &s->unix_in);
+        /* One socket, read by worker 0 (Unix senders are few and local). */
+        int rc = am_ingest_open_unix(w0->loop, o->unix_path, o->receive_buffer_bytes, on_datagram,
+                                     w0, &w0->unix_in);
         if (rc < 0) {
             am_log(AM_LOG_ERROR, "event=bind_failed transport=unix path=%s error=\"%s\"",
                    o->unix_path,
@@ -322,13 +505,101 @@ static int open_ingest(server_t *s)
                                  : strerror(-rc));
             return -1;
         }
+        if (w0->threaded)
+            am_ingest_set_batch_fn(w0->unix_in, on_batch);
         am_log(AM_LOG_INFO, "event=listening transport=unix path=%s receive_buffer=%d",
-               o->unix_path, am_ingest_rcvbuf(s->unix_in));
+               o->unix_path, am_ingest_rcvbuf(w0->unix_in));
     }
     if (o->statsd_port <= 0 && !o->unix_path)
         am_log(AM_LOG_WARN, "event=no_ingest msg=\"UDP is off and no --unix socket: nothing "
                             "will be received\"");
     return 0;
+}
+
+/* Sets up worker i: its registry (sharing the directory when there are
+ * several) and, for a threaded worker, its mutex, loop and stop handle. 0,
+ * or -1 with what was set up left for free_worker. */
+static int init_worker(server_t *s, unsigned i)
+{
+    worker_t *w = &s->workers[i];
+    w->srv = s;
+    w->id = i;
+    w->threaded = s->nworkers > 1;
+    w->loop = &s->loop;
+    w->registry = am_registry_new(NULL);
+    if (!w->registry)
+        return -1;
+    if (s->dir) {
+        am_registry_use_directory(w->registry, s->dir);
+        am_registry_enable_gauge_stamps(w->registry);
+    }
+    if (am_catalog_install(w->registry) != 0)
+        return -1;
+    if (!w->threaded)
+        return 0;
+    /* threaded implies mutex: initialised before anything can fail below */
+    if (pthread_mutex_init(&w->mu, NULL) != 0) {
+        w->threaded = false;
+        return -1;
+    }
+    if (uv_loop_init(&w->own_loop) != 0)
+        return -1;
+    w->own_loop_ready = true;
+    w->loop = &w->own_loop;
+    if (uv_async_init(&w->own_loop, &w->stop_async, on_worker_stop) != 0)
+        return -1;
+    w->stop_async.data = w;
+    w->async_ready = true;
+    return 0;
+}
+
+/* Starts the threads of a multi-worker server, signals blocked in them (the
+ * main loop handles every signal). 0 or -1. */
+static int start_workers(server_t *s)
+{
+    if (s->nworkers == 1)
+        return 0;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = 0;
+    for (unsigned i = 0; i < s->nworkers && rc == 0; i++) {
+        worker_t *w = &s->workers[i];
+        rc = pthread_create(&w->thread, NULL, worker_main, w);
+        if (rc == 0)
+            w->thread_started = true;
+        else
+            am_log(AM_LOG_ERROR, "event=startup_failed worker=%u error=\"%s\"", i, strerror(rc));
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc == 0 ? 0 : -1;
+}
+
+/* After the main loop has ended: joins the thread (stopped by begin_stop),
+ * or closes the handles of a thread that never ran, then frees. */
+static void free_worker(worker_t *w)
+{
+    if (w->thread_started) {
+        pthread_join(w->thread, NULL);
+    } else if (w->own_loop_ready) {
+        close_worker_handles(w);
+        uv_run(&w->own_loop, UV_RUN_DEFAULT);
+    }
+    if (w->own_loop_ready && uv_loop_close(&w->own_loop) != 0)
+        am_log(AM_LOG_WARN, "event=loop_not_empty_at_exit worker=%u", w->id);
+    if (w->threaded)
+        pthread_mutex_destroy(&w->mu);
+    am_registry_free(w->registry);
+}
+
+static void free_server(server_t *s)
+{
+    for (unsigned i = 0; s->workers && i < s->nworkers; i++)
+        free_worker(&s->workers[i]);
+    am_famdir_free(s->dir); /* after every registry that used it */
+    free(s->workers);
+    free(s->worker_datagrams);
+    free(s);
 }
 
 int am_server_run(const am_server_opts_t *opts)
@@ -358,19 +629,28 @@ int am_server_run(const am_server_opts_t *opts)
             return 2;
         }
     }
-    s->registry = am_registry_new(NULL);
-    if (!s->registry || am_catalog_install(s->registry) != 0 || apply_config(s, &cfg) != 0) {
+    s->nworkers = opts->workers > 1 ? (unsigned)opts->workers : 1;
+    s->workers = calloc(s->nworkers, sizeof(*s->workers));
+    s->worker_datagrams = calloc(s->nworkers, sizeof(*s->worker_datagrams));
+    bool ok = s->workers && s->worker_datagrams;
+    if (ok && s->nworkers > 1) {
+        s->dir = am_famdir_new();
+        ok = s->dir != NULL;
+    }
+    for (unsigned i = 0; ok && i < s->nworkers; i++)
+        ok = init_worker(s, i) == 0;
+    if (!ok || apply_config(s, &cfg) != 0) {
         am_log(AM_LOG_ERROR, "event=startup_failed error=\"out of memory\"");
         am_config_free(&cfg);
-        am_registry_free(s->registry);
-        free(s);
+        free_server(s);
         return 1;
     }
     am_config_free(&cfg);
+    /* read now: once the threads run, the registries are theirs */
+    size_t nfamilies = am_registry_family_count(s->workers[0].registry);
 
     if (uv_loop_init(&s->loop) != 0) {
-        am_registry_free(s->registry);
-        free(s);
+        free_server(s);
         return 1;
     }
     uv_signal_init(&s->loop, &s->sig_term);
@@ -394,21 +674,27 @@ int am_server_run(const am_server_opts_t *opts)
     } else {
         am_log(AM_LOG_INFO, "event=listening transport=http addr=%s port=%d", opts->http_host,
                am_http_server_port(s->http));
-        if (open_ingest(s) != 0)
+        if (open_ingest(s) != 0 || start_workers(s) != 0)
             exit_code = 1;
     }
     if (exit_code == 0)
-        am_log(AM_LOG_INFO, "event=started version=%s families=%zu", AM_VERSION,
-               am_registry_family_count(s->registry));
+        am_log(AM_LOG_INFO, "event=started version=%s families=%zu workers=%u", AM_VERSION,
+               nfamilies, s->nworkers);
     else
         begin_stop(s, "startup_failure");
 
     uv_run(&s->loop, UV_RUN_DEFAULT);
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        if (w->thread_started) {
+            pthread_join(w->thread, NULL);
+            w->thread_started = false;
+        }
+    }
     if (uv_loop_close(&s->loop) != 0)
         am_log(AM_LOG_WARN, "event=loop_not_empty_at_exit");
     if (exit_code == 0)
         am_log(AM_LOG_INFO, "event=stopped");
-    am_registry_free(s->registry);
-    free(s);
+    free_server(s);
     return exit_code;
 }
