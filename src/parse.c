@@ -369,8 +369,9 @@ bool am_parse_skeleton(const char *p, size_t n, am_skeleton_t *out)
     out->values = (am_slice_t){colon + 1, (size_t)(pipe - colon - 1)};
     out->type = (am_slice_t){tstart, (size_t)(tend - tstart)};
     out->tags = (am_slice_t){end, 0};
+    out->rest = (am_slice_t){tstart, (size_t)(end - tstart)};
     out->rate = 1.0;
-    bool have_rate = false, have_tags = false;
+    bool have_rate = false, have_tags = false, other = false;
     const char *ext = tend;
     while (ext < end) {
         const char *estart = ext + 1;
@@ -388,11 +389,14 @@ bool am_parse_skeleton(const char *p, size_t n, am_skeleton_t *out)
                 return false;
             out->tags = (am_slice_t){estart + 1, elen - 1};
             have_tags = true;
-        } else if (memchr(estart, '\0', elen)) {
-            return false; /* the full parse calls this line "syntax" */
+        } else {
+            if (memchr(estart, '\0', elen))
+                return false; /* the full parse calls this line "syntax" */
+            other = true;
         }
         ext = eend;
     }
+    out->plain = !have_rate && !other && (!have_tags || out->tags.p == tend + 2);
     return true;
 }
 

@@ -64,6 +64,8 @@ typedef struct am_skeleton {
     am_slice_t values; /* between ':' and the first '|' */
     am_slice_t type;   /* the type code as sent */
     am_slice_t tags;   /* after "|#", or empty */
+    am_slice_t rest;   /* from the type to the end of the line */
+    bool plain;        /* rest is just "type" or "type|#tags": one piece to hash */
     am_type_t type_id;
     double rate;
 } am_skeleton_t;

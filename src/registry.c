@@ -357,7 +357,7 @@ static bool has_prefix(const char *p, size_t n, const char *pfx)
  * any with an existing one, or the exposition would repeat a sample name.
  * Names are at most 207 bytes (auto: '_' + 200 + "_total"), suffixes 7. */
 #define OWNED_NAME_MAX 256
-#define OWNED_NAMES 6
+#define OWNED_NAMES    6
 static size_t owned_names(const am_family_def_t *def, char out[][OWNED_NAME_MAX])
 {
     const char *n = def->name;
@@ -1167,10 +1167,23 @@ static am_reason_t apply_cached(am_registry_t *r, am_family_t *f, am_series_t *s
     s->nvalues = 0;
     const char *v = sk->values.p, *end = sk->values.p + sk->values.n;
     for (;;) {
-        const char *sep = memchr(v, ':', (size_t)(end - v));
-        const char *vend = sep ? sep : end;
+        const char *sep = v;
+        while (sep < end && *sep != ':')
+            sep++;
+        const char *vend = sep;
+        if (sep == end)
+            sep = NULL;
         size_t k = s->nvalues;
-        if (k == AM_MAX_VALUES || !am_parse_number(v, (size_t)(vend - v), &s->values[k]))
+        size_t vn = (size_t)(vend - v);
+        if (k == AM_MAX_VALUES)
+            return AM_REJECT_BAD_VALUE;
+        /* "1".."999", what counters send, without a call. */
+        if (vn >= 1 && vn <= 3 && v[0] >= '0' && v[0] <= '9' &&
+            (vn < 2 || (v[1] >= '0' && v[1] <= '9')) && (vn < 3 || (v[2] >= '0' && v[2] <= '9')))
+            s->values[k] = vn == 1   ? v[0] - '0'
+                           : vn == 2 ? (v[0] - '0') * 10 + (v[1] - '0')
+                                     : (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
+        else if (!am_parse_number(v, vn, &s->values[k]))
             return AM_REJECT_BAD_VALUE;
         if (s->type == AM_TYPE_COUNTER && s->values[k] < 0)
             return AM_REJECT_NEGATIVE_COUNTER;
@@ -1192,11 +1205,21 @@ am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n, a
     uint64_t h[2] = {0, 0};
     bool cacheable = am_parse_skeleton(p, n, &sk) && sk.type_id != AM_TYPE_SET;
     if (cacheable) {
-        h[0] = 0x243f6a8885a308d3ULL;
-        h[1] = 0x13198a2e03707344ULL;
-        am_hash2_more(h, sk.name.p, sk.name.n); /* each piece's length is mixed in */
-        am_hash2_more(h, sk.type.p, sk.type.n);
-        am_hash2_more(h, sk.tags.p, sk.tags.n);
+        /* Each piece's length is mixed in. The usual "type|#tags" layout is
+         * one contiguous piece; other layouts hash type and tags apart, from
+         * another starting point, so the two never meet. */
+        if (sk.plain) {
+            h[0] = 0x243f6a8885a308d3ULL;
+            h[1] = 0x13198a2e03707344ULL;
+            am_hash2_more(h, sk.name.p, sk.name.n);
+            am_hash2_more(h, sk.rest.p, sk.rest.n);
+        } else {
+            h[0] = 0xa4093822299f31d0ULL;
+            h[1] = 0x082efa98ec4e6c89ULL;
+            am_hash2_more(h, sk.name.p, sk.name.n);
+            am_hash2_more(h, sk.type.p, sk.type.n);
+            am_hash2_more(h, sk.tags.p, sk.tags.n);
+        }
         if (r->cache.generation != r->generation) {
             am_linecache_clear(&r->cache);
             r->cache.generation = r->generation;

@@ -1199,6 +1199,55 @@ END_TEST
 
 #define NELEMS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* The daemon's path (am_registry_ingest_line: line cache, then the full
+ * parse) agrees with parse + apply, whatever the spelling of a series: the
+ * plain layout, a rate, an ignored extension, tags in another order, and a
+ * cached line whose value turns bad (it must get the full path's reason). */
+START_TEST(test_ingest_line_cache_paths)
+{
+    static const struct {
+        const char *line;
+        am_reason_t want;
+    } lines[] = {
+        {"lc.hits:1|c|#a:1,b:2", AM_OK},
+        {"lc.hits:2|c|#a:1,b:2", AM_OK},                /* cache hit */
+        {"lc.hits:1|c|@0.5|#a:1,b:2", AM_OK},           /* another layout: 2 */
+        {"lc.hits:1|c|#a:1,b:2|c:container1", AM_OK},   /* extension ignored */
+        {"lc.hits:1|c|#b:2,a:1", AM_OK},                /* tags reordered */
+        {"lc.hits:-1|c|#a:1,b:2", AM_REJECT_NEGATIVE_COUNTER},
+        {"lc.hits:x|c|#a:1,b:2", AM_REJECT_BAD_VALUE},
+        {"lc.hits:1|c|#a:1,b:2|c:x\0", AM_OK},         /* literal backslash-zero */
+        {"lc.hits:12.5|c|#a:1,b:2", AM_OK},
+        {"lc.gauge:5|g", AM_OK},
+        {"lc.gauge:+3|g", AM_OK},
+        {"lc.gauge:-10|g", AM_OK},
+        {"lc.lat:250|ms|#a:1", AM_OK},
+        {"lc.lat:250|ms|#a:1", AM_OK},
+        {"lc.lat:1e308|h|@0.1|#a:1", AM_REJECT_BAD_VALUE},
+    };
+    am_registry_t *fast = new_registry(true, NULL);
+    am_registry_t *ref = new_registry(true, NULL);
+    am_sample_t *scratch = malloc(sizeof(*scratch));
+    ck_assert_ptr_nonnull(scratch);
+    for (size_t i = 0; i < NELEMS(lines); i++) {
+        const char *l = lines[i].line;
+        am_reason_t got = am_registry_ingest_line(fast, l, strlen(l), scratch);
+        ck_assert_msg(got == lines[i].want, "\"%s\": got %s, want %s", l, am_reason_label(got),
+                      am_reason_label(lines[i].want));
+        ck_assert_int_eq(apply_line(ref, l), got);
+    }
+    const double *v = must_get(fast, "lc_hits_total", L("1", "2"));
+    ck_assert(v[0] == 1 + 2 + 2 + 1 + 1 + 1 + 12.5);
+    ck_assert(must_get(ref, "lc_hits_total", L("1", "2"))[0] == v[0]);
+    ck_assert(must_get(fast, "lc_gauge", L(NULL))[0] == -2);
+    const double *h = must_get(fast, "lc_lat", L("1"));
+    ck_assert(h[0] == 2 && h[1] == 0.5);
+    free(scratch);
+    am_registry_free(fast);
+    am_registry_free(ref);
+}
+END_TEST
+
 static Suite *registry_suite(void)
 {
     Suite *s = suite_create("Registry");
@@ -1252,6 +1301,7 @@ static Suite *registry_suite(void)
     tcase_add_test(tc, test_many_families);
     tcase_add_test(tc, test_rejects_leave_no_trace);
     tcase_add_test(tc, test_type_names);
+    tcase_add_test(tc, test_ingest_line_cache_paths);
     suite_add_tcase(s, tc);
     return s;
 }
