@@ -220,9 +220,13 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
             return usage_error(argv[i][0] == '-' ? "unknown option" : "unexpected argument",
                                argv[i]);
     }
-    /* The environment fills what no flag set. */
+    /* The environment fills what no flag set; ALICE_LOG_LEVEL is already
+     * resolved by am_cli_main, where a --log-level before the command beats
+     * it. */
     for (size_t k = 0; k < N_SERVER_FLAGS; k++) {
         setting_t *slot = flag_slot(&f, k);
+        if (slot == &f.log_level)
+            continue;
         const char *e = getenv(server_flag_defs[k].env);
         if (!slot->value && e && *e) {
             slot->value = e;
@@ -370,13 +374,8 @@ int am_cli_main(int argc, char **argv)
     const char *cmd = argv[i];
     int sub_argc = argc - i;
     char **sub_argv = argv + i;
-    if (strcmp(cmd, "metrics-server") == 0) {
-        /* A --log-level given before the command must beat the env var the
-         * subcommand would otherwise read. */
-        if (log_level_given && getenv("ALICE_LOG_LEVEL"))
-            unsetenv("ALICE_LOG_LEVEL");
+    if (strcmp(cmd, "metrics-server") == 0)
         return cmd_metrics_server(sub_argc, sub_argv, log_level_given);
-    }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("alice %s\n", AM_VERSION);
         return 0;

@@ -36,8 +36,8 @@ typedef struct scan {
 
 static void skip_ws(scan_t *sc)
 {
-    while (sc->i < sc->n && (sc->s[sc->i] == ' ' || sc->s[sc->i] == '\t' ||
-                             sc->s[sc->i] == '\n' || sc->s[sc->i] == '\r'))
+    while (sc->i < sc->n && (sc->s[sc->i] == ' ' || sc->s[sc->i] == '\t' || sc->s[sc->i] == '\n' ||
+                             sc->s[sc->i] == '\r'))
         sc->i++;
 }
 
@@ -199,10 +199,9 @@ static void path_position(const ctx_t *c, const char *path, int *line, int *col)
     *col = col0;
 }
 
-__attribute__((format(printf, 4, 5))) static int fail(const ctx_t *c, const char *path,
-                                                      const char *key, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(const ctx_t *c, const char *path,
+                                                      const char *fmt, ...)
 {
-    (void)key; /* the path says where: see path_position() */
     int line = 0, col = 0;
     path_position(c, path, &line, &col);
     char msg[512];
@@ -230,7 +229,7 @@ static int check_keys(const ctx_t *c, json_t *obj, const char *path, const char 
         if (!ok) {
             char p[256];
             snprintf(p, sizeof(p), "%s%s%s", path, *path ? "." : "", key);
-            return fail(c, p, key, "unknown key \"%s\"", key);
+            return fail(c, p, "unknown key \"%s\"", key);
         }
     }
     return 0;
@@ -251,10 +250,10 @@ static int get_int(const ctx_t *c, json_t *obj, const char *path, const char *ke
     char p[256];
     snprintf(p, sizeof(p), "%s.%s", path, key);
     if (!json_is_integer(v))
-        return fail(c, p, key, "must be an integer");
+        return fail(c, p, "must be an integer");
     long long x = json_integer_value(v);
     if (x < lo || x > hi)
-        return fail(c, p, key, "must be between %lld and %lld, got %lld", lo, hi, x);
+        return fail(c, p, "must be between %lld and %lld, got %lld", lo, hi, x);
     *out = x;
     return 0;
 }
@@ -267,12 +266,12 @@ static int get_str(const ctx_t *c, json_t *obj, const char *path, const char *ke
     char p[256];
     snprintf(p, sizeof(p), "%s.%s", path, key);
     if (!json_is_string(v) || json_string_length(v) == 0)
-        return fail(c, p, key, "must be a non-empty string");
+        return fail(c, p, "must be a non-empty string");
     if (strlen(json_string_value(v)) != json_string_length(v))
-        return fail(c, p, key, "must not contain NUL");
+        return fail(c, p, "must not contain NUL");
     *out = strdup(json_string_value(v));
     if (!*out)
-        return fail(c, p, key, "out of memory");
+        return fail(c, p, "out of memory");
     return 0;
 }
 
@@ -282,7 +281,7 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
                                        "unix", "log_level", "receive_buffer_bytes", "workers",
                                        NULL};
     if (!json_is_object(srv))
-        return fail(c, "server", "server", "must be an object");
+        return fail(c, "server", "must be an object");
     if (check_keys(c, srv, "server", keys))
         return -1;
     long long x;
@@ -290,7 +289,7 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
     if ((rc = get_str(c, srv, "server", "host", &out->host)) < 0)
         return -1;
     if (rc == 0 && !valid_ip(out->host))
-        return fail(c, "server.host", "host", "not an IPv4 or IPv6 address: \"%s\"", out->host);
+        return fail(c, "server.host", "not an IPv4 or IPv6 address: \"%s\"", out->host);
     if ((rc = get_int(c, srv, "server", "port", 0, 65535, &x)) < 0)
         return -1;
     if (rc == 0)
@@ -298,7 +297,7 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
     if ((rc = get_str(c, srv, "server", "statsd_host", &out->statsd_host)) < 0)
         return -1;
     if (rc == 0 && !valid_ip(out->statsd_host))
-        return fail(c, "server.statsd_host", "statsd_host", "not an IPv4 or IPv6 address: \"%s\"",
+        return fail(c, "server.statsd_host", "not an IPv4 or IPv6 address: \"%s\"",
                     out->statsd_host);
     if ((rc = get_int(c, srv, "server", "statsd_port", 0, 65535, &x)) < 0)
         return -1;
@@ -307,15 +306,14 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
     if ((rc = get_str(c, srv, "server", "unix", &out->unix_path)) < 0)
         return -1;
     if (rc == 0 && strlen(out->unix_path) >= 108)
-        return fail(c, "server.unix", "unix", "socket path longer than 107 bytes");
+        return fail(c, "server.unix", "socket path longer than 107 bytes");
     char *lvl = NULL;
     if ((rc = get_str(c, srv, "server", "log_level", &lvl)) < 0)
         return -1;
     if (rc == 0) {
         out->log_level = am_log_level_parse(lvl);
         if (out->log_level < 0) {
-            fail(c, "server.log_level", "log_level",
-                 "must be debug, info, warn or error, got \"%s\"", lvl);
+            fail(c, "server.log_level", "must be debug, info, warn or error, got \"%s\"", lvl);
             free(lvl);
             return -1;
         }
@@ -334,10 +332,9 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
 
 static int parse_limits(const ctx_t *c, json_t *lim, am_config_t *out)
 {
-    static const char *const keys[] = {"max_series_per_family", "max_series", "max_families",
-                                       NULL};
+    static const char *const keys[] = {"max_series_per_family", "max_series", "max_families", NULL};
     if (!json_is_object(lim))
-        return fail(c, "limits", "limits", "must be an object");
+        return fail(c, "limits", "must be an object");
     if (check_keys(c, lim, "limits", keys))
         return -1;
     long long x;
@@ -365,32 +362,33 @@ static int parse_limits(const ctx_t *c, json_t *lim, am_config_t *out)
 
 static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t *def)
 {
-    static const char *const keys[] = {"name", "type", "help", "labels", "buckets", "max_series",
-                                       NULL};
+    static const char *const keys[] = {"name",    "type",       "help", "labels",
+                                       "buckets", "max_series", NULL};
     char path[64];
     snprintf(path, sizeof(path), "families[%zu]", idx);
     char p[128];
     if (!json_is_object(fam))
-        return fail(c, path, NULL, "must be an object");
+        return fail(c, path, "must be an object");
     if (check_keys(c, fam, path, keys))
         return -1;
 
     json_t *name = json_object_get(fam, "name");
     snprintf(p, sizeof(p), "%s.name", path);
     if (!json_is_string(name))
-        return fail(c, p, NULL, "required string");
+        return fail(c, p, "required string");
     const char *n = json_string_value(name);
     size_t nlen = json_string_length(name);
     if (!am_valid_metric_name(n, nlen) || nlen > AM_MAX_NAME_LEN)
-        return fail(c, p, "name", "\"%s\" is not a valid metric name ([a-zA-Z_][a-zA-Z0-9_]*, at most %d bytes)", n,
-                    AM_MAX_NAME_LEN);
+        return fail(c, p,
+                    "\"%s\" is not a valid metric name ([a-zA-Z_][a-zA-Z0-9_]*, at most %d bytes)",
+                    n, AM_MAX_NAME_LEN);
     if (strncmp(n, "alice_metricsd_", 15) == 0 || strncmp(n, "process_", 8) == 0)
-        return fail(c, p, "name", "\"%s\": the alice_metricsd_ and process_ prefixes are reserved", n);
+        return fail(c, p, "\"%s\": the alice_metricsd_ and process_ prefixes are reserved", n);
 
     json_t *type = json_object_get(fam, "type");
     snprintf(p, sizeof(p), "%s.type", path);
     if (!json_is_string(type))
-        return fail(c, p, NULL, "required: counter, gauge, histogram or summary");
+        return fail(c, p, "required: counter, gauge, histogram or summary");
     const char *t = json_string_value(type);
     if (strcmp(t, "counter") == 0)
         def->type = AM_FAMILY_COUNTER;
@@ -401,17 +399,16 @@ static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t
     else if (strcmp(t, "summary") == 0)
         def->type = AM_FAMILY_SUMMARY;
     else
-        return fail(c, p, "type", "must be counter, gauge, histogram or summary, got \"%s\"", t);
+        return fail(c, p, "must be counter, gauge, histogram or summary, got \"%s\"", t);
 
     /* Counters are exposed as NAME_total; lines for NAME and NAME_total
      * both land there. */
-    size_t extra = (def->type == AM_FAMILY_COUNTER &&
-                    !(nlen >= 6 && strcmp(n + nlen - 6, "_total") == 0))
-                       ? 6
-                       : 0;
+    size_t extra =
+        (def->type == AM_FAMILY_COUNTER && !(nlen >= 6 && strcmp(n + nlen - 6, "_total") == 0)) ? 6
+                                                                                                : 0;
     def->name = malloc(nlen + extra + 1);
     if (!def->name)
-        return fail(c, path, NULL, "out of memory");
+        return fail(c, path, "out of memory");
     memcpy(def->name, n, nlen);
     memcpy(def->name + nlen, "_total", extra);
     def->name[nlen + extra] = '\0';
@@ -419,39 +416,39 @@ static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t
     json_t *help = json_object_get(fam, "help");
     snprintf(p, sizeof(p), "%s.help", path);
     if (help && !json_is_string(help))
-        return fail(c, p, "help", "must be a string");
+        return fail(c, p, "must be a string");
     def->help = strdup(help ? json_string_value(help) : def->name);
     if (!def->help)
-        return fail(c, path, NULL, "out of memory");
+        return fail(c, path, "out of memory");
 
     json_t *labels = json_object_get(fam, "labels");
     snprintf(p, sizeof(p), "%s.labels", path);
     if (labels) {
         if (!json_is_array(labels))
-            return fail(c, p, "labels", "must be an array of label names");
+            return fail(c, p, "must be an array of label names");
         if (json_array_size(labels) > AM_MAX_LABELS)
-            return fail(c, p, "labels", "at most %d labels", AM_MAX_LABELS);
+            return fail(c, p, "at most %d labels", AM_MAX_LABELS);
         size_t i;
         json_t *l;
         json_array_foreach(labels, i, l)
         {
             if (!json_is_string(l))
-                return fail(c, p, "labels", "element %zu is not a string", i);
+                return fail(c, p, "element %zu is not a string", i);
             const char *ln = json_string_value(l);
             size_t ll = json_string_length(l);
             if (!am_valid_label_name(ln, ll) || ll > AM_MAX_LABEL_NAME_LEN)
-                return fail(c, p, "labels",
-                            "\"%s\" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, no __ prefix)",
-                            ln);
+                return fail(
+                    c, p, "\"%s\" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, no __ prefix)",
+                    ln);
             if ((def->type == AM_FAMILY_HISTOGRAM && strcmp(ln, "le") == 0) ||
                 (def->type == AM_FAMILY_SUMMARY && strcmp(ln, "quantile") == 0))
-                return fail(c, p, "labels", "\"%s\" is reserved for a %s", ln, t);
+                return fail(c, p, "\"%s\" is reserved for a %s", ln, t);
             for (size_t k = 0; k < def->nlabels; k++)
                 if (strcmp(def->labels[k], ln) == 0)
-                    return fail(c, p, "labels", "\"%s\" is listed twice", ln);
+                    return fail(c, p, "\"%s\" is listed twice", ln);
             def->labels[def->nlabels] = strdup(ln);
             if (!def->labels[def->nlabels])
-                return fail(c, p, NULL, "out of memory");
+                return fail(c, p, "out of memory");
             def->nlabels++;
         }
     }
@@ -460,22 +457,22 @@ static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t
     snprintf(p, sizeof(p), "%s.buckets", path);
     if (buckets) {
         if (def->type != AM_FAMILY_HISTOGRAM)
-            return fail(c, p, "buckets", "only a histogram has buckets");
+            return fail(c, p, "only a histogram has buckets");
         if (!json_is_array(buckets) || json_array_size(buckets) == 0)
-            return fail(c, p, "buckets", "must be a non-empty array of numbers");
+            return fail(c, p, "must be a non-empty array of numbers");
         if (json_array_size(buckets) > AM_MAX_BUCKETS)
-            return fail(c, p, "buckets", "at most %d buckets (+Inf is implied)", AM_MAX_BUCKETS);
+            return fail(c, p, "at most %d buckets (+Inf is implied)", AM_MAX_BUCKETS);
         size_t i;
         json_t *b;
         json_array_foreach(buckets, i, b)
         {
             if (!json_is_number(b))
-                return fail(c, p, "buckets", "element %zu is not a number", i);
+                return fail(c, p, "element %zu is not a number", i);
             double v = json_number_value(b);
             if (!isfinite(v))
-                return fail(c, p, "buckets", "element %zu is not finite (+Inf is implied)", i);
+                return fail(c, p, "element %zu is not finite (+Inf is implied)", i);
             if (i > 0 && !(v > def->buckets[i - 1]))
-                return fail(c, p, "buckets", "must be strictly increasing (element %zu)", i);
+                return fail(c, p, "must be strictly increasing (element %zu)", i);
             def->buckets[i] = v;
             def->nbuckets++;
         }
@@ -502,10 +499,10 @@ static int check_clashes(const ctx_t *c, const am_config_t *cfg, size_t i)
     snprintf(p, sizeof(p), "families[%zu].name", i);
     for (size_t k = 0; k < i; k++) {
         if (strcmp(cfg->families[k].name, d->name) == 0)
-            return fail(c, p, NULL, "family \"%s\" is defined twice", d->name);
+            return fail(c, p, "family \"%s\" is defined twice", d->name);
         if (am_family_defs_clash(&cfg->families[k], d))
-            return fail(c, p, NULL, "\"%s\" would repeat sample names of families[%zu] \"%s\"",
-                        d->name, k, cfg->families[k].name);
+            return fail(c, p, "\"%s\" would repeat sample names of families[%zu] \"%s\"", d->name,
+                        k, cfg->families[k].name);
     }
     for (size_t b = 0; b < am_catalog_count(); b++) {
         am_family_def_t builtin;
@@ -515,8 +512,7 @@ static int check_clashes(const ctx_t *c, const am_config_t *cfg, size_t i)
             if (cfg->families[k].name && strcmp(cfg->families[k].name, builtin.name) == 0)
                 replaced = true;
         if (!replaced && am_family_defs_clash(&builtin, d))
-            return fail(c, p, NULL,
-                        "\"%s\" would repeat sample names of the built-in family \"%s\"",
+            return fail(c, p, "\"%s\" would repeat sample names of the built-in family \"%s\"",
                         d->name, builtin.name);
     }
     return 0;
@@ -558,7 +554,7 @@ int am_config_parse(const char *text, size_t len, const char *name, am_config_t 
     }
     int rc = -1;
     if (!json_is_object(root)) {
-        fail(&c, "(top)", NULL, "the config must be a JSON object");
+        fail(&c, "(top)", "the config must be a JSON object");
         goto out;
     }
     if (check_keys(&c, root, "", keys))
@@ -570,7 +566,7 @@ int am_config_parse(const char *text, size_t len, const char *name, am_config_t 
         goto out;
     if ((v = json_object_get(root, "auto_create"))) {
         if (!json_is_boolean(v)) {
-            fail(&c, "auto_create", "auto_create", "must be true or false");
+            fail(&c, "auto_create", "must be true or false");
             goto out;
         }
         out->has_auto_create = true;
@@ -578,13 +574,13 @@ int am_config_parse(const char *text, size_t len, const char *name, am_config_t 
     }
     if ((v = json_object_get(root, "families"))) {
         if (!json_is_array(v)) {
-            fail(&c, "families", "families", "must be an array");
+            fail(&c, "families", "must be an array");
             goto out;
         }
         size_t n = json_array_size(v);
         out->families = calloc(n ? n : 1, sizeof(*out->families));
         if (!out->families) {
-            fail(&c, "families", NULL, "out of memory");
+            fail(&c, "families", "out of memory");
             goto out;
         }
         for (size_t i = 0; i < n; i++) {
@@ -622,8 +618,7 @@ int am_config_load(const char *path, am_config_t *out, char *err, size_t errlen)
     bool read_err = ferror(f);
     fclose(f);
     if (read_err || len > MAX_CONFIG_BYTES) {
-        snprintf(err, errlen, "%s: %s", path,
-                 read_err ? "read error" : "larger than 16 MiB");
+        snprintf(err, errlen, "%s: %s", path, read_err ? "read error" : "larger than 16 MiB");
         free(text);
         return -1;
     }

@@ -135,13 +135,7 @@ static void on_datagram(void *ctx, int transport, const char *p, size_t n, bool 
         /* The cut last line is not a line the sender wrote: drop it (as
          * syntax) and keep the complete lines before it. */
         s->stats.truncated[transport]++;
-        const char *nl = NULL;
-        for (size_t i = n; i > 0; i--) {
-            if (p[i - 1] == '\n') {
-                nl = p + i - 1;
-                break;
-            }
-        }
+        const char *nl = memrchr(p, '\n', n);
         s->stats.rejected[AM_REJECT_SYNTAX]++;
         n = nl ? (size_t)(nl - p) : 0;
     }

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 import time
 
-from amtest import Daemon, free_udp_port, run_tests, sample_value, sum_values
+from amtest import Daemon, Skip, free_udp_port, run_tests, sample_value, sum_values
 
 DRIVER = os.environ["ALICE_CLIENT_DRIVER"]
 WORKER = os.environ.get("ALICE_EXAMPLE_WORKER")
@@ -116,8 +116,7 @@ def test_threads():
 
 def test_example_worker():
     if not WORKER or not os.path.exists(WORKER):
-        print("skip: example-worker not built")
-        return
+        raise Skip("example-worker not built")
     sel = dict(provider="openai", operation="text")
     body = D.metrics()
     base_err = sample_value(body, "alice_api_requests_total", model="gpt-4", status="error",

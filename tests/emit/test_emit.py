@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import time
 
-from amtest import Daemon, free_udp_port, run_tests, sample_value, sum_values
+from amtest import Daemon, Skip, free_udp_port, run_tests, sample_value, sum_values
 
 EMIT = os.environ.get("ALICE_EMIT_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "src", "emit", "alice-emit")
@@ -169,8 +169,7 @@ def ipv6_loopback():
 
 def test_ipv6():
     if not ipv6_loopback():
-        print("skip: no IPv6 loopback")
-        return
+        raise Skip("no IPv6 loopback on this machine")
     port = free_udp_port()
     with Daemon(args=["--statsd-host", "::1", "--statsd-port", str(port)], udp=False) as d6:
         assert d6.wait_log(r"transport=udp addr=::1"), d6.log
@@ -372,8 +371,7 @@ def test_absent_daemon():
 def test_alice_emit_subcommand():
     """`alice emit ...` is the same program."""
     if not ALICE:
-        print("skip: ALICE_BIN unset")
-        return
+        raise Skip("ALICE_BIN unset")
     r = emit("emit", "--help", prog=[ALICE])
     assert r.returncode == 0 and b"time NAME" in r.stdout, r
     r = emit("emit", "counter", "alice_emit_sub", "via=alice", prog=[ALICE])

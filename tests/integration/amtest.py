@@ -228,17 +228,25 @@ def sum_values(body, name, **labels):
                if n == name and all(l.get(k) == val for k, val in labels.items()))
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run on this machine (said, not passed)."""
+
+
 class Results:
-    """A tiny TAP-free runner: each check prints ok/FAIL; exit 1 on failure."""
+    """A tiny TAP-free runner: each check prints ok/FAIL/skip; exit 1 on failure."""
 
     def __init__(self):
         self.passed = 0
         self.failed = 0
+        self.skipped = 0
 
     def run(self, fn):
         name = fn.__name__
         try:
             fn()
+        except Skip as e:
+            self.skipped += 1
+            print("skip %s: %s" % (name, e))
         except Exception as e:  # noqa: BLE001 - report every failure
             import traceback
             self.failed += 1
@@ -250,7 +258,7 @@ class Results:
         sys.stdout.flush()
 
     def finish(self):
-        print("%d passed, %d failed" % (self.passed, self.failed))
+        print("%d passed, %d failed, %d skipped" % (self.passed, self.failed, self.skipped))
         sys.exit(1 if self.failed else 0)
 
 

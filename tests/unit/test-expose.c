@@ -14,6 +14,7 @@
  *
  * Tests named regression_* pin defects found and fixed (see their comments). */
 #include "expose.h"
+#include "registry-test.h"
 
 #include <check.h>
 #include <errno.h>
@@ -34,10 +35,7 @@
 #define EXPOSE_DATA AM_SOURCE_ROOT "/tests/data/expose/"
 
 #define PYTHON "/usr/bin/python3"
-#define NELEMS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-/* am_family_def_t holds char *: literals cast for -Wwrite-strings. */
-#define S(x) ((char *)(x))
 
 /* ---- helpers ---- */
 
@@ -60,18 +58,9 @@ static char *slurp(const char *path, size_t *len)
     return p;
 }
 
-static am_reason_t apply_line(am_registry_t *r, const char *line, size_t n)
-{
-    am_sample_t s;
-    am_reason_t rc = am_parse_line(line, n, &s);
-    if (rc != AM_OK)
-        return rc;
-    return am_registry_apply(r, &s);
-}
-
 static void apply_ok(am_registry_t *r, const char *line)
 {
-    am_reason_t rc = apply_line(r, line, strlen(line));
+    am_reason_t rc = apply_line(r, line);
     ck_assert_msg(rc == AM_OK, "line \"%s\": %s", line, am_reason_label(rc));
 }
 
@@ -135,7 +124,7 @@ static am_registry_t *build_case(const char *name, bool catalog)
                 }
             }
             line[o] = '\0';
-            am_reason_t rc = apply_line(r, line, o);
+            am_reason_t rc = apply_line_n(r, line, o);
             ck_assert_msg(rc == AM_OK, "%s: line \"%.*s\": %s", name, (int)n, p,
                           am_reason_label(rc));
         }

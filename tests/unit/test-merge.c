@@ -3,6 +3,7 @@
  * family directory shared by the workers (one definition per family, limits
  * over all workers). */
 #include "registry.h"
+#include "registry-test.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -16,23 +17,6 @@
 
 /* ---- helpers ---- */
 
-static am_reason_t apply_line(am_registry_t *r, const char *line)
-{
-    am_sample_t s;
-    am_reason_t rc = am_parse_line(line, strlen(line), &s);
-    if (rc != AM_OK)
-        return rc;
-    return am_registry_apply(r, &s);
-}
-
-#define ck_line(r, l, want)                                                                        \
-    do {                                                                                           \
-        const char *l_ = (l);                                                                      \
-        am_reason_t got_ = apply_line((r), l_);                                                    \
-        am_reason_t want_ = (want);                                                                \
-        ck_assert_msg(got_ == want_, "line \"%s\": got %s, want %s", l_, am_reason_label(got_),    \
-                      am_reason_label(want_));                                                     \
-    } while (0)
 
 /* A worker's registry: stamps, optionally a directory, optionally the catalog. */
 static am_registry_t *worker(am_famdir_t *d, const am_limits_t *limits, bool catalog)
@@ -433,7 +417,6 @@ START_TEST(directory_auto_create_off_still_copies_known_families)
 }
 END_TEST
 
-#define S(x) ((char *)(x))
 
 START_TEST(directory_define_applies_to_every_worker)
 {

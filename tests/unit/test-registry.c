@@ -4,6 +4,7 @@
  *
  * Tests named regression_* pin defects found and fixed (see their comments). */
 #include "registry.h"
+#include "registry-test.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -16,23 +17,6 @@
 
 /* ---- helpers ---- */
 
-static am_reason_t apply_line(am_registry_t *r, const char *line)
-{
-    am_sample_t s;
-    am_reason_t rc = am_parse_line(line, strlen(line), &s);
-    if (rc != AM_OK)
-        return rc;
-    return am_registry_apply(r, &s);
-}
-
-#define ck_line(r, l, want)                                                                        \
-    do {                                                                                           \
-        const char *l_ = (l);                                                                      \
-        am_reason_t got_ = apply_line((r), l_);                                                    \
-        am_reason_t want_ = (want);                                                                \
-        ck_assert_msg(got_ == want_, "line \"%s\": got %s, want %s", l_, am_reason_label(got_),    \
-                      am_reason_label(want_));                                                     \
-    } while (0)
 
 static am_registry_t *new_registry(bool catalog, const am_limits_t *limits)
 {
@@ -76,8 +60,6 @@ static const double *get(const am_registry_t *r, const char *fam, const char *co
     return NULL;
 }
 
-/* am_family_def_t holds char *: literals cast for -Wwrite-strings. */
-#define S(x) ((char *)(x))
 
 static const double *must_get(const am_registry_t *r, const char *fam, const char *const *vals)
 {
@@ -1197,7 +1179,6 @@ START_TEST(test_type_names)
 }
 END_TEST
 
-#define NELEMS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* The daemon's path (am_registry_ingest_line: line cache, then the full
  * parse) agrees with parse + apply, whatever the spelling of a series: the
