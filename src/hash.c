@@ -8,6 +8,18 @@
 /* A mum/wyhash-style mixer: 8 bytes per multiply, good avalanche, no tables.
  * Written from the published construction, not copied. */
 static uint64_t seed = 0x9e3779b97f4a7c15ULL;
+/* Per-process keys of am_hash2_more, drawn from the seed (odd: a multiply
+ * by them is a bijection). */
+static uint64_t secret[5] = {0x8ebc6af09c88c6e3ULL, 0xa0761d6478bd642fULL, 0xe7037ed1a0b428dbULL,
+                             0x589965cc75374cc3ULL, 0x1d8e4e27c47d124fULL};
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
 
 void am_hash_seed_init(void)
 {
@@ -15,6 +27,9 @@ void am_hash_seed_init(void)
     if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s))
         s = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     seed = s | 1;
+    uint64_t x = s;
+    for (size_t i = 0; i < sizeof(secret) / sizeof(secret[0]); i++)
+        secret[i] = splitmix64(&x) | 1;
 }
 
 __extension__ typedef unsigned __int128 u128;
@@ -82,27 +97,25 @@ uint64_t am_hash(const void *p, size_t n)
 
 void am_hash2_more(uint64_t h[2], const void *data, size_t n)
 {
-    /* Lane a: wyhash-style, 16 bytes per 128-bit multiply. Lane b: a cheap
-     * 64-bit multiply-xorshift over the same words. Two differently built
-     * lanes keep the 128-bit identity while costing about a third of two
-     * full lanes (this runs for every ingested line). */
+    /* Two lanes, each one 128-bit multiply per 16 bytes, with no data
+     * dependency between them so the CPU runs them side by side (this runs
+     * for every ingested line). Each lane's second factor carries a secret
+     * drawn from the seed: a sender who could zero a factor would erase
+     * everything hashed before it, and without the secret it cannot. */
     const unsigned char *p = data;
-    const uint64_t k1 = 0xa0761d6478bd642fULL, k2 = 0xe7037ed1a0b428dbULL;
-    const uint64_t k3 = 0x8ebc6af09c88c6e3ULL, k4 = 0x589965cc75374cc3ULL;
-    uint64_t a = h[0] ^ seed, b = h[1] ^ (seed * k4);
+    uint64_t a = h[0] ^ seed, b = h[1] ^ secret[0];
     while (n >= 16) {
         uint64_t v1 = load64(p), v2 = load64(p + 8);
-        a = mix(v1 ^ a ^ k1, v2 ^ k2);
-        b = (b ^ v1) * k3;
-        b = (b ^ v2 ^ (b >> 29)) * k4;
+        a = mix(v1 ^ a ^ secret[1], v2 ^ secret[2]);
+        b = mix(v2 ^ b ^ secret[3], v1 ^ secret[4]);
         p += 16;
         n -= 16;
     }
     uint64_t t1, t2;
     load_tail(p, n, &t1, &t2);
-    a = mix(t1 ^ a ^ k1, t2 ^ k2 ^ ((uint64_t)n << 56));
-    b = (b ^ t1 ^ ((uint64_t)n << 56)) * k3;
-    b = (b ^ t2 ^ (b >> 29)) * k4;
+    uint64_t len = (uint64_t)n << 56;
+    a = mix(t1 ^ a ^ secret[1], t2 ^ secret[2] ^ len);
+    b = mix(t2 ^ b ^ secret[3], t1 ^ secret[4] ^ len);
     h[0] = a;
-    h[1] = b ^ (b >> 32);
+    h[1] = b;
 }

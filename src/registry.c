@@ -76,6 +76,7 @@ struct am_registry {
     am_family_t *first, *last;
     uint64_t generation; /* bumped whenever series or families may be freed */
     am_linecache_t cache;
+    am_dgram_index_t *dgram_index; /* am_registry_ingest_datagram's, made on first use */
     am_famdir_t *dir; /* borrowed: shared by the workers; NULL with one loop */
     bool stamped;     /* gauges carry set/delta stamps (GAUGE_* below) */
     double clock;     /* stamp for gauge updates, set per batch */
@@ -332,6 +333,7 @@ void am_registry_free(am_registry_t *r)
     }
     free(r->ftab);
     am_linecache_free(&r->cache);
+    free(r->dgram_index);
     free(r);
 }
 
@@ -1193,39 +1195,55 @@ static am_reason_t apply_cached(am_registry_t *r, am_family_t *f, am_series_t *s
             break;
         v = sep + 1;
     }
+    /* What most lines are: one value for a counter at rate 1 (v / 1.0 is v,
+     * so this is exactly what update_series would do, minus a division). */
+    if (f->def.type == AM_FAMILY_COUNTER && s->nvalues == 1 && s->rate == 1.0) {
+        double t = se->v[0] + s->values[0];
+        if (!isfinite(t))
+            return AM_REJECT_BAD_VALUE;
+        se->v[0] = t;
+        return AM_OK;
+    }
     am_reason_t rc = check_finite(&f->def, se->v, s);
     if (rc != AM_OK)
         return rc;
     return update_series(r, f, se, s);
 }
 
-am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n, am_sample_t *s)
+/* The line cache key: name, type and tags as sent. Each piece's length is
+ * mixed in. The usual "type|#tags" layout is one contiguous piece; other
+ * layouts hash type and tags apart, from another starting point, so the two
+ * never meet. */
+static void line_key(const am_skeleton_t *sk, uint64_t h[2])
 {
-    am_skeleton_t sk;
+    if (sk->plain) {
+        h[0] = 0x243f6a8885a308d3ULL;
+        h[1] = 0x13198a2e03707344ULL;
+        am_hash2_more(h, sk->name.p, sk->name.n);
+        am_hash2_more(h, sk->rest.p, sk->rest.n);
+    } else {
+        h[0] = 0xa4093822299f31d0ULL;
+        h[1] = 0x082efa98ec4e6c89ULL;
+        am_hash2_more(h, sk->name.p, sk->name.n);
+        am_hash2_more(h, sk->type.p, sk->type.n);
+        am_hash2_more(h, sk->tags.p, sk->tags.n);
+    }
+}
+
+/* One line whose skeleton is known (sk NULL: no skeleton, or not one the
+ * cache keeps): the cache first, else the full parse and apply. */
+static am_reason_t ingest_skeleton(am_registry_t *r, const char *p, size_t n,
+                                   const am_skeleton_t *sk, am_sample_t *s)
+{
     uint64_t h[2] = {0, 0};
-    bool cacheable = am_parse_skeleton(p, n, &sk) && sk.type_id != AM_TYPE_SET;
-    if (cacheable) {
-        /* Each piece's length is mixed in. The usual "type|#tags" layout is
-         * one contiguous piece; other layouts hash type and tags apart, from
-         * another starting point, so the two never meet. */
-        if (sk.plain) {
-            h[0] = 0x243f6a8885a308d3ULL;
-            h[1] = 0x13198a2e03707344ULL;
-            am_hash2_more(h, sk.name.p, sk.name.n);
-            am_hash2_more(h, sk.rest.p, sk.rest.n);
-        } else {
-            h[0] = 0xa4093822299f31d0ULL;
-            h[1] = 0x082efa98ec4e6c89ULL;
-            am_hash2_more(h, sk.name.p, sk.name.n);
-            am_hash2_more(h, sk.type.p, sk.type.n);
-            am_hash2_more(h, sk.tags.p, sk.tags.n);
-        }
+    if (sk) {
+        line_key(sk, h);
         if (r->cache.generation != r->generation) {
             am_linecache_clear(&r->cache);
             r->cache.generation = r->generation;
         }
         am_linecache_entry_t *e = am_linecache_find(&r->cache, h);
-        if (e && apply_cached(r, e->family, e->series, &sk, s) == AM_OK)
+        if (e && apply_cached(r, e->family, e->series, sk, s) == AM_OK)
             return AM_OK;
     }
     am_reason_t rc = am_parse_line(p, n, s);
@@ -1234,9 +1252,66 @@ am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n, a
     am_family_t *f;
     am_series_t *se;
     rc = apply_full(r, s, &f, &se);
-    if (rc == AM_OK && cacheable)
+    if (rc == AM_OK && sk)
         am_linecache_insert(&r->cache, h, f, se);
     return rc;
+}
+
+am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n, am_sample_t *s)
+{
+    am_skeleton_t sk;
+    bool cacheable = am_parse_skeleton(p, n, &sk) && sk.type_id != AM_TYPE_SET;
+    return ingest_skeleton(r, p, n, cacheable ? &sk : NULL, s);
+}
+
+size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n, am_sample_t *s,
+                                   am_reject_fn on_reject, void *ctx)
+{
+    size_t accepted = 0;
+    if (!r->dgram_index)
+        r->dgram_index = malloc(sizeof(*r->dgram_index));
+    if (n > AM_DGRAM_INDEX_MAX || !r->dgram_index) {
+        /* Larger than any socket delivers, or out of memory: line by line. */
+        const char *end = p + n;
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t len = (size_t)((nl ? nl : end) - p);
+            if (len > 0 && !(len == 1 && p[0] == '\r')) {
+                am_reason_t rc = am_registry_ingest_line(r, p, len, s);
+                if (rc == AM_OK)
+                    accepted++;
+                else
+                    on_reject(ctx, rc, p, len);
+            }
+            p += len + 1;
+        }
+        return accepted;
+    }
+    am_index_datagram(r->dgram_index, p, n);
+    for (size_t pos = 0; pos < n;) {
+        am_skeleton_t sk;
+        size_t lend;
+        bool cacheable;
+        if (am_scan_line(r->dgram_index, p, n, pos, &sk, &lend)) {
+            cacheable = sk.type_id != AM_TYPE_SET;
+        } else {
+            size_t len = lend - pos;
+            if (len == 0 || (len == 1 && p[pos] == '\r')) {
+                pos = lend + 1;
+                continue;
+            }
+            cacheable = am_parse_skeleton(p + pos, len, &sk) && sk.type_id != AM_TYPE_SET;
+        }
+        const char *line = p + pos;
+        size_t len = lend - pos;
+        am_reason_t rc = ingest_skeleton(r, line, len, cacheable ? &sk : NULL, s);
+        if (rc == AM_OK)
+            accepted++;
+        else
+            on_reject(ctx, rc, line, len);
+        pos = lend + 1;
+    }
+    return accepted;
 }
 
 /* ---- merging workers' registries (scrape snapshot) ---- */

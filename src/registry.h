@@ -89,6 +89,15 @@ am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s);
 am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n,
                                     am_sample_t *scratch);
 
+/* Every line of a datagram (lines end at '\n'; empty ones are skipped), as
+ * am_registry_ingest_line would take them one by one, in one pass: the
+ * usual layouts find their line end, fields and cache key without a second
+ * scan. Calls on_reject(ctx, reason, line, len) for each rejected line and
+ * returns how many were accepted. */
+typedef void (*am_reject_fn)(void *ctx, am_reason_t reason, const char *line, size_t len);
+size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n,
+                                   am_sample_t *scratch, am_reject_fn on_reject, void *ctx);
+
 /* Read side, for rendering. Families in creation order; series in creation
  * order within a family. */
 size_t am_registry_family_count(const am_registry_t *r);

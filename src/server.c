@@ -108,14 +108,9 @@ static void log_reject(worker_t *s, am_reason_t rc, const char *line, size_t len
                  len > 200 ? "..." : "");
 }
 
-static void on_line(void *ctx, const char *line, size_t len)
+static void on_reject(void *ctx, am_reason_t rc, const char *line, size_t len)
 {
     worker_t *s = ctx;
-    am_reason_t rc = am_registry_ingest_line(s->registry, line, len, &s->sample);
-    if (rc == AM_OK) {
-        s->stats.samples++;
-        return;
-    }
     s->stats.rejected[rc]++;
     if (am_log_enabled(AM_LOG_DEBUG))
         log_reject(s, rc, line, len);
@@ -139,7 +134,7 @@ static void on_datagram(void *ctx, int transport, const char *p, size_t n, bool 
         s->stats.rejected[AM_REJECT_SYNTAX]++;
         n = nl ? (size_t)(nl - p) : 0;
     }
-    am_parse_datagram(p, n, on_line, s);
+    s->stats.samples += am_registry_ingest_datagram(s->registry, p, n, &s->sample, on_reject, s);
 }
 
 /* Several workers: the registry and stats are the worker's while it applies

@@ -782,6 +782,7 @@ def parse_args(argv):
                     help="set net.unix.max_dgram_qlen for the run (root; restored after)")
     ap.add_argument("--no-ingest", action="store_true")
     ap.add_argument("--no-collectd", action="store_true")
+    ap.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers run")
     ap.add_argument("--loss-run", action="store_true",
                     help="paced run checking counted == sent per series")
     ap.add_argument("--loss-rate", type=float, default=1e6, help="lines/s [1000000]")
@@ -1008,7 +1009,8 @@ def run_all(run, argv):
     section_exact(run)
     if a.scrape_series:
         section_scrape(run)
-    section_workers(run)
+    if not a.no_workers:
+        section_workers(run)
     with open("/proc/loadavg") as f:
         mi["loadavg_end"] = f.read().split()[:3]
     run.results["elapsed_s"] = round(time.monotonic() - t_start, 1)

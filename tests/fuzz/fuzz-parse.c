@@ -85,8 +85,15 @@ static void check_sample(const am_sample_t *s, const char *line, size_t len)
 typedef struct fuzz_ctx {
     am_registry_t *registry; /* fed by am_parse_line + am_registry_apply */
     am_registry_t *daemon;   /* fed by am_registry_ingest_line, the daemon's path */
+    am_registry_t *lines;    /* am_registry_ingest_line, each line once */
+    am_registry_t *dgram;    /* am_registry_ingest_datagram, the datagram once */
     am_sample_t sample;      /* ~4 KiB: not on the stack of every call */
     am_sample_t scratch;
+    /* Each line's outcome on the lines path, then checked, in order,
+     * against the datagram path's rejects. */
+    size_t nlines, nchecked;
+    const char *line_at[32769]; /* a 64 KiB datagram has at most 32768 lines */
+    unsigned char line_rc[32769];
 } fuzz_ctx_t;
 
 /* Each line goes in twice, so the second time exercises the line cache; the
@@ -106,6 +113,23 @@ static void on_line(void *ctx, const char *line, size_t len)
         am_reason_t fast = am_registry_ingest_line(c->daemon, line, len, &c->scratch);
         FUZZ_CHECK(fast == rc);
     }
+    FUZZ_CHECK(c->nlines < sizeof(c->line_rc));
+    c->line_at[c->nlines] = line;
+    c->line_rc[c->nlines++] = (unsigned char)am_registry_ingest_line(c->lines, line, len,
+                                                                     &c->scratch);
+}
+
+/* The datagram path rejects exactly the lines the lines path rejected, with
+ * the same reason and the same line bounds. */
+static void on_dgram_reject(void *ctx, am_reason_t rc, const char *line, size_t len)
+{
+    fuzz_ctx_t *c = ctx;
+    FUZZ_CHECK(len > 0 && memchr(line, '\n', len) == NULL);
+    while (c->nchecked < c->nlines && c->line_rc[c->nchecked] == AM_OK)
+        c->nchecked++;
+    FUZZ_CHECK(c->nchecked < c->nlines);
+    FUZZ_CHECK(c->line_at[c->nchecked] == line && c->line_rc[c->nchecked] == rc);
+    c->nchecked++;
 }
 
 /* ---- exposition checks ---- */
@@ -227,12 +251,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static fuzz_ctx_t ctx;
     ctx.registry = am_registry_new(&limits);
     ctx.daemon = am_registry_new(&limits);
-    FUZZ_CHECK(ctx.registry != NULL && ctx.daemon != NULL);
+    ctx.lines = am_registry_new(&limits);
+    ctx.dgram = am_registry_new(&limits);
+    FUZZ_CHECK(ctx.registry && ctx.daemon && ctx.lines && ctx.dgram);
     FUZZ_CHECK(am_catalog_install(ctx.registry) == 0);
     FUZZ_CHECK(am_catalog_install(ctx.daemon) == 0);
+    FUZZ_CHECK(am_catalog_install(ctx.lines) == 0);
+    FUZZ_CHECK(am_catalog_install(ctx.dgram) == 0);
+    ctx.nlines = ctx.nchecked = 0;
 
     am_parse_datagram(dg, size, on_line, &ctx);
     FUZZ_CHECK(am_registry_series_count(ctx.registry) <= limits.max_series);
+    size_t accepted = am_registry_ingest_datagram(ctx.dgram, dg, size, &ctx.scratch,
+                                                  on_dgram_reject, &ctx);
+    size_t want = 0;
+    for (size_t i = 0; i < ctx.nlines; i++)
+        want += ctx.line_rc[i] == AM_OK;
+    FUZZ_CHECK(accepted == want);
 
     for (int f = 0; f < 2; f++) {
         am_format_t fmt = f ? AM_FORMAT_OPENMETRICS : AM_FORMAT_TEXT;
@@ -246,12 +281,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         am_expose_finish(&d, fmt);
         /* Both paths aggregate to the same exposition, byte for byte. */
         FUZZ_CHECK(b.len == d.len && (b.len == 0 || memcmp(b.data, d.data, b.len) == 0));
+        /* So do a datagram taken line by line and in one pass. */
+        am_buf_reset(&b);
+        am_buf_reset(&d);
+        am_expose_registry(&b, ctx.lines, fmt);
+        am_expose_registry(&d, ctx.dgram, fmt);
+        FUZZ_CHECK(!am_buf_failed(&b) && !am_buf_failed(&d));
+        FUZZ_CHECK(b.len == d.len && (b.len == 0 || memcmp(b.data, d.data, b.len) == 0));
         am_buf_free(&b);
         am_buf_free(&d);
     }
     am_registry_free(ctx.registry);
     am_registry_free(ctx.daemon);
-    ctx.registry = ctx.daemon = NULL;
+    am_registry_free(ctx.lines);
+    am_registry_free(ctx.dgram);
+    ctx.registry = ctx.daemon = ctx.lines = ctx.dgram = NULL;
     free(dg);
     return 0;
 }

@@ -659,6 +659,149 @@ START_TEST(test_parse_datagram)
 END_TEST
 
 /* ------------------------------------------------------------------------ */
+/* am_scan_line: the datagram fast scan                                      */
+
+static bool same_slice(am_slice_t a, am_slice_t b)
+{
+    return a.p == b.p && a.n == b.n;
+}
+
+/* Walks a datagram the way am_registry_ingest_datagram does. Every line end
+ * must be memchr's; wherever the fast scan claims a line, it must agree with
+ * am_parse_skeleton on every field. The SSE2 index must equal the byte-wise
+ * one. Returns how many lines the fast scan claimed. */
+static size_t check_scan(const char *dg, size_t n)
+{
+    static am_dgram_index_t ix, ref_ix;
+    am_index_datagram(&ix, dg, n);
+    am_index_datagram_bytewise(&ref_ix, dg, n);
+    size_t blocks = (n + 63) / 64;
+    ck_assert(memcmp(ix.nl, ref_ix.nl, blocks * 8) == 0);
+    ck_assert(memcmp(ix.pipe, ref_ix.pipe, blocks * 8) == 0);
+    ck_assert(memcmp(ix.colon, ref_ix.colon, blocks * 8) == 0);
+    size_t claimed = 0;
+    for (size_t pos = 0; pos < n;) {
+        const char *p = dg + pos;
+        const char *nl = memchr(p, '\n', n - pos);
+        size_t want_end = nl ? (size_t)(nl - dg) : n;
+        am_skeleton_t fast, ref;
+        size_t lend = 0;
+        bool claims = am_scan_line(&ix, dg, n, pos, &fast, &lend);
+        ck_assert_uint_eq(lend, want_end);
+        if (claims) {
+            ck_assert_msg(am_parse_skeleton(p, lend - pos, &ref), "'%.*s'", (int)(lend - pos), p);
+            ck_assert(same_slice(fast.name, ref.name));
+            ck_assert(same_slice(fast.values, ref.values));
+            ck_assert(same_slice(fast.type, ref.type));
+            ck_assert(same_slice(fast.tags, ref.tags));
+            ck_assert(same_slice(fast.rest, ref.rest));
+            ck_assert(fast.plain && ref.plain);
+            ck_assert_int_eq(fast.type_id, ref.type_id);
+            ck_assert(fast.rate == 1.0 && ref.rate == 1.0);
+            claimed++;
+        }
+        pos = want_end + 1;
+    }
+    return claimed;
+}
+
+static const struct {
+    const char *in;
+    size_t claimed; /* lines the fast scan takes; the rest go to the skeleton */
+} scans[] = {
+    {"a:1|c", 1},
+    {"a:1|c\n", 1},
+    {"a:1|c|#", 1},
+    {"a:1|c|#x:y", 1},
+    {"a:1:2:3|ms|#x:y,z:w", 1},
+    {"alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:ok", 1},
+    {"alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:ok\nb:2|g", 2},
+    {"a:1|c\r\nb:1|c\r", 0},         /* '\r': the skeleton strips it */
+    {"a:1|c|@0.5\nb:1|c|#x|@0.5", 0}, /* rates: not the usual layout */
+    {"a:1|c|c:abc\na:1|c|T123", 0},   /* other extensions */
+    {"a:1|c|#x:y|#z:w", 0},           /* two tag sections */
+    {"a:1|c|", 0},
+    {"a:1|c|x", 0},
+    {":1|c\na\na:1\na:|\na:1|", 0},
+    {"a:1|zz\na:1|\na:1||#", 0},      /* types the skeleton refuses */
+    {"\n\n\na:1|c\n\n", 1},
+    {"a|b:1|c", 1},                   /* the skeleton's view; the full parse rejects */
+    {"a:1|c|#x\ny:1|c", 2},
+    {"a.b.c.d.e.f.g.h:12345678|c|#aaaaaaaa:bbbbbbbb,cccccccc:dddddddd", 1},
+    {"a:1|s|#x:y", 1},
+};
+
+START_TEST(test_scan_line)
+{
+    for (size_t i = 0; i < sizeof(scans) / sizeof(scans[0]); i++) {
+        size_t n = strlen(scans[i].in);
+        guarded_t g = guarded_copy(scans[i].in, n); /* ends at a guard page */
+        ck_assert_msg(check_scan(g.p, n) == scans[i].claimed, "case %zu: '%s'", i, scans[i].in);
+        guarded_free(&g);
+    }
+}
+END_TEST
+
+/* Lines of many lengths at every offset within a 64-byte index block, at
+ * the end of an exact-size buffer and in the middle of a datagram: lines
+ * that cross blocks must be found as they are. */
+START_TEST(test_scan_line_lengths)
+{
+    char line[256], dg[512];
+    for (size_t tags = 0; tags < 150; tags += 1 + tags / 40) {
+        int n = snprintf(line, sizeof(line), "n:1|c|#");
+        for (size_t k = 0; k < tags; k++)
+            line[n++] = (char)('a' + k % 26);
+        for (size_t pre = 0; pre < 66; pre++) {
+            /* pre bytes of an earlier line, the line, and sometimes another after */
+            size_t len = 0;
+            if (pre) {
+                memset(dg, 'x', pre - 1);
+                dg[pre - 1] = '\n';
+                len = pre;
+            }
+            memcpy(dg + len, line, (size_t)n);
+            len += (size_t)n;
+            guarded_t g = guarded_copy(dg, len);
+            ck_assert_uint_eq(check_scan(g.p, len), 1);
+            guarded_free(&g);
+            memcpy(dg + len, "\nb:2|g|#", 8);
+            guarded_t g2 = guarded_copy(dg, len + 8);
+            ck_assert_uint_eq(check_scan(g2.p, len + 8), 2);
+            guarded_free(&g2);
+        }
+        /* A '|' or '\n' at every offset of the tags ends them there. */
+        for (size_t at = 0; at < tags; at++) {
+            char c = line[7 + at];
+            line[7 + at] = '|';
+            ck_assert_uint_eq(check_scan(line, (size_t)n), 0);
+            line[7 + at] = '\n';
+            ck_assert_uint_eq(check_scan(line, (size_t)n), 1);
+            line[7 + at] = c;
+        }
+    }
+}
+END_TEST
+
+/* The fast scan against the skeleton over every vector datagram. */
+START_TEST(test_scan_line_vectors)
+{
+    json_t *vectors = load_vectors(VECTORS_PATH);
+    size_t i, claimed = 0;
+    json_t *vec;
+    json_array_foreach(vectors, i, vec) {
+        bytes_t dg = vec_json_string(vec, json_object_get(vec, "datagram"));
+        guarded_t g = guarded_copy(dg.p, dg.n);
+        claimed += check_scan(g.p, dg.n);
+        guarded_free(&g);
+        bytes_free(&dg);
+    }
+    ck_assert_uint_ge(claimed, 20);
+    json_decref(vectors);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
 /* proto/vectors.json                                                        */
 
 START_TEST(test_vectors)
@@ -800,6 +943,132 @@ static void check_exposition_shape(const am_buf_t *b, am_format_t fmt)
         ck_assert(b->len >= 6 && memcmp(b->data + b->len - 6, "# EOF\n", 6) == 0);
 }
 
+/* The daemon's datagram path against the line path: every registry vector's
+ * lines, joined into one datagram, must give the same rejects (same reason,
+ * same line) and the same exposition byte for byte. */
+typedef struct rejects {
+    size_t n;
+    am_reason_t rc[256];
+    const char *line[256];
+} rejects_t;
+
+static void collect_reject(void *ctx, am_reason_t rc, const char *line, size_t len)
+{
+    rejects_t *r = ctx;
+    ck_assert(len > 0);
+    ck_assert_uint_lt(r->n, 256);
+    r->rc[r->n] = rc;
+    r->line[r->n++] = line;
+}
+
+static void ingest_both_ways(const char *dg, size_t n, const am_limits_t *lim, am_buf_t *by_line,
+                             am_buf_t *by_dgram)
+{
+    am_registry_t *a = am_registry_new(lim), *b = am_registry_new(lim);
+    ck_assert(a && b && am_catalog_install(a) == 0 && am_catalog_install(b) == 0);
+    static am_sample_t s;
+    rejects_t want = {0}, got = {0};
+    size_t ok = 0;
+    const char *p = dg, *end = dg + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = (size_t)((nl ? nl : end) - p);
+        if (len > 0 && !(len == 1 && p[0] == '\r')) {
+            am_reason_t rc = am_registry_ingest_line(a, p, len, &s);
+            if (rc == AM_OK)
+                ok++;
+            else
+                collect_reject(&want, rc, p, len);
+        }
+        p += len + 1;
+    }
+    ck_assert_uint_eq(am_registry_ingest_datagram(b, dg, n, &s, collect_reject, &got), ok);
+    ck_assert_uint_eq(got.n, want.n);
+    for (size_t k = 0; k < got.n; k++)
+        ck_assert(got.rc[k] == want.rc[k] && got.line[k] == want.line[k]);
+    am_expose_registry(by_line, a, AM_FORMAT_TEXT);
+    am_expose_registry(by_dgram, b, AM_FORMAT_TEXT);
+    am_registry_free(a);
+    am_registry_free(b);
+}
+
+START_TEST(test_registry_vectors_datagram)
+{
+    json_t *vectors = load_vectors(REGISTRY_VECTORS_PATH);
+    size_t i;
+    json_t *vec;
+    json_array_foreach(vectors, i, vec) {
+        const char *vname = json_string_value(json_object_get(vec, "name"));
+        am_limits_t lim;
+        limits_from(vec, &lim);
+        bytes_t dg = {0};
+        size_t k;
+        json_t *pair;
+        json_array_foreach(json_object_get(vec, "lines"), k, pair) {
+            bytes_t line = vec_json_string(vec, json_array_get(pair, 0));
+            /* Each line twice: the second one takes the line cache. */
+            for (int rep = 0; rep < 2; rep++) {
+                bytes_append(&dg, line.p, line.n);
+                bytes_append(&dg, "\n", 1);
+            }
+            bytes_free(&line);
+        }
+        am_buf_t x, y;
+        am_buf_init(&x, 0);
+        am_buf_init(&y, 0);
+        ingest_both_ways(dg.p, dg.n, &lim, &x, &y);
+        ck_assert_msg(x.len == y.len && memcmp(x.data, y.data, x.len) == 0, "%s", vname);
+        am_buf_free(&x);
+        am_buf_free(&y);
+        bytes_free(&dg);
+    }
+    json_decref(vectors);
+}
+END_TEST
+
+/* Lines one byte apart are different series, wherever that byte is. */
+START_TEST(test_datagram_near_duplicates)
+{
+    static const char dg[] =
+        "alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:ok\n"
+        "alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:ko\n"
+        "alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:o\n"
+        "alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:okk\n"
+        "alice.provider.requestz:1|c|#provider:openai,model:gpt-4o,status:ok\n"
+        "alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:ok\n"
+        "alice.provider.requests:1|c|#provider:openai,model:gpt-4p,status:ok\n"
+        "alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:ok\r\n"
+        "alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:ok|@0.5\n";
+    am_limits_t lim;
+    am_limits_default(&lim);
+    am_registry_t *r = am_registry_new(&lim);
+    ck_assert_ptr_nonnull(r);
+    static am_sample_t s;
+    rejects_t rej = {0};
+    ck_assert_uint_eq(am_registry_ingest_datagram(r, dg, sizeof(dg) - 1, &s, collect_reject, &rej),
+                      9);
+    ck_assert_uint_eq(rej.n, 0);
+    am_buf_t b;
+    am_buf_init(&b, 0);
+    am_expose_registry(&b, r, AM_FORMAT_TEXT);
+    am_buf_putc(&b, '\0');
+    ck_assert_ptr_nonnull(strstr(b.data, "alice_provider_requests_total{model=\"gpt-4o\","
+                                         "provider=\"openai\",status=\"ok\"} 5.0\n"));
+    for (const char *st = "ko\0o\0okk\0"; *st; st += strlen(st) + 1) {
+        char want[160];
+        snprintf(want, sizeof(want),
+                 "alice_provider_requests_total{model=\"gpt-4o\",provider=\"openai\","
+                 "status=\"%s\"} 1.0\n",
+                 st);
+        ck_assert_msg(strstr(b.data, want), "%s", want);
+    }
+    ck_assert_ptr_nonnull(strstr(b.data, "alice_provider_requestz_total{"));
+    ck_assert_ptr_nonnull(strstr(b.data, "{model=\"gpt-4p\",provider=\"openai\",status=\"ok\"} 1.0\n"));
+    am_buf_free(&b);
+    am_registry_free(r);
+}
+END_TEST
+
 START_TEST(test_registry_vectors)
 {
     json_t *vectors = load_vectors(REGISTRY_VECTORS_PATH);
@@ -897,13 +1166,18 @@ static Suite *parse_suite(void)
     tcase_add_test(tc, test_parse_line_table);
     tcase_add_test(tc, test_parse_line_slices);
     tcase_add_test(tc, test_parse_datagram);
+    tcase_add_test(tc, test_scan_line);
+    tcase_add_test(tc, test_scan_line_lengths);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("vectors");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_vectors);
     tcase_add_test(tc, test_vectors_exact_size);
+    tcase_add_test(tc, test_scan_line_vectors);
     tcase_add_test(tc, test_registry_vectors);
+    tcase_add_test(tc, test_registry_vectors_datagram);
+    tcase_add_test(tc, test_datagram_near_duplicates);
     suite_add_tcase(s, tc);
     return s;
 }
