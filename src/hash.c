@@ -95,6 +95,25 @@ uint64_t am_hash(const void *p, size_t n)
     return am_hash_more(0x243f6a8885a308d3ULL, p, n);
 }
 
+/* One piece into both lanes (k: the secrets, loaded once per key). */
+static inline void hash2_piece(uint64_t *a, uint64_t *b, const unsigned char *p, size_t n,
+                               const uint64_t *k)
+{
+    uint64_t x = *a, y = *b;
+    while (n >= 16) {
+        uint64_t v1 = load64(p), v2 = load64(p + 8);
+        x = mix(v1 ^ x ^ k[1], v2 ^ k[2]);
+        y = mix(v2 ^ y ^ k[3], v1 ^ k[4]);
+        p += 16;
+        n -= 16;
+    }
+    uint64_t t1, t2;
+    load_tail(p, n, &t1, &t2);
+    uint64_t len = (uint64_t)n << 56;
+    *a = mix(t1 ^ x ^ k[1], t2 ^ k[2] ^ len);
+    *b = mix(t2 ^ y ^ k[3], t1 ^ k[4] ^ len);
+}
+
 void am_hash2_more(uint64_t h[2], const void *data, size_t n)
 {
     /* Two lanes, each one 128-bit multiply per 16 bytes, with no data
@@ -102,20 +121,22 @@ void am_hash2_more(uint64_t h[2], const void *data, size_t n)
      * for every ingested line). Each lane's second factor carries a secret
      * drawn from the seed: a sender who could zero a factor would erase
      * everything hashed before it, and without the secret it cannot. */
-    const unsigned char *p = data;
-    uint64_t a = h[0] ^ seed, b = h[1] ^ secret[0];
-    while (n >= 16) {
-        uint64_t v1 = load64(p), v2 = load64(p + 8);
-        a = mix(v1 ^ a ^ secret[1], v2 ^ secret[2]);
-        b = mix(v2 ^ b ^ secret[3], v1 ^ secret[4]);
-        p += 16;
-        n -= 16;
-    }
-    uint64_t t1, t2;
-    load_tail(p, n, &t1, &t2);
-    uint64_t len = (uint64_t)n << 56;
-    a = mix(t1 ^ a ^ secret[1], t2 ^ secret[2] ^ len);
-    b = mix(t2 ^ b ^ secret[3], t1 ^ secret[4] ^ len);
+    uint64_t k[5] = {secret[0], secret[1], secret[2], secret[3], secret[4]};
+    uint64_t a = h[0] ^ seed, b = h[1] ^ k[0];
+    hash2_piece(&a, &b, data, n, k);
+    h[0] = a;
+    h[1] = b;
+}
+
+void am_hash2_pair(uint64_t h[2], const void *p1, size_t n1, const void *p2, size_t n2)
+{
+    uint64_t k[5] = {secret[0], secret[1], secret[2], secret[3], secret[4]};
+    uint64_t a = h[0] ^ seed, b = h[1] ^ k[0];
+    hash2_piece(&a, &b, p1, n1, k);
+    /* What am_hash2_more does between two calls. */
+    a ^= seed;
+    b ^= k[0];
+    hash2_piece(&a, &b, p2, n2, k);
     h[0] = a;
     h[1] = b;
 }

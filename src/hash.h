@@ -15,3 +15,5 @@ uint64_t am_hash_more(uint64_t h, const void *p, size_t n);
  * that are matched by hash alone (the line cache), where a false match
  * between two of a million keys has odds near 2^-88. */
 void am_hash2_more(uint64_t h[2], const void *p, size_t n);
+/* am_hash2_more over p1 then p2, in one call (the line cache key). */
+void am_hash2_pair(uint64_t h[2], const void *p1, size_t n1, const void *p2, size_t n2);

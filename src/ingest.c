@@ -11,12 +11,9 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "recvbatch.h"
 
-#define BATCH 64             /* datagrams per recvmmsg */
 #define MAX_BATCHES_PER_WAKE 16
-/* 65,536 bytes is the largest Unix datagram we accept (SPEC); one more byte
- * would not help: MSG_TRUNC tells us about anything longer. */
-#define SLOT_BYTES 65536
 
 struct am_ingest {
     uv_poll_t poll;
@@ -28,9 +25,7 @@ struct am_ingest {
     am_ingest_fn fn;
     am_ingest_batch_fn batch_fn; /* NULL: one loop, no lock */
     void *ctx;
-    struct mmsghdr msgs[BATCH];
-    struct iovec iov[BATCH];
-    char *slab; /* BATCH * SLOT_BYTES, owned */
+    am_recvbatch_t batch;
 };
 
 static void on_readable(uv_poll_t *h, int status, int events)
@@ -42,13 +37,9 @@ static void on_readable(uv_poll_t *h, int status, int events)
         return;
     }
     for (int b = 0; b < MAX_BATCHES_PER_WAKE; b++) {
-        for (int i = 0; i < BATCH; i++) {
-            in->msgs[i].msg_hdr.msg_flags = 0;
-            in->msgs[i].msg_len = 0;
-        }
-        int n = recvmmsg(in->fd, in->msgs, BATCH, MSG_DONTWAIT, NULL);
+        int n = am_recvbatch_recv(&in->batch, in->fd);
         if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            if (n != -EAGAIN && n != -EWOULDBLOCK && n != -EINTR) {
                 if (in->batch_fn)
                     in->batch_fn(in->ctx, true);
                 in->fn(in->ctx, in->transport, NULL, 0, false); /* counted as an error */
@@ -61,15 +52,14 @@ static void on_readable(uv_poll_t *h, int status, int events)
             in->batch_fn(in->ctx, true);
         /* Only the n messages the kernel filled, never the whole array. */
         for (int i = 0; i < n; i++) {
-            size_t len = in->msgs[i].msg_len;
-            bool trunc = (in->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
-            if (len > SLOT_BYTES)
-                len = SLOT_BYTES;
-            in->fn(in->ctx, in->transport, in->iov[i].iov_base, len, trunc);
+            size_t len;
+            bool trunc;
+            const char *p = am_recvbatch_get(&in->batch, i, &len, &trunc);
+            in->fn(in->ctx, in->transport, p, len, trunc);
         }
         if (in->batch_fn && n > 0)
             in->batch_fn(in->ctx, false);
-        if (n < BATCH)
+        if (n < AM_RECV_BATCH)
             return;
     }
 }
@@ -91,8 +81,7 @@ static am_ingest_t *ingest_new(int transport, am_ingest_fn fn, void *ctx)
     am_ingest_t *in = calloc(1, sizeof(*in));
     if (!in)
         return NULL;
-    in->slab = malloc((size_t)BATCH * SLOT_BYTES);
-    if (!in->slab) {
+    if (am_recvbatch_init(&in->batch) != 0) {
         free(in);
         return NULL;
     }
@@ -100,12 +89,6 @@ static am_ingest_t *ingest_new(int transport, am_ingest_fn fn, void *ctx)
     in->transport = transport;
     in->fn = fn;
     in->ctx = ctx;
-    for (int i = 0; i < BATCH; i++) {
-        in->iov[i].iov_base = in->slab + (size_t)i * SLOT_BYTES;
-        in->iov[i].iov_len = SLOT_BYTES;
-        in->msgs[i].msg_hdr.msg_iov = &in->iov[i];
-        in->msgs[i].msg_hdr.msg_iovlen = 1;
-    }
     return in;
 }
 
@@ -114,7 +97,7 @@ static void ingest_free(am_ingest_t *in)
     if (in->fd >= 0)
         close(in->fd);
     free(in->path);
-    free(in->slab);
+    am_recvbatch_free(&in->batch);
     free(in);
 }
 

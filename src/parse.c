@@ -451,6 +451,11 @@ static void index_datagram(am_dgram_index_t *ix, const char *p, size_t n, bool b
         else
             index_block(b, &ix->nl[k], &ix->pipe[k], &ix->colon[k]);
     }
+    /* The block holding bit n (padding, or the one after the data when n is
+     * a multiple of 64) gets a '\n' at n: a sentinel that ends every line
+     * search without a bounds check. */
+    if (!rem)
+        ix->nl[full] = ix->pipe[full] = ix->colon[full] = 0;
     if (rem) {
         /* The last block, padded with NULs (none of the three). */
         unsigned char tail[64] = {0};
@@ -465,40 +470,37 @@ static void index_datagram(am_dgram_index_t *ix, const char *p, size_t n, bool b
 void am_index_datagram(am_dgram_index_t *ix, const char *p, size_t n)
 {
     index_datagram(ix, p, n, false);
+    ix->nl[n >> 6] |= 1ULL << (n & 63);
 }
 
 void am_index_datagram_bytewise(am_dgram_index_t *ix, const char *p, size_t n)
 {
     index_datagram(ix, p, n, true);
+    ix->nl[n >> 6] |= 1ULL << (n & 63);
 }
 
-/* The first set bit at or after pos in the mask array, or limit if there is
- * none below limit. Reads only the blocks below limit. */
-static inline size_t next_bit(const uint64_t *m, size_t pos, size_t limit)
+/* The first set bit at or after pos, searching no further than block
+ * (stop >> 6); SIZE_MAX if none. The result may lie past stop within that
+ * block: callers compare it with stop. */
+static inline size_t next_bit(const uint64_t *m, size_t pos, size_t stop)
 {
-    if (pos >= limit)
-        return limit;
-    size_t b = pos >> 6, last = (limit - 1) >> 6;
+    size_t b = pos >> 6, last = stop >> 6;
     uint64_t w = m[b] & (~0ULL << (pos & 63));
-    while (!w) {
-        if (b == last)
-            return limit;
+    while (!w && b < last)
         w = m[++b];
-    }
-    size_t r = (b << 6) + (size_t)__builtin_ctzll(w);
-    return r < limit ? r : limit;
+    return w ? (b << 6) + (size_t)__builtin_ctzll(w) : SIZE_MAX;
 }
 
 bool am_scan_line(const am_dgram_index_t *ix, const char *dg, size_t n, size_t pos,
                   am_skeleton_t *out, size_t *line_end)
 {
-    size_t lend = next_bit(ix->nl, pos, n);
+    size_t lend = next_bit(ix->nl, pos, n); /* the sentinel at n stops it */
     *line_end = lend;
     size_t colon = next_bit(ix->colon, pos, lend);
-    if (colon == lend || colon == pos)
+    if (colon >= lend || colon == pos)
         return false;
     size_t pipe = next_bit(ix->pipe, colon + 1, lend);
-    if (pipe == lend)
+    if (pipe >= lend)
         return false;
     size_t tstart = pipe + 1;
     size_t tend = next_bit(ix->pipe, tstart, lend);
@@ -508,6 +510,8 @@ bool am_scan_line(const am_dgram_index_t *ix, const char *dg, size_t n, size_t p
         if (tend + 1 >= lend || dg[tend + 1] != '#' || next_bit(ix->pipe, tend + 1, lend) < lend)
             return false;
         out->tags = (am_slice_t){dg + tend + 2, lend - tend - 2};
+    } else {
+        tend = lend;
     }
     if (dg[lend - 1] == '\r') /* lend > pipe */
         return false;

@@ -78,9 +78,9 @@ bool am_parse_skeleton(const char *p, size_t n, am_skeleton_t *out);
  * few bit scans instead of byte loops. */
 #define AM_DGRAM_INDEX_MAX 65536
 typedef struct am_dgram_index {
-    uint64_t nl[AM_DGRAM_INDEX_MAX / 64];
-    uint64_t pipe[AM_DGRAM_INDEX_MAX / 64];
-    uint64_t colon[AM_DGRAM_INDEX_MAX / 64];
+    uint64_t nl[AM_DGRAM_INDEX_MAX / 64 + 1]; /* bit n is set: a sentinel line end */
+    uint64_t pipe[AM_DGRAM_INDEX_MAX / 64 + 1];
+    uint64_t colon[AM_DGRAM_INDEX_MAX / 64 + 1];
 } am_dgram_index_t;
 
 void am_index_datagram(am_dgram_index_t *ix, const char *p, size_t n);

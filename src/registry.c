@@ -1219,8 +1219,7 @@ static void line_key(const am_skeleton_t *sk, uint64_t h[2])
     if (sk->plain) {
         h[0] = 0x243f6a8885a308d3ULL;
         h[1] = 0x13198a2e03707344ULL;
-        am_hash2_more(h, sk->name.p, sk->name.n);
-        am_hash2_more(h, sk->rest.p, sk->rest.n);
+        am_hash2_pair(h, sk->name.p, sk->name.n, sk->rest.p, sk->rest.n);
     } else {
         h[0] = 0xa4093822299f31d0ULL;
         h[1] = 0x082efa98ec4e6c89ULL;

@@ -1,8 +1,9 @@
 /* nullrecv: the floor for StatsD ingest benchmarks.
  *
  * Binds a UDP socket and/or a Unix datagram socket, drains them with
- * recvmmsg in batches of 64 datagrams into 64 KiB slots (as the daemon's
- * ingest does), counts datagrams, bytes and lines, and does nothing else.
+ * recvmmsg in batches of 64 datagrams with the daemon's own receive code
+ * (src/recvbatch.c: the same buffers, the same layout), counts datagrams,
+ * bytes and lines, and does nothing else.
  * Whatever a real aggregator spends on top of this is parsing, aggregation
  * and bookkeeping: "our lines per CPU-second as a fraction of nullrecv's" is
  * the figure that travels between machines.
@@ -33,8 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH 64
-#define SLOT_BYTES 65536
+#include "recvbatch.h"
 
 typedef struct counts {
     uint64_t datagrams;
@@ -60,7 +60,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: nullrecv [--udp HOST:PORT] [--unix PATH] [--rcvbuf BYTES] [--status FILE]\n"
                "\n"
-               "Receives StatsD datagrams with recvmmsg (64 x 64 KiB per call), counts\n"
+               "Receives StatsD datagrams with recvmmsg (64 of up to 64 KiB per call), counts\n"
                "datagrams and lines, and does nothing else: the floor for ingest benchmarks.\n"
                "UDP port 0 binds any free port; the bound port is logged on stderr as\n"
                "  event=listening transport=udp addr=HOST port=N\n"
@@ -282,18 +282,10 @@ int main(int argc, char **argv)
         pfd[nfd++] = (struct pollfd){.fd = fd, .events = POLLIN};
     }
 
-    char *slab = malloc((size_t)BATCH * SLOT_BYTES);
-    if (!slab) {
+    static am_recvbatch_t batch;
+    if (am_recvbatch_init(&batch) != 0) {
         fprintf(stderr, "nullrecv: out of memory\n");
         return 1;
-    }
-    static struct mmsghdr msgs[BATCH];
-    static struct iovec iov[BATCH];
-    for (int i = 0; i < BATCH; i++) {
-        iov[i].iov_base = slab + (size_t)i * SLOT_BYTES;
-        iov[i].iov_len = SLOT_BYTES;
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
     }
 
     counts_t c;
@@ -320,21 +312,20 @@ int main(int argc, char **argv)
                 continue;
             /* Drain up to 16 batches per wake-up, like the daemon. */
             for (int b = 0; b < 16; b++) {
-                int n = recvmmsg(pfd[k].fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+                int n = am_recvbatch_recv(&batch, pfd[k].fd);
                 c.recv_calls++;
                 if (n <= 0)
                     break;
                 for (int i = 0; i < n; i++) {
-                    size_t len = msgs[i].msg_len;
-                    if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
-                        c.truncated++;
-                    if (len > SLOT_BYTES)
-                        len = SLOT_BYTES;
+                    size_t len;
+                    bool trunc;
+                    const char *p = am_recvbatch_get(&batch, i, &len, &trunc);
+                    c.truncated += trunc;
                     c.datagrams++;
                     c.bytes += len;
-                    c.lines += count_lines(iov[i].iov_base, len);
+                    c.lines += count_lines(p, len);
                 }
-                if (n < BATCH)
+                if (n < AM_RECV_BATCH)
                     break;
             }
         }
@@ -356,6 +347,6 @@ int main(int argc, char **argv)
         close(pfd[k].fd);
     if (unix_path)
         (void)unlink(unix_path);
-    free(slab);
+    am_recvbatch_free(&batch);
     return 0;
 }

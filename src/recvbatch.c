@@ -1,0 +1,60 @@
+#include "recvbatch.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TAIL_BYTES (AM_RECV_MAX_BYTES - AM_RECV_HEAD_BYTES)
+
+int am_recvbatch_init(am_recvbatch_t *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->heads = malloc((size_t)AM_RECV_BATCH * AM_RECV_HEAD_BYTES);
+    b->tails = malloc((size_t)AM_RECV_BATCH * TAIL_BYTES);
+    b->joined = malloc(AM_RECV_MAX_BYTES);
+    if (!b->heads || !b->tails || !b->joined) {
+        am_recvbatch_free(b);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < AM_RECV_BATCH; i++) {
+        b->iov[i][0] =
+            (struct iovec){b->heads + (size_t)i * AM_RECV_HEAD_BYTES, AM_RECV_HEAD_BYTES};
+        b->iov[i][1] = (struct iovec){b->tails + (size_t)i * TAIL_BYTES, TAIL_BYTES};
+        b->msgs[i].msg_hdr.msg_iov = b->iov[i];
+        b->msgs[i].msg_hdr.msg_iovlen = 2;
+    }
+    return 0;
+}
+
+void am_recvbatch_free(am_recvbatch_t *b)
+{
+    free(b->heads);
+    free(b->tails);
+    free(b->joined);
+    b->heads = b->tails = b->joined = NULL;
+}
+
+int am_recvbatch_recv(am_recvbatch_t *b, int fd)
+{
+    for (int i = 0; i < AM_RECV_BATCH; i++) {
+        b->msgs[i].msg_hdr.msg_flags = 0;
+        b->msgs[i].msg_len = 0;
+    }
+    int n = recvmmsg(fd, b->msgs, AM_RECV_BATCH, MSG_DONTWAIT, NULL);
+    return n < 0 ? -errno : n;
+}
+
+const char *am_recvbatch_get(am_recvbatch_t *b, int i, size_t *len, bool *truncated)
+{
+    size_t n = b->msgs[i].msg_len;
+    if (n > AM_RECV_MAX_BYTES)
+        n = AM_RECV_MAX_BYTES;
+    *len = n;
+    *truncated = (b->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+    if (n <= AM_RECV_HEAD_BYTES)
+        return b->iov[i][0].iov_base;
+    /* Rare: join head and tail (the parser wants one piece). */
+    memcpy(b->joined, b->iov[i][0].iov_base, AM_RECV_HEAD_BYTES);
+    memcpy(b->joined + AM_RECV_HEAD_BYTES, b->iov[i][1].iov_base, n - AM_RECV_HEAD_BYTES);
+    return b->joined;
+}

@@ -1,0 +1,45 @@
+/* recvbatch: a batch of datagrams read with one recvmmsg, laid out for the
+ * cache.
+ *
+ * Each of the AM_RECV_BATCH messages has two buffers: a head of
+ * AM_RECV_HEAD_BYTES in one dense array, and the rest of the 64 KiB in a
+ * tail array that only a large datagram ever touches. The kernel fills the
+ * head first, so a typical datagram (a few hundred bytes to 8 KiB) lands in
+ * 512 KiB of contiguous memory instead of at the start of 64 scattered
+ * 64 KiB slots, and the copy in and the parse after it stay in cache. A
+ * datagram that spills into its tail is joined into one scratch buffer
+ * before anyone reads it. Shared by the daemon and tools/nullrecv so that
+ * the benchmark's floor receives exactly as the daemon does. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define AM_RECV_BATCH 64
+/* The largest datagram taken whole (SPEC: Unix datagrams up to 64 KiB);
+ * MSG_TRUNC reports anything longer. */
+#define AM_RECV_MAX_BYTES  65536
+#define AM_RECV_HEAD_BYTES 8192
+
+typedef struct am_recvbatch {
+    struct mmsghdr msgs[AM_RECV_BATCH];
+    struct iovec iov[AM_RECV_BATCH][2];
+    char *heads;  /* AM_RECV_BATCH * AM_RECV_HEAD_BYTES, owned */
+    char *tails;  /* AM_RECV_BATCH * (AM_RECV_MAX_BYTES - AM_RECV_HEAD_BYTES), owned */
+    char *joined; /* AM_RECV_MAX_BYTES: a datagram larger than its head, owned */
+} am_recvbatch_t;
+
+/* 0, or -ENOMEM. */
+int am_recvbatch_init(am_recvbatch_t *b);
+void am_recvbatch_free(am_recvbatch_t *b);
+
+/* One non-blocking recvmmsg: the number of datagrams (0..AM_RECV_BATCH), or
+ * -errno (EAGAIN when there is nothing to read). */
+int am_recvbatch_recv(am_recvbatch_t *b, int fd);
+
+/* Datagram i of the last receive: its bytes in one piece (valid until the
+ * next am_recvbatch_get or am_recvbatch_recv), its length (at most
+ * AM_RECV_MAX_BYTES) and whether the kernel cut it. */
+const char *am_recvbatch_get(am_recvbatch_t *b, int i, size_t *len, bool *truncated);
