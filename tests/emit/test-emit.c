@@ -12,6 +12,7 @@
 #include "emit.h"
 #include "line.h"
 #include "parse.h"
+#include "../unit/check-main.h"
 
 /* ---- addresses ---- */
 
@@ -644,11 +645,4 @@ static Suite *emit_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(emit_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+AM_CHECK_MAIN(emit_suite)

@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "catalog.h"
 #include "log.h"
+#include "check-main.h"
 
 #ifndef AM_SOURCE_ROOT
 #define AM_SOURCE_ROOT "."
@@ -671,11 +672,4 @@ static Suite *config_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+AM_CHECK_MAIN(config_suite)

@@ -28,6 +28,7 @@
 #include "catalog.h"
 #include "config.h"
 #include "parse.h"
+#include "check-main.h"
 
 #ifndef AM_SOURCE_ROOT
 #define AM_SOURCE_ROOT "."
@@ -818,11 +819,4 @@ static Suite *expose_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(expose_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+AM_CHECK_MAIN(expose_suite)

@@ -14,6 +14,7 @@
 #include "catalog.h"
 #include "expose.h"
 #include "parse.h"
+#include "check-main.h"
 
 /* ---- helpers ---- */
 
@@ -505,11 +506,4 @@ static Suite *merge_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(merge_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+AM_CHECK_MAIN(merge_suite)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "check-main.h"
 
 static int pair[2];
 
@@ -142,11 +143,4 @@ static Suite *recvbatch_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(recvbatch_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+AM_CHECK_MAIN(recvbatch_suite)

@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "catalog.h"
 #include "parse.h"
+#include "check-main.h"
 
 /* ---- helpers ---- */
 
@@ -1287,11 +1288,4 @@ static Suite *registry_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(registry_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+AM_CHECK_MAIN(registry_suite)
