@@ -284,7 +284,7 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
         return fail(c, "server", "must be an object");
     if (check_keys(c, srv, "server", keys))
         return -1;
-    long long x;
+    long long x = 0; /* set when get_int returns 0 */
     int rc;
     if ((rc = get_str(c, srv, "server", "host", &out->host)) < 0)
         return -1;
@@ -337,7 +337,7 @@ static int parse_limits(const ctx_t *c, json_t *lim, am_config_t *out)
         return fail(c, "limits", "must be an object");
     if (check_keys(c, lim, "limits", keys))
         return -1;
-    long long x;
+    long long x = 0; /* set when get_int returns 0 */
     int rc;
     if ((rc = get_int(c, lim, "limits", "max_series_per_family", 1, 100000000, &x)) < 0)
         return -1;
@@ -481,7 +481,7 @@ static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t
         memcpy(def->buckets, am_default_buckets, sizeof(am_default_buckets));
     }
 
-    long long x;
+    long long x = 0; /* set when get_int returns 0 */
     int rc = get_int(c, fam, path, "max_series", 1, 100000000, &x);
     if (rc < 0)
         return -1;
