@@ -1200,6 +1200,13 @@ START_TEST(test_ingest_line_cache_paths)
         {"lc.hits:x|c|#a:1,b:2", AM_REJECT_BAD_VALUE},
         {"lc.hits:1|c|#a:1,b:2|c:x\0", AM_OK},         /* literal backslash-zero */
         {"lc.hits:12.5|c|#a:1,b:2", AM_OK},
+        /* the small-integer counter shortcut and its edges */
+        {"lc.hits:007|c|#a:1,b:2", AM_OK},
+        {"lc.hits:999|c|#a:1,b:2", AM_OK},
+        {"lc.hits:1000|c|#a:1,b:2", AM_OK},
+        {"lc.hits:1:2|c|#a:1,b:2", AM_OK},
+        {"lc.hits:+5|c|#a:1,b:2", AM_OK},
+        {"lc.hits:9a|c|#a:1,b:2", AM_REJECT_BAD_VALUE},
         {"lc.gauge:5|g", AM_OK},
         {"lc.gauge:+3|g", AM_OK},
         {"lc.gauge:-10|g", AM_OK},
@@ -1219,7 +1226,7 @@ START_TEST(test_ingest_line_cache_paths)
         ck_assert_int_eq(apply_line(ref, l), got);
     }
     const double *v = must_get(fast, "lc_hits_total", L("1", "2"));
-    ck_assert(v[0] == 1 + 2 + 2 + 1 + 1 + 1 + 12.5);
+    ck_assert(v[0] == 1 + 2 + 2 + 1 + 1 + 1 + 12.5 + 7 + 999 + 1000 + 1 + 2 + 5);
     ck_assert(must_get(ref, "lc_hits_total", L("1", "2"))[0] == v[0]);
     ck_assert(must_get(fast, "lc_gauge", L(NULL))[0] == -2);
     const double *h = must_get(fast, "lc_lat", L("1"));
