@@ -77,9 +77,9 @@ struct am_registry {
     uint64_t generation; /* bumped whenever series or families may be freed */
     am_linecache_t cache;
     am_dgram_index_t *dgram_index; /* am_registry_ingest_datagram's, made on first use */
-    am_famdir_t *dir; /* borrowed: shared by the workers; NULL with one loop */
-    bool stamped;     /* gauges carry set/delta stamps (GAUGE_* below) */
-    double clock;     /* stamp for gauge updates, set per batch */
+    am_famdir_t *dir;              /* borrowed: shared by the workers; NULL with one loop */
+    bool stamped;                  /* gauges carry set/delta stamps (GAUGE_* below) */
+    double clock;                  /* stamp for gauge updates, set per batch */
 };
 
 /* A gauge series of a stamped registry holds 3 more doubles after its value,
@@ -1248,12 +1248,12 @@ static void line_key(const am_skeleton_t *sk, uint64_t h[2])
 
 /* One line whose skeleton is known (sk NULL: no skeleton, or not one the
  * cache keeps): the cache first, else the full parse and apply. */
-static am_reason_t ingest_skeleton(am_registry_t *r, const char *p, size_t n,
-                                   const am_skeleton_t *sk, am_sample_t *s)
+/* One line whose skeleton and key are known (sk NULL: no skeleton, or not
+ * one the cache keeps): the cache first, else the full parse and apply. */
+static am_reason_t ingest_keyed(am_registry_t *r, const char *p, size_t n, const am_skeleton_t *sk,
+                                const uint64_t h[2], am_sample_t *s)
 {
-    uint64_t h[2] = {0, 0};
     if (sk) {
-        line_key(sk, h);
         if (r->cache.generation != r->generation) {
             am_linecache_clear(&r->cache);
             r->cache.generation = r->generation;
@@ -1276,8 +1276,51 @@ static am_reason_t ingest_skeleton(am_registry_t *r, const char *p, size_t n,
 am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n, am_sample_t *s)
 {
     am_skeleton_t sk;
+    uint64_t h[2] = {0, 0};
     bool cacheable = am_parse_skeleton(p, n, &sk) && sk.type_id != AM_TYPE_SET;
-    return ingest_skeleton(r, p, n, cacheable ? &sk : NULL, s);
+    if (cacheable)
+        line_key(&sk, h);
+    return ingest_keyed(r, p, n, cacheable ? &sk : NULL, h, s);
+}
+
+/* A line of a datagram, scanned and keyed, not yet applied. */
+typedef struct line_ahead {
+    const char *line; /* NULL: no more lines */
+    size_t len;
+    bool cacheable;
+    am_skeleton_t sk;
+    uint64_t h[2];
+} line_ahead_t;
+
+/* Scans the first non-empty line at or after pos into out, computes its key
+ * and prefetches its cache slot; returns where the line after it starts. */
+static size_t scan_ahead(const am_registry_t *r, const char *p, size_t n, size_t pos,
+                         line_ahead_t *out)
+{
+    while (pos < n) {
+        size_t lend;
+        if (am_scan_line(r->dgram_index, p, n, pos, &out->sk, &lend)) {
+            out->cacheable = out->sk.type_id != AM_TYPE_SET;
+        } else {
+            size_t len = lend - pos;
+            if (len == 0 || (len == 1 && p[pos] == '\r')) {
+                pos = lend + 1;
+                continue;
+            }
+            out->cacheable =
+                am_parse_skeleton(p + pos, len, &out->sk) && out->sk.type_id != AM_TYPE_SET;
+        }
+        out->line = p + pos;
+        out->len = lend - pos;
+        if (out->cacheable) {
+            line_key(&out->sk, out->h);
+            if (r->cache.cap)
+                __builtin_prefetch(&r->cache.slots[out->h[0] & (r->cache.cap - 1)]);
+        }
+        return lend + 1;
+    }
+    out->line = NULL;
+    return n;
 }
 
 size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n, am_sample_t *s,
@@ -1304,28 +1347,23 @@ size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n, am
         return accepted;
     }
     am_index_datagram(r->dgram_index, p, n);
-    for (size_t pos = 0; pos < n;) {
-        am_skeleton_t sk;
-        size_t lend;
-        bool cacheable;
-        if (am_scan_line(r->dgram_index, p, n, pos, &sk, &lend)) {
-            cacheable = sk.type_id != AM_TYPE_SET;
-        } else {
-            size_t len = lend - pos;
-            if (len == 0 || (len == 1 && p[pos] == '\r')) {
-                pos = lend + 1;
-                continue;
-            }
-            cacheable = am_parse_skeleton(p + pos, len, &sk) && sk.type_id != AM_TYPE_SET;
-        }
-        const char *line = p + pos;
-        size_t len = lend - pos;
-        am_reason_t rc = ingest_skeleton(r, line, len, cacheable ? &sk : NULL, s);
+    /* One line of lookahead: the next line is scanned and hashed, and its
+     * cache slot prefetched, before this one is applied, so the slot is in
+     * cache by the time it is probed. Scanning has no side effects: lines
+     * are still applied strictly in order. */
+    line_ahead_t buf[2], *cur = &buf[0], *next = &buf[1];
+    size_t pos = scan_ahead(r, p, n, 0, cur);
+    while (cur->line) {
+        pos = scan_ahead(r, p, n, pos, next);
+        am_reason_t rc =
+            ingest_keyed(r, cur->line, cur->len, cur->cacheable ? &cur->sk : NULL, cur->h, s);
         if (rc == AM_OK)
             accepted++;
         else
-            on_reject(ctx, rc, line, len);
-        pos = lend + 1;
+            on_reject(ctx, rc, cur->line, cur->len);
+        line_ahead_t *t = cur;
+        cur = next;
+        next = t;
     }
     return accepted;
 }
