@@ -491,6 +491,35 @@ static inline size_t next_bit(const uint64_t *m, size_t pos, size_t stop)
     return w ? (b << 6) + (size_t)__builtin_ctzll(w) : SIZE_MAX;
 }
 
+/* Successive set bits of one mask array, from pos on, looking no further
+ * than block (stop >> 6): each next costs a ctz and a clear, not a new
+ * search. */
+typedef struct bit_cursor {
+    const uint64_t *m;
+    size_t b, last;
+    uint64_t w;
+} bit_cursor_t;
+
+static inline void cursor_start(bit_cursor_t *c, const uint64_t *m, size_t pos, size_t stop)
+{
+    c->m = m;
+    c->b = pos >> 6;
+    c->last = stop >> 6;
+    c->w = m[c->b] & (~0ULL << (pos & 63));
+}
+
+static inline size_t cursor_next(bit_cursor_t *c)
+{
+    while (!c->w) {
+        if (c->b >= c->last)
+            return SIZE_MAX;
+        c->w = c->m[++c->b];
+    }
+    size_t r = (c->b << 6) + (size_t)__builtin_ctzll(c->w);
+    c->w &= c->w - 1;
+    return r;
+}
+
 bool am_scan_line(const am_dgram_index_t *ix, const char *dg, size_t n, size_t pos,
                   am_skeleton_t *out, size_t *line_end)
 {
@@ -499,15 +528,17 @@ bool am_scan_line(const am_dgram_index_t *ix, const char *dg, size_t n, size_t p
     size_t colon = next_bit(ix->colon, pos, lend);
     if (colon >= lend || colon == pos)
         return false;
-    size_t pipe = next_bit(ix->pipe, colon + 1, lend);
+    bit_cursor_t pipes;
+    cursor_start(&pipes, ix->pipe, colon + 1, lend);
+    size_t pipe = cursor_next(&pipes);
     if (pipe >= lend)
         return false;
     size_t tstart = pipe + 1;
-    size_t tend = next_bit(ix->pipe, tstart, lend);
+    size_t tend = cursor_next(&pipes);
     out->tags = (am_slice_t){dg + lend, 0};
     if (tend < lend) {
         /* Only "|#tags", and nothing after it. */
-        if (tend + 1 >= lend || dg[tend + 1] != '#' || next_bit(ix->pipe, tend + 1, lend) < lend)
+        if (tend + 1 >= lend || dg[tend + 1] != '#' || cursor_next(&pipes) < lend)
             return false;
         out->tags = (am_slice_t){dg + tend + 2, lend - tend - 2};
     } else {
