@@ -95,7 +95,10 @@ void am_index_datagram_bytewise(am_dgram_index_t *ix, const char *p, size_t n);
 bool am_scan_line(const am_dgram_index_t *ix, const char *dg, size_t n, size_t pos,
                   am_skeleton_t *out, size_t *line_end);
 
-/* Calls fn(ctx, line, len) for every non-empty line of a datagram. */
+/* Calls fn(ctx, line, len) for every non-empty line of a datagram (a lone
+ * "\r" is empty too). The reference split: am_registry_ingest_datagram
+ * finds the same lines its own way, and the tests and the fuzz harness
+ * hold it to this. */
 typedef void (*am_line_fn)(void *ctx, const char *line, size_t len);
 void am_parse_datagram(const char *p, size_t n, am_line_fn fn, void *ctx);
 

@@ -103,7 +103,7 @@ static void write_status(const char *path, const char *line)
         (void)rename(tmp, path);
 }
 
-/* Lines in one datagram, counted as the daemon's am_parse_datagram splits
+/* Lines in one datagram, counted as the daemon splits (am_parse_datagram)
  * them: non-empty runs between '\n's. */
 static uint64_t count_lines(const char *p, size_t n)
 {
