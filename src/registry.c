@@ -814,13 +814,20 @@ static am_reason_t build_key(const am_family_def_t *def, const am_sample_t *s, c
 /* Checks that applying s to values v (zeros for a new series) keeps every
  * total finite: a huge value or a tiny rate must not turn a series into
  * Inf or NaN, which no exposition may carry. */
+/* What value i of a counter line adds: value / rate. Most lines have rate 1,
+ * and v / 1.0 is v: no division for them. */
+static inline double counter_increment(const am_sample_t *s, size_t i)
+{
+    return s->rate == 1.0 ? s->values[i] : s->values[i] / s->rate;
+}
+
 static am_reason_t check_finite(const am_family_def_t *def, const double *v, const am_sample_t *s)
 {
     switch (def->type) {
         case AM_FAMILY_COUNTER: {
             double t = v[0];
             for (size_t i = 0; i < s->nvalues; i++)
-                t += s->values[i] / s->rate;
+                t += counter_increment(s, i);
             return isfinite(t) ? AM_OK : AM_REJECT_BAD_VALUE;
         }
         case AM_FAMILY_GAUGE: {
@@ -1121,7 +1128,7 @@ static am_reason_t update_series(am_registry_t *r, am_family_t *f, am_series_t *
     switch (f->def.type) {
         case AM_FAMILY_COUNTER:
             for (size_t i = 0; i < s->nvalues; i++)
-                se->v[0] += s->values[i] / s->rate;
+                se->v[0] += counter_increment(s, i);
             break;
         case AM_FAMILY_GAUGE:
             if (f->def.is_set) {
@@ -1211,15 +1218,6 @@ static am_reason_t apply_cached(am_registry_t *r, am_family_t *f, am_series_t *s
         if (!sep)
             break;
         v = sep + 1;
-    }
-    /* What most lines are: one value for a counter at rate 1 (v / 1.0 is v,
-     * so this is exactly what update_series would do, minus a division). */
-    if (f->def.type == AM_FAMILY_COUNTER && s->nvalues == 1 && s->rate == 1.0) {
-        double t = se->v[0] + s->values[0];
-        if (!isfinite(t))
-            return AM_REJECT_BAD_VALUE;
-        se->v[0] = t;
-        return AM_OK;
     }
     am_reason_t rc = check_finite(&f->def, se->v, s);
     if (rc != AM_OK)
@@ -1323,34 +1321,43 @@ static size_t scan_ahead(const am_registry_t *r, const char *p, size_t n, size_t
     return n;
 }
 
+/* am_registry_ingest_datagram's fallback: am_parse_datagram's lines, one
+ * am_registry_ingest_line each. */
+typedef struct by_line {
+    am_registry_t *r;
+    am_sample_t *s;
+    am_reject_fn on_reject;
+    void *ctx;
+    size_t accepted;
+} by_line_t;
+
+static void ingest_by_line(void *ctx, const char *line, size_t len)
+{
+    by_line_t *bl = ctx;
+    am_reason_t rc = am_registry_ingest_line(bl->r, line, len, bl->s);
+    if (rc == AM_OK)
+        bl->accepted++;
+    else
+        bl->on_reject(bl->ctx, rc, line, len);
+}
+
 size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n, am_sample_t *s,
                                    am_reject_fn on_reject, void *ctx)
 {
-    size_t accepted = 0;
     if (!r->dgram_index)
         r->dgram_index = malloc(sizeof(*r->dgram_index));
     if (n > AM_DGRAM_INDEX_MAX || !r->dgram_index) {
         /* Larger than any socket delivers, or out of memory: line by line. */
-        const char *end = p + n;
-        while (p < end) {
-            const char *nl = memchr(p, '\n', (size_t)(end - p));
-            size_t len = (size_t)((nl ? nl : end) - p);
-            if (len > 0 && !(len == 1 && p[0] == '\r')) {
-                am_reason_t rc = am_registry_ingest_line(r, p, len, s);
-                if (rc == AM_OK)
-                    accepted++;
-                else
-                    on_reject(ctx, rc, p, len);
-            }
-            p += len + 1;
-        }
-        return accepted;
+        by_line_t bl = {r, s, on_reject, ctx, 0};
+        am_parse_datagram(p, n, ingest_by_line, &bl);
+        return bl.accepted;
     }
     am_index_datagram(r->dgram_index, p, n);
     /* One line of lookahead: the next line is scanned and hashed, and its
      * cache slot prefetched, before this one is applied, so the slot is in
      * cache by the time it is probed. Scanning has no side effects: lines
      * are still applied strictly in order. */
+    size_t accepted = 0;
     line_ahead_t buf[2], *cur = &buf[0], *next = &buf[1];
     size_t pos = scan_ahead(r, p, n, 0, cur);
     while (cur->line) {

@@ -104,7 +104,7 @@ static void write_status(const char *path, const char *line)
 }
 
 /* Lines in one datagram, counted as the daemon splits (am_parse_datagram)
- * them: non-empty runs between '\n's. */
+ * them: non-empty runs between '\n's (a lone '\r' is empty). */
 static uint64_t count_lines(const char *p, size_t n)
 {
     uint64_t lines = 0;
@@ -112,7 +112,7 @@ static uint64_t count_lines(const char *p, size_t n)
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
-        if (le > p)
+        if (le > p && !(le - p == 1 && *p == '\r'))
             lines++;
         p = nl ? nl + 1 : end;
     }
