@@ -1165,30 +1165,15 @@ am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s)
     return apply_full(r, s, &f, &se);
 }
 
-/* The values of a line whose name, type and tags the cache vouches for.
- * Anything unusual returns non-OK and the caller takes the full path, which
- * finds and counts the exact reason. */
-static am_reason_t apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se,
-                                const am_skeleton_t *sk, am_sample_t *s)
+/* The values of a line whose name, type and tags the cache vouches for,
+ * beyond the shortcut in apply_cached. Anything unusual returns non-OK and
+ * the caller takes the full path, which finds and counts the exact reason. */
+static __attribute__((noinline)) am_reason_t apply_cached_values(am_registry_t *r, am_family_t *f,
+                                                                 am_series_t *se,
+                                                                 const am_skeleton_t *sk,
+                                                                 am_sample_t *s)
 {
     const char *v = sk->values.p, *end = sk->values.p + sk->values.n;
-    /* The commonest line of all: a counter incremented by 1..999 at rate 1
-     * (exactly what the loop below and update_series would do). */
-    if (sk->type_id == AM_TYPE_COUNTER && f->def.type == AM_FAMILY_COUNTER && sk->rate == 1.0 &&
-        sk->values.n >= 1 && sk->values.n <= 3) {
-        unsigned d0 = (unsigned)(v[0] - '0'), d1 = sk->values.n > 1 ? (unsigned)(v[1] - '0') : 0,
-                 d2 = sk->values.n > 2 ? (unsigned)(v[2] - '0') : 0;
-        if (d0 <= 9 && d1 <= 9 && d2 <= 9) {
-            unsigned x = sk->values.n == 1   ? d0
-                         : sk->values.n == 2 ? d0 * 10 + d1
-                                             : d0 * 100 + d1 * 10 + d2;
-            double t = se->v[0] + x;
-            if (!isfinite(t))
-                return AM_REJECT_BAD_VALUE;
-            se->v[0] = t;
-            return AM_OK;
-        }
-    }
     s->type = sk->type_id;
     s->rate = sk->rate;
     s->nvalues = 0;
@@ -1225,6 +1210,33 @@ static am_reason_t apply_cached(am_registry_t *r, am_family_t *f, am_series_t *s
     return update_series(r, f, se, s);
 }
 
+/* The values of a line whose name, type and tags the cache vouches for.
+ * Inlined into the hot loop for its first case; the rest is out of line. */
+static inline __attribute__((always_inline)) am_reason_t
+apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleton_t *sk,
+             am_sample_t *s)
+{
+    const char *v = sk->values.p;
+    /* The commonest line of all: a counter incremented by 1..999 at rate 1
+     * (exactly what apply_cached_values and update_series would do). */
+    if (sk->type_id == AM_TYPE_COUNTER && f->def.type == AM_FAMILY_COUNTER && sk->rate == 1.0 &&
+        sk->values.n >= 1 && sk->values.n <= 3) {
+        unsigned d0 = (unsigned)(v[0] - '0'), d1 = sk->values.n > 1 ? (unsigned)(v[1] - '0') : 0,
+                 d2 = sk->values.n > 2 ? (unsigned)(v[2] - '0') : 0;
+        if (d0 <= 9 && d1 <= 9 && d2 <= 9) {
+            unsigned x = sk->values.n == 1   ? d0
+                         : sk->values.n == 2 ? d0 * 10 + d1
+                                             : d0 * 100 + d1 * 10 + d2;
+            double t = se->v[0] + x;
+            if (!isfinite(t))
+                return AM_REJECT_BAD_VALUE;
+            se->v[0] = t;
+            return AM_OK;
+        }
+    }
+    return apply_cached_values(r, f, se, sk, s);
+}
+
 /* The line cache key: name, type and tags as sent. Each piece's length is
  * mixed in. The usual "type|#tags" layout is one contiguous piece; other
  * layouts hash type and tags apart, from another starting point, so the two
@@ -1244,12 +1256,30 @@ static void line_key(const am_skeleton_t *sk, uint64_t h[2])
     }
 }
 
-/* One line whose skeleton is known (sk NULL: no skeleton, or not one the
- * cache keeps): the cache first, else the full parse and apply. */
+/* A line the cache could not take: the full parse and apply, and the
+ * cache learns the line when it was accepted (cacheable: sk describes it).
+ * Out of line: the hot loop stays small. */
+static __attribute__((noinline)) am_reason_t ingest_slow(am_registry_t *r, const char *p, size_t n,
+                                                         bool cacheable, const uint64_t h[2],
+                                                         am_sample_t *s)
+{
+    am_reason_t rc = am_parse_line(p, n, s);
+    if (rc != AM_OK)
+        return rc;
+    am_family_t *f;
+    am_series_t *se;
+    rc = apply_full(r, s, &f, &se);
+    if (rc == AM_OK && cacheable)
+        am_linecache_insert(&r->cache, h, f, se);
+    return rc;
+}
+
 /* One line whose skeleton and key are known (sk NULL: no skeleton, or not
- * one the cache keeps): the cache first, else the full parse and apply. */
-static am_reason_t ingest_keyed(am_registry_t *r, const char *p, size_t n, const am_skeleton_t *sk,
-                                const uint64_t h[2], am_sample_t *s)
+ * one the cache keeps): the cache first, else the full parse and apply.
+ * Inlined into both callers: this runs for every line. */
+static inline __attribute__((always_inline)) am_reason_t
+ingest_keyed(am_registry_t *r, const char *p, size_t n, const am_skeleton_t *sk,
+             const uint64_t h[2], am_sample_t *s)
 {
     if (sk) {
         if (r->cache.generation != r->generation) {
@@ -1260,15 +1290,7 @@ static am_reason_t ingest_keyed(am_registry_t *r, const char *p, size_t n, const
         if (e && apply_cached(r, e->family, e->series, sk, s) == AM_OK)
             return AM_OK;
     }
-    am_reason_t rc = am_parse_line(p, n, s);
-    if (rc != AM_OK)
-        return rc;
-    am_family_t *f;
-    am_series_t *se;
-    rc = apply_full(r, s, &f, &se);
-    if (rc == AM_OK && sk)
-        am_linecache_insert(&r->cache, h, f, se);
-    return rc;
+    return ingest_slow(r, p, n, sk != NULL, h, s);
 }
 
 am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n, am_sample_t *s)
@@ -1292,8 +1314,8 @@ typedef struct line_ahead {
 
 /* Scans the first non-empty line at or after pos into out, computes its key
  * and prefetches its cache slot; returns where the line after it starts. */
-static size_t scan_ahead(const am_registry_t *r, const char *p, size_t n, size_t pos,
-                         line_ahead_t *out)
+static inline __attribute__((always_inline)) size_t
+scan_ahead(const am_registry_t *r, const char *p, size_t n, size_t pos, line_ahead_t *out)
 {
     while (pos < n) {
         size_t lend;

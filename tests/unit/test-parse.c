@@ -22,6 +22,8 @@
 #include "buf.h"
 #include "catalog.h"
 #include "expose.h"
+#include "hash.h"
+#include "guarded.h"
 #include "reasons.h"
 #include "registry.h"
 
@@ -247,37 +249,6 @@ static void check_accept(const json_t *vec, const char *vname, size_t line,
     } else {
         ck_assert_msg(set == NULL, "%s line %zu: set_value on a non-set line", vname, line);
     }
-}
-
-/* A read-only copy of p[0..n) that ends exactly at a PROT_NONE page. */
-typedef struct guarded {
-    char *map;
-    size_t maplen;
-    const char *p;
-} guarded_t;
-
-static guarded_t guarded_copy(const char *p, size_t n)
-{
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    size_t data_pages = (n + pg - 1) / pg;
-    if (data_pages == 0)
-        data_pages = 1;
-    guarded_t g;
-    g.maplen = (data_pages + 1) * pg;
-    g.map = mmap(NULL, g.maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ck_assert(g.map != MAP_FAILED);
-    char *start = g.map + data_pages * pg - n;
-    if (n)
-        memcpy(start, p, n);
-    ck_assert_int_eq(mprotect(g.map, data_pages * pg, PROT_READ), 0);
-    ck_assert_int_eq(mprotect(g.map + data_pages * pg, pg, PROT_NONE), 0);
-    g.p = start;
-    return g;
-}
-
-static void guarded_free(guarded_t *g)
-{
-    munmap(g->map, g->maplen);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -992,8 +963,17 @@ static void ingest_both_ways(const char *dg, size_t n, const am_limits_t *lim, a
     am_registry_free(b);
 }
 
+/* Loop index 0: the portable line cache key; 1: AES-NI where the CPU has
+ * it. Each test runs in its own process: the pick ends with it. */
+static void pick_hash(int i)
+{
+    am_hash_seed_init();
+    am_hash_use_aes(i == 1);
+}
+
 START_TEST(test_registry_vectors_datagram)
 {
+    pick_hash(_i);
     json_t *vectors = load_vectors(REGISTRY_VECTORS_PATH);
     size_t i;
     json_t *vec;
@@ -1057,6 +1037,7 @@ END_TEST
 /* Lines one byte apart are different series, wherever that byte is. */
 START_TEST(test_datagram_near_duplicates)
 {
+    pick_hash(_i);
     static const char dg[] =
         "alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:ok\n"
         "alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:ko\n"
@@ -1204,8 +1185,8 @@ static Suite *parse_suite(void)
     tcase_add_test(tc, test_vectors_exact_size);
     tcase_add_test(tc, test_scan_line_vectors);
     tcase_add_test(tc, test_registry_vectors);
-    tcase_add_test(tc, test_registry_vectors_datagram);
-    tcase_add_test(tc, test_datagram_near_duplicates);
+    tcase_add_loop_test(tc, test_registry_vectors_datagram, 0, 2);
+    tcase_add_loop_test(tc, test_datagram_near_duplicates, 0, 2);
     tcase_add_test(tc, test_datagram_longer_than_index);
     suite_add_tcase(s, tc);
     return s;
