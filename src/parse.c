@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SSE2__)
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#elif defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
@@ -467,9 +469,53 @@ static void index_datagram(am_dgram_index_t *ix, const char *p, size_t n, bool b
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define AM_INDEX_AVX512 1
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw")))
+
+/* AVX-512BW: a compare gives the 64-bit mask of a whole block at once, and
+ * a masked load reads the last partial block without touching a byte past
+ * n (masked-off bytes never fault). */
+AVX512_TARGET static void index_datagram_avx512(am_dgram_index_t *ix, const char *p, size_t n)
+{
+    const __m512i vn = _mm512_set1_epi8('\n'), vp = _mm512_set1_epi8('|'),
+                  vc = _mm512_set1_epi8(':');
+    size_t full = n / 64, rem = n % 64;
+    for (size_t k = 0; k <= full; k++) {
+        __m512i x;
+        if (k < full)
+            x = _mm512_loadu_si512((const void *)(p + 64 * k));
+        else if (rem)
+            x = _mm512_maskz_loadu_epi8(~0ULL >> (64 - rem), p + 64 * k);
+        else
+            x = _mm512_setzero_si512();
+        ix->nl[k] = _mm512_cmpeq_epi8_mask(x, vn);
+        ix->pipe[k] = _mm512_cmpeq_epi8_mask(x, vp);
+        ix->colon[k] = _mm512_cmpeq_epi8_mask(x, vc);
+    }
+}
+#endif
+
+static bool use_avx512 = true; /* where the CPU has it */
+
+bool am_index_use_avx512(bool on)
+{
+#ifdef AM_INDEX_AVX512
+    use_avx512 = on && __builtin_cpu_supports("avx512bw");
+#else
+    use_avx512 = false;
+#endif
+    return use_avx512;
+}
+
 void am_index_datagram(am_dgram_index_t *ix, const char *p, size_t n)
 {
-    index_datagram(ix, p, n, false);
+#ifdef AM_INDEX_AVX512
+    if (use_avx512 && __builtin_cpu_supports("avx512bw"))
+        index_datagram_avx512(ix, p, n);
+    else
+#endif
+        index_datagram(ix, p, n, false);
     ix->nl[n >> 6] |= 1ULL << (n & 63);
 }
 
