@@ -51,6 +51,7 @@ bool am_hash_use_aes(bool on)
 #ifdef AM_HASH_AES
     use_aes = on && __builtin_cpu_supports("aes");
 #else
+    (void)on;
     use_aes = false;
 #endif
     return use_aes;

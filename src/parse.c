@@ -503,6 +503,7 @@ bool am_index_use_avx512(bool on)
 #ifdef AM_INDEX_AVX512
     use_avx512 = on && __builtin_cpu_supports("avx512bw");
 #else
+    (void)on;
     use_avx512 = false;
 #endif
     return use_avx512;
