@@ -15,14 +15,15 @@ static uint64_t secret[5] = {0x8ebc6af09c88c6e3ULL, 0xa0761d6478bd642fULL, 0xe70
                              0x589965cc75374cc3ULL, 0x1d8e4e27c47d124fULL};
 
 /* The AES-NI form of am_hash2_pair (x86-64 CPUs that have it, checked at
- * am_hash_seed_init): three 128-bit round keys drawn from the seed. */
+ * am_hash_seed_init): four 128-bit round keys drawn from the seed. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #define AM_HASH_AES 1
 #include <immintrin.h>
 #endif
 static bool use_aes;
-static uint64_t aes_key[6] = {0x452821e638d01377ULL, 0xbe5466cf34e90c6cULL, 0xc0ac29b7c97c50ddULL,
-                              0x3f84d5b5b5470917ULL, 0x9216d5d98979fb1bULL, 0xd1310ba698dfb5acULL};
+static uint64_t aes_key[8] = {0x452821e638d01377ULL, 0xbe5466cf34e90c6cULL, 0xc0ac29b7c97c50ddULL,
+                              0x3f84d5b5b5470917ULL, 0x9216d5d98979fb1bULL, 0xd1310ba698dfb5acULL,
+                              0x2ffd72dbd01adfb7ULL, 0xb8e1afed6a267e96ULL};
 
 static uint64_t splitmix64(uint64_t *x)
 {
@@ -181,8 +182,8 @@ AES_TARGET static inline __m128i aes_absorb(__m128i a, __m128i m, __m128i k1, __
 
 /* A piece of n bytes: its 16-byte blocks, then the last 1..16 bytes as one
  * block (overlapping the one before when n >= 16; zero-padded words below
- * that). The lengths went in first, so every (n, bytes) maps to one block
- * sequence, and nothing is read outside the piece. */
+ * that). Every byte lands in some block, and nothing is read outside the
+ * piece; the caller mixes n in. */
 AES_TARGET static inline __m128i aes_piece(__m128i a, const unsigned char *p, size_t n, __m128i k1,
                                            __m128i k2)
 {
@@ -205,13 +206,21 @@ AES_TARGET static void hash2_pair_aes(uint64_t h[2], const unsigned char *p1, si
     const __m128i k0 = _mm_loadu_si128((const __m128i *)(const void *)&aes_key[0]);
     const __m128i k1 = _mm_loadu_si128((const __m128i *)(const void *)&aes_key[2]);
     const __m128i k2 = _mm_loadu_si128((const __m128i *)(const void *)&aes_key[4]);
-    __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)h), k0);
-    a = aes_absorb(a, _mm_set_epi64x((long long)n2, (long long)n1), k1, k2);
-    a = aes_piece(a, p1, n1, k1, k2);
-    a = aes_piece(a, p2, n2, k1, k2);
-    /* Two more rounds: the last block is as mixed as the first. */
-    a = _mm_aesenc_si128(_mm_aesenc_si128(a, k0), k1);
-    _mm_storeu_si128((__m128i *)(void *)h, a);
+    const __m128i k3 = _mm_loadu_si128((const __m128i *)(const void *)&aes_key[6]);
+    const __m128i hv = _mm_loadu_si128((const __m128i *)(const void *)h);
+    /* One chain per piece, from two different keyed states, so that the
+     * CPU runs them side by side: a chain of AES rounds is latency bound,
+     * and this runs for every line. */
+    __m128i a = aes_piece(_mm_xor_si128(hv, k0), p1, n1, k1, k2);
+    __m128i b = aes_piece(_mm_xor_si128(hv, k3), p2, n2, k1, k2);
+    /* The join: the first chain through one more round (no linear relation
+     * between the two), the lengths (the same blocks can come from pieces
+     * of other lengths: "ab" and "abab" load alike), then two rounds so
+     * every bit of both chains reaches every bit of the key. */
+    __m128i c = _mm_xor_si128(_mm_aesenc_si128(a, k3), b);
+    c = _mm_xor_si128(c, _mm_set_epi64x((long long)n2, (long long)n1));
+    c = _mm_aesenc_si128(_mm_aesenc_si128(c, k1), k2);
+    _mm_storeu_si128((__m128i *)(void *)h, c);
 }
 #endif
 
