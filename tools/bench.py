@@ -90,12 +90,17 @@ class Procs:
                 pass
 
 
-def cpu_seconds(pid):
-    """utime + stime of a process (all its threads), in seconds."""
+def cpu_times(pid):
+    """(utime, stime) of a process (all its threads), in seconds."""
     with open("/proc/%d/stat" % pid) as f:
         data = f.read()
     fields = data[data.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process (all its threads), in seconds."""
+    return sum(cpu_times(pid))
 
 
 def rss_kb(pid):
@@ -496,6 +501,7 @@ def ingest_scenario(args, procs, tmp, make_server, transport, lpd, tags, seconds
         srv.start()
         c0, _ = srv.counts()
         cpu0 = wait_quiet(srv.pid, budget=3)
+        user0, sys0 = cpu_times(srv.pid)
         snmp0 = udp_rcvbuf_errors()
         sock0 = udp_socket_stats(srv.udp_port) if transport == "udp" else None
         lg = run_loadgen(args, procs, srv,
@@ -504,6 +510,7 @@ def ingest_scenario(args, procs, tmp, make_server, transport, lpd, tags, seconds
                          timeout=seconds + 60)
         sent = int(lg["lines_sent"])
         cpu1 = drain(srv, expected=c0 + sent if transport == "unix" else None)
+        user1, sys1 = cpu_times(srv.pid)
         snmp1 = udp_rcvbuf_errors()
         sock1 = udp_socket_stats(srv.udp_port) if transport == "udp" else None
         c1, rej = srv.counts()
@@ -519,6 +526,10 @@ def ingest_scenario(args, procs, tmp, make_server, transport, lpd, tags, seconds
             "lines_per_cpu_s": counted / cpu if cpu > 0 else None,
             "lines_per_wall_s": counted / elapsed if elapsed > 0 else None,
             "loadgen_cpu_s": float(lg["cpu"]),
+            # Where the server's time went, per line counted: its own code
+            # (user) and the kernel's receive path (system).
+            "user_ns_per_line": 1e9 * (user1 - user0) / counted if counted else None,
+            "kernel_ns_per_line": 1e9 * (sys1 - sys0) / counted if counted else None,
         })
     except BenchError as e:
         row["error"] = str(e)
@@ -582,6 +593,7 @@ def exact_run(args, procs, tmp, transport, rate, seconds, mix, lpd=20):
     try:
         srv.start()
         cpu0 = wait_quiet(srv.pid, budget=3)
+        user0, sys0 = cpu_times(srv.pid)
         snmp0 = udp_rcvbuf_errors()
         sock0 = udp_socket_stats(srv.udp_port) if transport == "udp" else None
         lg = run_loadgen(args, procs, srv,
@@ -687,18 +699,22 @@ def mfmt(x, digits=2):
     return "%.*fM" % (digits, x / 1e6)
 
 
+def nsfmt(x):
+    return "n/a" if x is None else "%.0f" % x
+
+
 def ifmt(x):
     return "n/a" if x is None else "{:,}".format(x)
 
 
 def print_ingest(rows, nulls):
     print("| transport | lines/dgram | server | tags | lines sent | counted | lost | "
-          "RcvbufErrors | socket drops | server CPU s | lines/CPU-s | lines/wall-s | "
-          "of null (CPU) |")
-    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "RcvbufErrors | socket drops | server CPU s | user ns/line | kernel ns/line | "
+          "lines/CPU-s | lines/wall-s | of null (CPU) |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if "error" in r:
-            print("| %s | %d | %s | %s | error: %s ||||||||||" % (
+            print("| %s | %d | %s | %s | error: %s ||||||||||||" % (
                 r["transport"], r["lines_per_datagram"], r["server"], r["tags"], r["error"]))
             continue
         n = nulls.get((r["transport"], r["lines_per_datagram"]))
@@ -710,10 +726,12 @@ def print_ingest(rows, nulls):
             frac = "%.0f%%" % (100.0 * r["lines_per_cpu_s"] / n["lines_per_cpu_s"])
         rcv = "n/a (unix)" if r["transport"] == "unix" else ifmt(r["rcvbuf_errors"])
         drops = "n/a" if r["transport"] == "unix" else ifmt(r.get("socket_drops"))
-        print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s | %s |" % (
+        print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s | %s | %s | %s |" % (
             r["transport"], r["lines_per_datagram"], r["server"], r["tags"],
             ifmt(r["lines_sent"]), ifmt(r["lines_counted"]), ifmt(r["lost"]), rcv, drops,
-            r["server_cpu_s"], mfmt(r["lines_per_cpu_s"]), mfmt(r["lines_per_wall_s"]), frac))
+            r["server_cpu_s"], nsfmt(r.get("user_ns_per_line")),
+            nsfmt(r.get("kernel_ns_per_line")), mfmt(r["lines_per_cpu_s"]),
+            mfmt(r["lines_per_wall_s"]), frac))
 
 
 TARGETS = {20: (8e6, 2.0 / 3.0), 1: (0.7e6, 0.9)}
