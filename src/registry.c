@@ -1234,6 +1234,21 @@ apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleto
             return AM_OK;
         }
     }
+    /* A timer, histogram or distribution line with one value at rate 1 (a
+     * latency, the next commonest): one number, one observation, no
+     * division for the rate (what apply_cached_values and update_series
+     * would do). Several values do not parse as one number. */
+    double x;
+    if (sk->rate == 1.0 && sk->type_id >= AM_TYPE_TIMER && sk->type_id <= AM_TYPE_DISTRIBUTION &&
+        (f->def.type == AM_FAMILY_HISTOGRAM || f->def.type == AM_FAMILY_SUMMARY) &&
+        am_parse_number(v, sk->values.n, &x)) {
+        /* Divide (not multiply by 0.001): 9 ms must be exactly 0.009 s. */
+        double y = sk->type_id == AM_TYPE_TIMER ? x / 1000.0 : x;
+        if (!isfinite(se->v[0] + 1.0) || !isfinite(se->v[1] + y))
+            return AM_REJECT_BAD_VALUE;
+        observe(f, se, y, 1.0);
+        return AM_OK;
+    }
     return apply_cached_values(r, f, se, sk, s);
 }
 

@@ -7,12 +7,14 @@
 #include "registry-test.h"
 
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "catalog.h"
+#include "expose.h"
 #include "parse.h"
 #include "check-main.h"
 
@@ -1213,6 +1215,23 @@ START_TEST(test_ingest_line_cache_paths)
         {"lc.lat:250|ms|#a:1", AM_OK},
         {"lc.lat:250|ms|#a:1", AM_OK},
         {"lc.lat:1e308|h|@0.1|#a:1", AM_REJECT_BAD_VALUE},
+        /* the one-value observation shortcut and its edges */
+        {"lc.obs:9|ms|#a:1", AM_OK},
+        {"lc.obs:9|ms|#a:1", AM_OK}, /* cache hit: 0.009 s exactly, twice */
+        {"lc.obs:0.5|ms|#a:1", AM_OK},
+        {"lc.obs:+5|ms|#a:1", AM_OK},
+        {"lc.obs:-3|ms|#a:1", AM_OK},
+        {"lc.obs:1:2:3|ms|#a:1", AM_OK}, /* several values: the general path */
+        {"lc.obs:2|ms|@0.5|#a:1", AM_OK},
+        {"lc.obs:x|ms|#a:1", AM_REJECT_BAD_VALUE},
+        {"lc.obs:|ms|#a:1", AM_REJECT_BAD_VALUE},
+        {"lc.obs:1e999|ms|#a:1", AM_REJECT_BAD_VALUE},
+        {"lc.big:1e308|h", AM_OK},
+        {"lc.big:1e308|h", AM_REJECT_BAD_VALUE}, /* the sum would overflow */
+        {"lc.big:1|h", AM_OK},
+        {"lc.dist:7|d|#a:1", AM_OK},
+        {"lc.dist:7|d|#a:1", AM_OK},
+        {"lc.dist:0.25|d|#a:1", AM_OK},
     };
     am_registry_t *fast = new_registry(true, NULL);
     am_registry_t *ref = new_registry(true, NULL);
@@ -1231,6 +1250,17 @@ START_TEST(test_ingest_line_cache_paths)
     ck_assert(must_get(fast, "lc_gauge", L(NULL))[0] == -2);
     const double *h = must_get(fast, "lc_lat", L("1"));
     ck_assert(h[0] == 2 && h[1] == 0.5);
+    const double *obs = must_get(fast, "lc_obs", L("1"));
+    ck_assert(obs[0] == 10 && fabs(obs[1] - 0.0305) < 1e-12); /* "2|ms|@0.5" weighs 2 */
+    /* Everything as the uncached path has it, to the last bit. */
+    am_buf_t a, b;
+    am_buf_init(&a, 0);
+    am_buf_init(&b, 0);
+    am_expose_registry(&a, fast, AM_FORMAT_TEXT);
+    am_expose_registry(&b, ref, AM_FORMAT_TEXT);
+    ck_assert(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+    am_buf_free(&a);
+    am_buf_free(&b);
     free(scratch);
     am_registry_free(fast);
     am_registry_free(ref);
