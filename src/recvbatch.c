@@ -36,10 +36,8 @@ void am_recvbatch_free(am_recvbatch_t *b)
 
 int am_recvbatch_recv(am_recvbatch_t *b, int fd)
 {
-    for (int i = 0; i < AM_RECV_BATCH; i++) {
-        b->msgs[i].msg_hdr.msg_flags = 0;
-        b->msgs[i].msg_len = 0;
-    }
+    /* No reset of the 64 headers first: the kernel writes msg_len and
+     * msg_flags of every message it fills, and only those are read. */
     int n = recvmmsg(fd, b->msgs, AM_RECV_BATCH, MSG_DONTWAIT, NULL);
     return n < 0 ? -errno : n;
 }
