@@ -423,55 +423,75 @@ static void index_block_bytes(const unsigned char *b, uint64_t *nl, uint64_t *pi
     *colon = c;
 }
 
-static inline void index_block(const unsigned char *b, uint64_t *nl, uint64_t *pipe,
-                               uint64_t *colon)
-{
 #if defined(__SSE2__)
-    const __m128i vn = _mm_set1_epi8('\n'), vp = _mm_set1_epi8('|'), vc = _mm_set1_epi8(':');
-    uint64_t n = 0, pi = 0, c = 0;
-    for (unsigned k = 0; k < 4; k++) {
-        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(b + 16 * k));
-        n |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(x, vn)) << (16 * k);
-        pi |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(x, vp)) << (16 * k);
-        c |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(x, vc)) << (16 * k);
-    }
-    *nl = n;
-    *pipe = pi;
-    *colon = c;
-#else
-    index_block_bytes(b, nl, pipe, colon);
-#endif
+/* The three masks of 16 bytes, in the low 16 bits of each. */
+static inline void index16(__m128i x, uint64_t *nl, uint64_t *pipe, uint64_t *colon)
+{
+    *nl = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('\n')));
+    *pipe = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('|')));
+    *colon = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(':')));
 }
 
-static void index_datagram(am_dgram_index_t *ix, const char *p, size_t n, bool bytewise)
+/* Bytes b[0..len) of the datagram dg[0..n) (len <= 64), 16 at a time. A
+ * last piece shorter than 16 is read as the 16 bytes that end it, shifted
+ * down (never past n, never a copy); only a datagram shorter than 16 bytes
+ * goes byte by byte. */
+static void index_sse2(size_t n, const unsigned char *b, size_t len, uint64_t *nl, uint64_t *pipe,
+                       uint64_t *colon)
 {
-    size_t full = n / 64, rem = n % 64;
-    for (size_t k = 0; k < full; k++) {
-        const unsigned char *b = (const unsigned char *)p + 64 * k;
-        if (bytewise)
-            index_block_bytes(b, &ix->nl[k], &ix->pipe[k], &ix->colon[k]);
-        else
-            index_block(b, &ix->nl[k], &ix->pipe[k], &ix->colon[k]);
+    uint64_t mn = 0, mp = 0, mc = 0, xn, xp, xc;
+    unsigned at = 0;
+    for (; at + 16 <= len; at += 16) {
+        index16(_mm_loadu_si128((const __m128i *)(const void *)(b + at)), &xn, &xp, &xc);
+        mn |= xn << at;
+        mp |= xp << at;
+        mc |= xc << at;
     }
-    /* The block holding bit n (padding, or the one after the data when n is
-     * a multiple of 64) gets a '\n' at n: a sentinel that ends every line
-     * search without a bounds check. */
-    if (!rem)
-        ix->nl[full] = ix->pipe[full] = ix->colon[full] = 0;
-    if (rem) {
-        /* The last block, padded with NULs (none of the three). */
-        unsigned char tail[64] = {0};
-        memcpy(tail, p + 64 * full, rem);
-        if (bytewise)
-            index_block_bytes(tail, &ix->nl[full], &ix->pipe[full], &ix->colon[full]);
-        else
-            index_block(tail, &ix->nl[full], &ix->pipe[full], &ix->colon[full]);
+    unsigned r = (unsigned)len - at;
+    if (r && n >= 16) {
+        index16(_mm_loadu_si128((const __m128i *)(const void *)(b + len - 16)), &xn, &xp, &xc);
+        mn |= (xn >> (16 - r)) << at;
+        mp |= (xp >> (16 - r)) << at;
+        mc |= (xc >> (16 - r)) << at;
+    } else if (r) {
+        for (unsigned i = 0; i < r; i++) {
+            mn |= (uint64_t)(b[at + i] == '\n') << (at + i);
+            mp |= (uint64_t)(b[at + i] == '|') << (at + i);
+            mc |= (uint64_t)(b[at + i] == ':') << (at + i);
+        }
     }
+    *nl = mn;
+    *pipe = mp;
+    *colon = mc;
+}
+#endif
+
+/* Block k of a datagram is its bytes 64k.. (the last one partial, or, when
+ * n is a multiple of 64, the empty one after the data): am_index_datagram
+ * then sets bit n, the sentinel line end. */
+static void index_datagram_bytewise(am_dgram_index_t *ix, const char *p, size_t n)
+{
+    for (size_t k = 0; k <= n / 64; k++) {
+        unsigned char block[64] = {0}; /* padded with NULs: none of the three */
+        memcpy(block, p + 64 * k, k < n / 64 ? 64 : n % 64);
+        index_block_bytes(block, &ix->nl[k], &ix->pipe[k], &ix->colon[k]);
+    }
+}
+
+static void index_datagram(am_dgram_index_t *ix, const char *p, size_t n)
+{
+#if defined(__SSE2__)
+    for (size_t k = 0; k <= n / 64; k++)
+        index_sse2(n, (const unsigned char *)p + 64 * k, k < n / 64 ? 64 : n % 64, &ix->nl[k],
+                   &ix->pipe[k], &ix->colon[k]);
+#else
+    index_datagram_bytewise(ix, p, n);
+#endif
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define AM_INDEX_AVX512 1
-#define AVX512_TARGET __attribute__((target("avx512f,avx512bw")))
+#define AVX512_TARGET   __attribute__((target("avx512f,avx512bw")))
 
 /* AVX-512BW: a compare gives the 64-bit mask of a whole block at once, and
  * a masked load reads the last partial block without touching a byte past
@@ -516,13 +536,13 @@ void am_index_datagram(am_dgram_index_t *ix, const char *p, size_t n)
         index_datagram_avx512(ix, p, n);
     else
 #endif
-        index_datagram(ix, p, n, false);
+        index_datagram(ix, p, n);
     ix->nl[n >> 6] |= 1ULL << (n & 63);
 }
 
 void am_index_datagram_bytewise(am_dgram_index_t *ix, const char *p, size_t n)
 {
-    index_datagram(ix, p, n, true);
+    index_datagram_bytewise(ix, p, n);
     ix->nl[n >> 6] |= 1ULL << (n & 63);
 }
 

@@ -15,6 +15,7 @@
  * (tools/bench.py). Exits non-zero if a line is rejected: the figures of a
  * benchmark that stopped doing the work would be meaningless. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,14 +27,12 @@
 #include "parse.h"
 #include "registry.h"
 
-#define LINES_PER_DATAGRAM 20
-
 typedef struct lines {
-    char *buf;    /* lines back to back, no separators */
-    size_t *off;  /* n + 1 offsets */
+    char *buf;   /* lines back to back, no separators */
+    size_t *off; /* n + 1 offsets */
     size_t n;
     size_t bytes;
-    char *dg;     /* the same lines ended by '\n', LINES_PER_DATAGRAM per datagram */
+    char *dg;      /* the same lines ended by '\n', lpd per datagram */
     size_t *dgoff; /* ndg + 1 offsets */
     size_t ndg;
 } lines_t;
@@ -46,7 +45,7 @@ static double now_s(void)
 }
 
 /* One DogStatsD line per series, tags in the order users send them. */
-static int make_lines(lines_t *l, const char *family, const char *type, size_t nseries)
+static int make_lines(lines_t *l, const char *family, const char *type, size_t nseries, size_t lpd)
 {
     size_t cap = nseries * 96 + 64;
     l->buf = malloc(cap);
@@ -70,15 +69,15 @@ static int make_lines(lines_t *l, const char *family, const char *type, size_t n
     l->off[nseries] = len;
     l->n = nseries;
     l->bytes = len;
-    l->ndg = (nseries + LINES_PER_DATAGRAM - 1) / LINES_PER_DATAGRAM;
+    l->ndg = (nseries + lpd - 1) / lpd;
     l->dg = malloc(len + nseries);
     l->dgoff = malloc((l->ndg + 1) * sizeof(*l->dgoff));
     if (!l->dg || !l->dgoff)
         return -ENOMEM;
     size_t o = 0;
     for (size_t j = 0; j < nseries; j++) {
-        if (j % LINES_PER_DATAGRAM == 0)
-            l->dgoff[j / LINES_PER_DATAGRAM] = o;
+        if (j % lpd == 0)
+            l->dgoff[j / lpd] = o;
         memcpy(l->dg + o, l->buf + l->off[j], l->off[j + 1] - l->off[j]);
         o += l->off[j + 1] - l->off[j];
         l->dg[o++] = '\n';
@@ -99,9 +98,9 @@ static volatile size_t sink;
 static int failures;
 
 typedef enum path {
-    MODE_PARSE,  /* am_parse_line alone: the full parser */
-    MODE_FULL,   /* am_parse_line + am_registry_apply: what a line cache miss costs */
-    MODE_INGEST, /* am_registry_ingest_line: one line, line cache first */
+    MODE_PARSE,    /* am_parse_line alone: the full parser */
+    MODE_FULL,     /* am_parse_line + am_registry_apply: what a line cache miss costs */
+    MODE_INGEST,   /* am_registry_ingest_line: one line, line cache first */
     MODE_DATAGRAM, /* am_registry_ingest_datagram: the daemon's own path */
 } path_t;
 
@@ -118,9 +117,8 @@ static void pass(const lines_t *l, am_registry_t *r, am_sample_t *s, path_t mode
     size_t acc = 0;
     if (mode == MODE_DATAGRAM) {
         for (size_t i = 0; i < l->ndg; i++)
-            acc += am_registry_ingest_datagram(r, l->dg + l->dgoff[i],
-                                               l->dgoff[i + 1] - l->dgoff[i], s, count_reject,
-                                               NULL);
+            acc += am_registry_ingest_datagram(
+                r, l->dg + l->dgoff[i], l->dgoff[i + 1] - l->dgoff[i], s, count_reject, NULL);
         sink += acc;
         return;
     }
@@ -152,8 +150,7 @@ static void pass(const lines_t *l, am_registry_t *r, am_sample_t *s, path_t mode
 }
 
 /* Fastest pass, in ns per line, over at least min_s seconds (and 3 passes). */
-static double measure(const lines_t *l, am_registry_t *r, am_sample_t *s, path_t mode,
-                      double min_s)
+static double measure(const lines_t *l, am_registry_t *r, am_sample_t *s, path_t mode, double min_s)
 {
     pass(l, r, s, mode); /* warm-up; creates the series (and fills the line cache) */
     double best = 1e30, start = now_s();
@@ -181,18 +178,27 @@ static am_registry_t *new_registry(void)
 int main(int argc, char **argv)
 {
     double min_s = 0.3;
-    const char *only = NULL; /* run only the cases whose name contains this (for perf) */
+    const char *only = NULL;        /* run only the cases whose name contains this (for perf) */
+    bool aes = true, avx512 = true; /* --portable: what a CPU without them runs */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--min-ms") == 0 && i + 1 < argc) {
             min_s = atof(argv[++i]) / 1000.0;
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             only = argv[++i];
+        } else if (strcmp(argv[i], "--portable") == 0) {
+            aes = avx512 = false;
         } else {
-            fprintf(stderr, "usage: bench-ingest [--min-ms N] [--only SUBSTRING]\n");
+            fprintf(stderr, "usage: bench-ingest [--min-ms N] [--only SUBSTRING] [--portable]\n"
+                            "  --portable: the SSE2 index and the multiply-lane line key, as on a\n"
+                            "              CPU without AVX-512BW and AES-NI\n");
             return 2;
         }
     }
     am_hash_seed_init();
+    aes = am_hash_use_aes(aes);
+    avx512 = am_index_use_avx512(avx512);
+    printf("index: %s, line key: %s\n\n", avx512 ? "AVX-512BW" : "SSE2",
+           aes ? "AES-NI" : "multiply lanes");
     am_sample_t *s = calloc(1, sizeof(*s));
     if (!s)
         return 1;
@@ -203,19 +209,21 @@ int main(int argc, char **argv)
         const char *type;
         size_t nseries;
         path_t mode;
+        size_t lpd; /* lines per datagram (MODE_DATAGRAM) */
     } cases[] = {
-        {"parse: counter, 3 tags", "c", 1000, MODE_PARSE},
-        {"parse: ms timer, 3 tags", "ms", 1000, MODE_PARSE},
-        {"ingest_line: counter, 3 tags", "c", 1000, MODE_INGEST},
-        {"ingest_line: counter, 3 tags", "c", 100000, MODE_INGEST},
-        {"ingest_line: ms histogram, 3 tags", "ms", 1000, MODE_INGEST},
-        {"ingest_line: ms histogram, 3 tags", "ms", 100000, MODE_INGEST},
-        {"ingest_datagram (20 lines): counter, 3 tags", "c", 1000, MODE_DATAGRAM},
-        {"ingest_datagram (20 lines): counter, 3 tags", "c", 100000, MODE_DATAGRAM},
-        {"ingest_datagram (20 lines): ms histogram, 3 tags", "ms", 1000, MODE_DATAGRAM},
-        {"parse+apply (cache miss path): counter", "c", 1000, MODE_FULL},
-        {"parse+apply (cache miss path): counter", "c", 100000, MODE_FULL},
-        {"parse+apply (cache miss path): ms histogram", "ms", 100000, MODE_FULL},
+        {"parse: counter, 3 tags", "c", 1000, MODE_PARSE, 0},
+        {"parse: ms timer, 3 tags", "ms", 1000, MODE_PARSE, 0},
+        {"ingest_line: counter, 3 tags", "c", 1000, MODE_INGEST, 0},
+        {"ingest_line: counter, 3 tags", "c", 100000, MODE_INGEST, 0},
+        {"ingest_line: ms histogram, 3 tags", "ms", 1000, MODE_INGEST, 0},
+        {"ingest_line: ms histogram, 3 tags", "ms", 100000, MODE_INGEST, 0},
+        {"ingest_datagram (20 lines): counter, 3 tags", "c", 1000, MODE_DATAGRAM, 20},
+        {"ingest_datagram (20 lines): counter, 3 tags", "c", 100000, MODE_DATAGRAM, 20},
+        {"ingest_datagram (20 lines): ms histogram, 3 tags", "ms", 1000, MODE_DATAGRAM, 20},
+        {"ingest_datagram (1 line): counter, 3 tags", "c", 1000, MODE_DATAGRAM, 1},
+        {"parse+apply (cache miss path): counter", "c", 1000, MODE_FULL, 0},
+        {"parse+apply (cache miss path): counter", "c", 100000, MODE_FULL, 0},
+        {"parse+apply (cache miss path): ms histogram", "ms", 100000, MODE_FULL, 0},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         char label[128];
@@ -226,7 +234,8 @@ int main(int argc, char **argv)
         memset(&l, 0, sizeof(l));
         char family[64];
         snprintf(family, sizeof(family), "bench.%s.n%zu", cases[c].type, cases[c].nseries);
-        if (make_lines(&l, family, cases[c].type, cases[c].nseries) != 0) {
+        if (make_lines(&l, family, cases[c].type, cases[c].nseries,
+                       cases[c].lpd ? cases[c].lpd : 20) != 0) {
             fprintf(stderr, "bench-ingest: out of memory\n");
             return 1;
         }
@@ -237,8 +246,8 @@ int main(int argc, char **argv)
         double ns = measure(&l, r, s, cases[c].mode, min_s);
         printf("| %s | %zu | %.1f | %.2f |\n", cases[c].what, cases[c].nseries, ns, 1e3 / ns);
         if (r && am_registry_series_count(r) != cases[c].nseries) {
-            fprintf(stderr, "bench-ingest: %zu series, expected %zu\n",
-                    am_registry_series_count(r), cases[c].nseries);
+            fprintf(stderr, "bench-ingest: %zu series, expected %zu\n", am_registry_series_count(r),
+                    cases[c].nseries);
             failures++;
         }
         am_registry_free(r);
@@ -258,7 +267,7 @@ int main(int argc, char **argv)
     lines_t l;
     memset(&l, 0, sizeof(l));
     am_registry_t *r = new_registry();
-    if (!r || make_lines(&l, "bench.render", "c", nrender) != 0)
+    if (!r || make_lines(&l, "bench.render", "c", nrender, 20) != 0)
         return 1;
     pass(&l, r, s, MODE_INGEST);
     printf("\n| render (am_expose_registry) | series | ms | bytes | ns/series |\n"
