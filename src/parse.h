@@ -84,10 +84,10 @@ typedef struct am_dgram_index {
 } am_dgram_index_t;
 
 void am_index_datagram(am_dgram_index_t *ix, const char *p, size_t n);
-/* am_index_datagram uses AVX-512BW where the CPU has it (on, the default)
- * or SSE2; returns whether AVX-512BW is now in use. For tests and
- * benchmarks: both give the same masks. */
-bool am_index_use_avx512(bool on);
+/* am_index_datagram uses AVX2 where the CPU has it (on, the default) or
+ * SSE2; returns whether AVX2 is now in use. For tests and benchmarks: both
+ * give the same masks. */
+bool am_index_use_avx2(bool on);
 /* The same masks one byte at a time: the definition, for tests. */
 void am_index_datagram_bytewise(am_dgram_index_t *ix, const char *p, size_t n);
 

@@ -178,26 +178,33 @@ static am_registry_t *new_registry(void)
 int main(int argc, char **argv)
 {
     double min_s = 0.3;
-    const char *only = NULL;        /* run only the cases whose name contains this (for perf) */
-    bool aes = true, avx512 = true; /* --portable: what a CPU without them runs */
+    const char *only = NULL;      /* run only the cases whose name contains this (for perf) */
+    bool aes = true, avx2 = true; /* --portable: what a CPU without them runs */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--min-ms") == 0 && i + 1 < argc) {
             min_s = atof(argv[++i]) / 1000.0;
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             only = argv[++i];
         } else if (strcmp(argv[i], "--portable") == 0) {
-            aes = avx512 = false;
+            aes = avx2 = false;
+        } else if (strcmp(argv[i], "--sse2") == 0) {
+            avx2 = false;
+        } else if (strcmp(argv[i], "--no-aes") == 0) {
+            aes = false;
         } else {
-            fprintf(stderr, "usage: bench-ingest [--min-ms N] [--only SUBSTRING] [--portable]\n"
-                            "  --portable: the SSE2 index and the multiply-lane line key, as on a\n"
-                            "              CPU without AVX-512BW and AES-NI\n");
+            fprintf(stderr,
+                    "usage: bench-ingest [--min-ms N] [--only SUBSTRING] [--sse2] [--no-aes]\n"
+                    "                    [--portable]\n"
+                    "  --sse2:     the SSE2 datagram index, as on a CPU without AVX2\n"
+                    "  --no-aes:   the multiply-lane line key, as on a CPU without AES-NI\n"
+                    "  --portable: both\n");
             return 2;
         }
     }
     am_hash_seed_init();
     aes = am_hash_use_aes(aes);
-    avx512 = am_index_use_avx512(avx512);
-    printf("index: %s, line key: %s\n\n", avx512 ? "AVX-512BW" : "SSE2",
+    avx2 = am_index_use_avx2(avx2);
+    printf("index: %s, line key: %s\n\n", avx2 ? "AVX2" : "SSE2",
            aes ? "AES-NI" : "multiply lanes");
     am_sample_t *s = calloc(1, sizeof(*s));
     if (!s)

@@ -639,16 +639,16 @@ static bool same_slice(am_slice_t a, am_slice_t b)
 
 /* Walks a datagram the way am_registry_ingest_datagram does. Every line end
  * must be memchr's; wherever the fast scan claims a line, it must agree with
- * am_parse_skeleton on every field. The SSE2 and AVX-512BW indexes must
+ * am_parse_skeleton on every field. The SSE2 and AVX2 indexes must
  * equal the byte-wise one. Returns how many lines the fast scan claimed. */
 static size_t check_scan(const char *dg, size_t n)
 {
     static am_dgram_index_t ix, ref_ix;
     am_index_datagram_bytewise(&ref_ix, dg, n);
     size_t words = n / 64 + 1; /* with the sentinel's */
-    /* SSE2, then AVX-512BW where the CPU has it (the daemon's default). */
-    for (int avx512 = 0; avx512 < 2; avx512++) {
-        if (am_index_use_avx512(avx512) != avx512)
+    /* SSE2, then AVX2 where the CPU has it (the daemon's default). */
+    for (int avx2 = 0; avx2 < 2; avx2++) {
+        if (am_index_use_avx2(avx2) != avx2)
             continue;
         memset(&ix, 0xa5, sizeof(ix));
         am_index_datagram(&ix, dg, n);
