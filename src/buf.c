@@ -27,7 +27,7 @@ void am_buf_reset(am_buf_t *b)
         b->data[0] = '\0';
 }
 
-bool am_buf_reserve(am_buf_t *b, size_t n)
+bool am_buf_grow(am_buf_t *b, size_t n)
 {
     if (b->failed)
         return false;
@@ -55,27 +55,9 @@ fail:
     return false;
 }
 
-void am_buf_append(am_buf_t *b, const void *p, size_t n)
-{
-    if (!am_buf_reserve(b, n))
-        return;
-    if (n)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
 void am_buf_puts(am_buf_t *b, const char *s)
 {
     am_buf_append(b, s, strlen(s));
-}
-
-void am_buf_putc(am_buf_t *b, char c)
-{
-    if (!am_buf_reserve(b, 1))
-        return;
-    b->data[b->len++] = c;
-    b->data[b->len] = '\0';
 }
 
 void am_buf_vprintf(am_buf_t *b, const char *fmt, va_list ap)

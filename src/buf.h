@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 typedef struct am_buf {
     char *data; /* owned; NUL-terminated while !failed (for debugging only) */
@@ -23,11 +24,39 @@ void am_buf_init(am_buf_t *b, size_t limit);
 void am_buf_free(am_buf_t *b);
 /* Keeps the allocation: a reused buffer stops allocating after warm-up. */
 void am_buf_reset(am_buf_t *b);
-/* Ensures room for n more bytes; false (and failed) when it cannot. */
-bool am_buf_reserve(am_buf_t *b, size_t n);
-void am_buf_append(am_buf_t *b, const void *p, size_t n);
+/* am_buf_reserve's slow path: grows the allocation (or marks the buffer
+ * failed). */
+bool am_buf_grow(am_buf_t *b, size_t n);
+
+/* Ensures room for n more bytes (and the trailing NUL); false (and failed)
+ * when it cannot. Inline with the appends below: a scrape calls them for
+ * every label of every series. */
+static inline bool am_buf_reserve(am_buf_t *b, size_t n)
+{
+    if (!b->failed && b->cap - b->len > n)
+        return true;
+    return am_buf_grow(b, n);
+}
+
+static inline void am_buf_append(am_buf_t *b, const void *p, size_t n)
+{
+    if (!am_buf_reserve(b, n))
+        return;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static inline void am_buf_putc(am_buf_t *b, char c)
+{
+    if (!am_buf_reserve(b, 1))
+        return;
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
+
 void am_buf_puts(am_buf_t *b, const char *s);
-void am_buf_putc(am_buf_t *b, char c);
 void am_buf_printf(am_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void am_buf_vprintf(am_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Takes ownership of the bytes away from the buffer (which becomes empty). */

@@ -59,23 +59,33 @@ void am_expose_finish(am_buf_t *b, am_format_t fmt)
         am_buf_append(b, "# EOF\n", 6);
 }
 
-/* Renders `k1="v1",k2="v2"` of a series into lb (reused across series). */
+/* Renders `k1="v1",k2="v2"` of a series into lb (reused across series), with
+ * one reservation for the worst case (every value byte escaped): this runs
+ * for every series of every scrape. names_len is the sum of the label
+ * names' lengths. */
 static void render_labels(am_buf_t *lb, const am_family_def_t *def, const size_t *name_len,
-                          const char *key, size_t klen)
+                          size_t names_len, const char *key, size_t klen)
 {
     am_buf_reset(lb);
+    if (!am_buf_reserve(lb, names_len + 4 * def->nlabels + 2 * klen))
+        return;
+    char *o = lb->data;
     const char *p = key, *end = key + klen;
     for (size_t i = 0; i < def->nlabels; i++) {
         const char *nul = memchr(p, '\0', (size_t)(end - p));
         size_t vn = nul ? (size_t)(nul - p) : (size_t)(end - p);
         if (i)
-            am_buf_putc(lb, ',');
-        am_buf_append(lb, def->labels[i], name_len[i]);
-        am_buf_append(lb, "=\"", 2);
-        am_fmt_label_value(lb, p, vn);
-        am_buf_putc(lb, '"');
+            *o++ = ',';
+        memcpy(o, def->labels[i], name_len[i]);
+        o += name_len[i];
+        *o++ = '=';
+        *o++ = '"';
+        o += am_fmt_label_value_to(o, p, vn);
+        *o++ = '"';
         p += vn + (nul ? 1 : 0);
     }
+    lb->len = (size_t)(o - lb->data);
+    lb->data[lb->len] = '\0';
 }
 
 /* What every sample line of one family shares, computed once per scrape. */
@@ -157,8 +167,11 @@ void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt)
     for (const am_family_t *f = am_registry_first(r); f; f = am_family_next(f)) {
         const am_family_def_t *def = am_family_def(f);
         am_expose_family_header(b, def->name, def->help, def->type, fmt);
-        for (size_t i = 0; i < def->nlabels; i++)
+        size_t names_len = 0;
+        for (size_t i = 0; i < def->nlabels; i++) {
             label_len[i] = strlen(def->labels[i]);
+            names_len += label_len[i];
+        }
         for (size_t i = 0; def->type == AM_FAMILY_HISTOGRAM && i < def->nbuckets; i++) {
             memcpy(les[i].text, "le=\"", 4);
             size_t n = am_fmt_double(def->buckets[i], les[i].text + 4);
@@ -170,7 +183,7 @@ void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt)
         for (const am_series_t *s = am_family_first_series(f); s; s = am_series_next(s)) {
             size_t klen;
             const char *key = am_series_key(f, s, &klen);
-            render_labels(&lb, def, label_len, key, klen);
+            render_labels(&lb, def, label_len, names_len, key, klen);
             const double *v = am_series_values(s);
             switch (def->type) {
                 case AM_FAMILY_COUNTER:

@@ -106,37 +106,36 @@ size_t am_fmt_double(double v, char out[AM_FMT_DOUBLE_MAX])
     return o;
 }
 
-void am_fmt_label_value(am_buf_t *b, const char *p, size_t n)
+size_t am_fmt_label_value_to(char *out, const char *p, size_t n)
 {
     /* Most values need no escaping: one scan, one copy. */
     size_t plain = 0;
     while (plain < n && p[plain] != '\\' && p[plain] != '"' && p[plain] != '\n')
         plain++;
-    if (plain == n) {
-        am_buf_append(b, p, n);
+    memcpy(out, p, plain);
+    char *o = out + plain;
+    for (size_t i = plain; i < n; i++) {
+        char c = p[i];
+        if (c == '\\' || c == '"' || c == '\n') {
+            *o++ = '\\';
+            *o++ = c == '\n' ? 'n' : c;
+        } else {
+            *o++ = c;
+        }
+    }
+    return (size_t)(o - out);
+}
+
+void am_fmt_label_value(am_buf_t *b, const char *p, size_t n)
+{
+    if (n > SIZE_MAX / 4) {
+        b->failed = true;
         return;
     }
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *esc = NULL;
-        switch (p[i]) {
-            case '\\':
-                esc = "\\\\";
-                break;
-            case '"':
-                esc = "\\\"";
-                break;
-            case '\n':
-                esc = "\\n";
-                break;
-            default:
-                continue;
-        }
-        am_buf_append(b, p + run, i - run);
-        am_buf_append(b, esc, 2);
-        run = i + 1;
-    }
-    am_buf_append(b, p + run, n - run);
+    if (!am_buf_reserve(b, 2 * n))
+        return;
+    b->len += am_fmt_label_value_to(b->data + b->len, p, n);
+    b->data[b->len] = '\0';
 }
 
 void am_fmt_help(am_buf_t *b, const char *p, size_t n, bool openmetrics)

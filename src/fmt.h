@@ -18,6 +18,8 @@ size_t am_fmt_double(double v, char out[AM_FMT_DOUBLE_MAX]);
 
 /* Appends a label value escaped for both formats: \ -> \\, " -> \", LF -> \n. */
 void am_fmt_label_value(am_buf_t *b, const char *p, size_t n);
+/* The same into out, which has room for 2 * n bytes; returns the length. */
+size_t am_fmt_label_value_to(char *out, const char *p, size_t n);
 
 /* Appends HELP text: 0.0.4 escapes \ and LF only; OpenMetrics also ". */
 void am_fmt_help(am_buf_t *b, const char *p, size_t n, bool openmetrics);

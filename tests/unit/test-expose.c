@@ -606,6 +606,29 @@ START_TEST(test_sample_label_escaping)
 }
 END_TEST
 
+/* The same escapes on the scrape path (am_expose_registry renders a
+ * series' labels into its own buffer), for the values a tag can carry: two
+ * label values per series, so a value's escapes cannot spill into the
+ * next. */
+START_TEST(test_registry_label_escaping)
+{
+    const char *v = label_cases[_i].value, *want = label_cases[_i].want;
+    if (!*v || strpbrk(v, "\n,|#"))
+        return; /* not a tag value: the line split or the tag list would cut it */
+    am_registry_t *r = am_registry_new(NULL);
+    ck_assert_ptr_nonnull(r);
+    char line[256], sample[256];
+    snprintf(line, sizeof(line), "esc.m:2|c|#k:%s,z:%s", v, v);
+    apply_ok(r, line);
+    size_t len;
+    char *text = render(r, AM_FORMAT_TEXT, &len);
+    snprintf(sample, sizeof(sample), "esc_m_total{k=\"%s\",z=\"%s\"} 2.0\n", want, want);
+    ck_assert_msg(strstr(text, sample), "want %s in:\n%s", sample, text);
+    free(text);
+    am_registry_free(r);
+}
+END_TEST
+
 START_TEST(test_sample_values)
 {
     static const struct {
@@ -802,6 +825,7 @@ static Suite *expose_suite(void)
     tcase_add_loop_test(tc, test_family_header, 0, NELEMS(header_cases));
     tcase_add_loop_test(tc, test_help_escaping, 0, NELEMS(help_cases));
     tcase_add_loop_test(tc, test_sample_label_escaping, 0, NELEMS(label_cases));
+    tcase_add_loop_test(tc, test_registry_label_escaping, 0, NELEMS(label_cases));
     tcase_add_test(tc, test_sample_values);
     tcase_add_test(tc, test_finish);
     tcase_add_test(tc, test_content_types);
