@@ -72,8 +72,9 @@ static void render_labels(am_buf_t *lb, const am_family_def_t *def, const size_t
     char *o = lb->data;
     const char *p = key, *end = key + klen;
     for (size_t i = 0; i < def->nlabels; i++) {
-        const char *nul = memchr(p, '\0', (size_t)(end - p));
-        size_t vn = nul ? (size_t)(nul - p) : (size_t)(end - p);
+        size_t vn = 0; /* up to its NUL: values are short, a loop beats a call */
+        while (p + vn < end && p[vn])
+            vn++;
         if (i)
             *o++ = ',';
         memcpy(o, def->labels[i], name_len[i]);
@@ -82,7 +83,7 @@ static void render_labels(am_buf_t *lb, const am_family_def_t *def, const size_t
         *o++ = '"';
         o += am_fmt_label_value_to(o, p, vn);
         *o++ = '"';
-        p += vn + (nul ? 1 : 0);
+        p += vn + (p + vn < end);
     }
     lb->len = (size_t)(o - lb->data);
     lb->data[lb->len] = '\0';

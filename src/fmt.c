@@ -106,26 +106,6 @@ size_t am_fmt_double(double v, char out[AM_FMT_DOUBLE_MAX])
     return o;
 }
 
-size_t am_fmt_label_value_to(char *out, const char *p, size_t n)
-{
-    /* Most values need no escaping: one scan, one copy. */
-    size_t plain = 0;
-    while (plain < n && p[plain] != '\\' && p[plain] != '"' && p[plain] != '\n')
-        plain++;
-    memcpy(out, p, plain);
-    char *o = out + plain;
-    for (size_t i = plain; i < n; i++) {
-        char c = p[i];
-        if (c == '\\' || c == '"' || c == '\n') {
-            *o++ = '\\';
-            *o++ = c == '\n' ? 'n' : c;
-        } else {
-            *o++ = c;
-        }
-    }
-    return (size_t)(o - out);
-}
-
 void am_fmt_label_value(am_buf_t *b, const char *p, size_t n)
 {
     if (n > SIZE_MAX / 4) {

@@ -18,8 +18,22 @@ size_t am_fmt_double(double v, char out[AM_FMT_DOUBLE_MAX]);
 
 /* Appends a label value escaped for both formats: \ -> \\, " -> \", LF -> \n. */
 void am_fmt_label_value(am_buf_t *b, const char *p, size_t n);
-/* The same into out, which has room for 2 * n bytes; returns the length. */
-size_t am_fmt_label_value_to(char *out, const char *p, size_t n);
+/* The same into out, which has room for 2 * n bytes; returns the length.
+ * One pass, no calls: values are short, and a scrape runs this for every
+ * label of every series. */
+static inline size_t am_fmt_label_value_to(char *out, const char *p, size_t n)
+{
+    char *o = out;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '\\' || c == '"' || c == '\n') {
+            *o++ = '\\';
+            c = c == '\n' ? 'n' : c;
+        }
+        *o++ = c;
+    }
+    return (size_t)(o - out);
+}
 
 /* Appends HELP text: 0.0.4 escapes \ and LF only; OpenMetrics also ". */
 void am_fmt_help(am_buf_t *b, const char *p, size_t n, bool openmetrics);
