@@ -540,7 +540,7 @@ AVX2_TARGET static void index_datagram_avx2(am_dgram_index_t *ix, const char *p,
 }
 #endif
 
-static bool use_avx2 = true; /* where the CPU has it */
+static int use_avx2 = -1; /* -1: not picked yet; then whether AVX2 is used */
 
 bool am_index_use_avx2(bool on)
 {
@@ -548,15 +548,17 @@ bool am_index_use_avx2(bool on)
     use_avx2 = on && __builtin_cpu_supports("avx2");
 #else
     (void)on;
-    use_avx2 = false;
+    use_avx2 = 0;
 #endif
     return use_avx2;
 }
 
 void am_index_datagram(am_dgram_index_t *ix, const char *p, size_t n)
 {
+    if (use_avx2 < 0) /* the default: AVX2 where the CPU has it */
+        am_index_use_avx2(true);
 #ifdef AM_INDEX_AVX2
-    if (use_avx2 && __builtin_cpu_supports("avx2"))
+    if (use_avx2)
         index_datagram_avx2(ix, p, n);
     else
 #endif

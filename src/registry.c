@@ -821,6 +821,14 @@ static inline double counter_increment(const am_sample_t *s, size_t i)
     return s->rate == 1.0 ? s->values[i] : s->values[i] / s->rate;
 }
 
+/* What a timer, histogram or distribution value observes: milliseconds
+ * become seconds. Divide (not multiply by 0.001): 9 ms must be exactly
+ * 0.009 s. */
+static inline double observed_value(am_type_t type, double x)
+{
+    return type == AM_TYPE_TIMER ? x / 1000.0 : x;
+}
+
 static am_reason_t check_finite(const am_family_def_t *def, const double *v, const am_sample_t *s)
 {
     switch (def->type) {
@@ -843,10 +851,9 @@ static am_reason_t check_finite(const am_family_def_t *def, const double *v, con
             double w = 1.0 / s->rate;
             if (!isfinite(w))
                 return AM_REJECT_BAD_SAMPLE_RATE;
-            double div = s->type == AM_TYPE_TIMER ? 1000.0 : 1.0;
             double count = v[0] + w * (double)s->nvalues, sum = v[1];
             for (size_t i = 0; i < s->nvalues; i++)
-                sum += s->values[i] / div * w;
+                sum += observed_value(s->type, s->values[i]) * w;
             return isfinite(count) && isfinite(sum) ? AM_OK : AM_REJECT_BAD_VALUE;
         }
     }
@@ -1147,11 +1154,9 @@ static am_reason_t update_series(am_registry_t *r, am_family_t *f, am_series_t *
             break;
         case AM_FAMILY_HISTOGRAM:
         case AM_FAMILY_SUMMARY: {
-            /* Divide (not multiply by 0.001): 9 ms must be exactly 0.009 s. */
-            double div = s->type == AM_TYPE_TIMER ? 1000.0 : 1.0;
             double w = 1.0 / s->rate;
             for (size_t i = 0; i < s->nvalues; i++)
-                observe(f, se, s->values[i] / div, w);
+                observe(f, se, observed_value(s->type, s->values[i]), w);
             break;
         }
     }
@@ -1242,8 +1247,7 @@ apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleto
     if (sk->rate == 1.0 && sk->type_id >= AM_TYPE_TIMER && sk->type_id <= AM_TYPE_DISTRIBUTION &&
         (f->def.type == AM_FAMILY_HISTOGRAM || f->def.type == AM_FAMILY_SUMMARY) &&
         am_parse_number(v, sk->values.n, &x)) {
-        /* Divide (not multiply by 0.001): 9 ms must be exactly 0.009 s. */
-        double y = sk->type_id == AM_TYPE_TIMER ? x / 1000.0 : x;
+        double y = observed_value(sk->type_id, x);
         if (!isfinite(se->v[0] + 1.0) || !isfinite(se->v[1] + y))
             return AM_REJECT_BAD_VALUE;
         observe(f, se, y, 1.0);
