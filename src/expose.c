@@ -158,54 +158,58 @@ static void render_histogram(const line_ctx_t *c, const am_family_def_t *def, co
     }
 }
 
-void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt)
+void am_expose_family(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format_t fmt)
 {
     bool om = fmt == AM_FORMAT_OPENMETRICS;
-    am_buf_t lb;
-    am_buf_init(&lb, 0);
     le_label_t les[AM_MAX_BUCKETS];
     size_t label_len[AM_MAX_LABELS];
-    for (const am_family_t *f = am_registry_first(r); f; f = am_family_next(f)) {
-        const am_family_def_t *def = am_family_def(f);
-        am_expose_family_header(b, def->name, def->help, def->type, fmt);
-        size_t names_len = 0;
-        for (size_t i = 0; i < def->nlabels; i++) {
-            label_len[i] = strlen(def->labels[i]);
-            names_len += label_len[i];
-        }
-        for (size_t i = 0; def->type == AM_FAMILY_HISTOGRAM && i < def->nbuckets; i++) {
-            memcpy(les[i].text, "le=\"", 4);
-            size_t n = am_fmt_double(def->buckets[i], les[i].text + 4);
-            les[i].text[4 + n] = '"';
-            les[i].text[5 + n] = '\0';
-            les[i].len = 5 + n;
-        }
-        line_ctx_t c = {b, def->name, strlen(def->name), &lb};
-        for (const am_series_t *s = am_family_first_series(f); s; s = am_series_next(s)) {
-            size_t klen;
-            const char *key = am_series_key(f, s, &klen);
-            render_labels(&lb, def, label_len, names_len, key, klen);
-            const double *v = am_series_values(s);
-            switch (def->type) {
-                case AM_FAMILY_COUNTER:
-                case AM_FAMILY_GAUGE:
-                    put_line(&c, "", 0, NULL, 0, v[0]);
-                    break;
-                case AM_FAMILY_HISTOGRAM:
-                    render_histogram(&c, def, les, v, om);
-                    break;
-                case AM_FAMILY_SUMMARY:
-                    /* OpenMetrics: a negative sum is invalid, and _count
-                     * goes with _sum (see render_histogram). */
-                    if (!om || v[1] >= 0) {
-                        put_line(&c, "_sum", 4, NULL, 0, v[1]);
-                        put_line(&c, "_count", 6, NULL, 0, om ? round(v[0]) : v[0]);
-                    }
-                    break;
-            }
-        }
-        if (lb.failed)
-            b->failed = true;
+    const am_family_def_t *def = am_family_def(f);
+    am_expose_family_header(b, def->name, def->help, def->type, fmt);
+    size_t names_len = 0;
+    for (size_t i = 0; i < def->nlabels; i++) {
+        label_len[i] = strlen(def->labels[i]);
+        names_len += label_len[i];
     }
+    for (size_t i = 0; def->type == AM_FAMILY_HISTOGRAM && i < def->nbuckets; i++) {
+        memcpy(les[i].text, "le=\"", 4);
+        size_t n = am_fmt_double(def->buckets[i], les[i].text + 4);
+        les[i].text[4 + n] = '"';
+        les[i].text[5 + n] = '\0';
+        les[i].len = 5 + n;
+    }
+    line_ctx_t c = {b, def->name, strlen(def->name), lb};
+    for (const am_series_t *s = am_family_first_series(f); s; s = am_series_next(s)) {
+        size_t klen;
+        const char *key = am_series_key(f, s, &klen);
+        render_labels(lb, def, label_len, names_len, key, klen);
+        const double *v = am_series_values(s);
+        switch (def->type) {
+            case AM_FAMILY_COUNTER:
+            case AM_FAMILY_GAUGE:
+                put_line(&c, "", 0, NULL, 0, v[0]);
+                break;
+            case AM_FAMILY_HISTOGRAM:
+                render_histogram(&c, def, les, v, om);
+                break;
+            case AM_FAMILY_SUMMARY:
+                /* OpenMetrics: a negative sum is invalid, and _count
+                 * goes with _sum (see render_histogram). */
+                if (!om || v[1] >= 0) {
+                    put_line(&c, "_sum", 4, NULL, 0, v[1]);
+                    put_line(&c, "_count", 6, NULL, 0, om ? round(v[0]) : v[0]);
+                }
+                break;
+        }
+    }
+    if (lb->failed)
+        b->failed = true;
+}
+
+void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt)
+{
+    am_buf_t lb;
+    am_buf_init(&lb, 0);
+    for (const am_family_t *f = am_registry_first(r); f; f = am_family_next(f))
+        am_expose_family(b, &lb, f, fmt);
     am_buf_free(&lb);
 }

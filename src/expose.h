@@ -18,6 +18,9 @@ typedef enum am_format {
 
 /* Every family of r, with HELP and TYPE even when it has no series yet. */
 void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt);
+/* One family, HELP and TYPE first. lb is the caller's scratch for label
+ * text, reused from call to call. */
+void am_expose_family(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format_t fmt);
 
 /* Primitives, also used for the self-metrics. `name` is the family name as
  * 0.0.4 writes it (counters end in _total; OpenMetrics drops that suffix in

@@ -24,16 +24,32 @@ typedef struct am_http_request {
 } am_http_request_t;
 
 typedef struct am_http_response {
-    int status;               /* default 200 */
-    const char *content_type; /* static string; default "text/plain; charset=utf-8" */
-    const char *allow;        /* static string for an Allow header, or NULL */
-    bool compressible;        /* the module gzips the body when the client allows it */
-    am_buf_t *body;           /* borrowed: the handler appends the body here */
+    int status;                        /* default 200 */
+    const char *content_type;          /* static string; default "text/plain; charset=utf-8" */
+    const char *allow;                 /* static string for an Allow header, or NULL */
+    bool compressible;                 /* the module gzips the body when the client allows it */
+    am_buf_t *body;                    /* borrowed: the handler appends the body here */
+    struct am_http_deferred *deferred; /* set by am_http_defer */
 } am_http_response_t;
 
 /* Called once per complete GET or HEAD request, in request order. */
 typedef void (*am_http_handler_fn)(void *ctx, const am_http_request_t *req,
                                    am_http_response_t *resp);
+
+/* A response the handler answers later (a scrape rendered between loop
+ * turns). In the handler: d = am_http_defer(resp), with content_type and
+ * compressible set and the body left empty; NULL when out of memory (then
+ * answer now). The connection then answers nothing else, its pipelined
+ * requests waiting, and has no timeout until am_http_deferred_finish, which
+ * must come from a later loop callback, exactly once per d, before the
+ * server is stopped. */
+typedef struct am_http_deferred am_http_deferred_t;
+am_http_deferred_t *am_http_defer(am_http_response_t *resp);
+/* Sends the deferred answer: 200 with body's bytes (taken; the buffer is
+ * left empty), or 500 when body failed (out of memory). gzipped: the bytes
+ * are gzip (Content-Encoding: gzip); the handler checks Accept-Encoding
+ * itself. When the client has gone meanwhile, only frees. Frees d. */
+void am_http_deferred_finish(am_http_deferred_t *d, am_buf_t *body, bool gzipped);
 
 typedef struct am_http_limits {
     size_t max_header_bytes;      /* request line + headers; over it: 431 and close */

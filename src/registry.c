@@ -54,6 +54,10 @@ struct am_famdir {
 };
 
 struct am_family {
+    /* Part of a scrape snapshot not yet rendered: the snapshot callback runs
+     * before the first change (next to def.type: the hot path reads both). */
+    bool snap_pending;
+    uint32_t snap_index; /* the family's place in that snapshot */
     am_family_def_t def;
     bool catalogued;
     famdir_entry_t *shared; /* directory entry (multi-worker registries), else NULL */
@@ -80,6 +84,8 @@ struct am_registry {
     am_famdir_t *dir;              /* borrowed: shared by the workers; NULL with one loop */
     bool stamped;                  /* gauges carry set/delta stamps (GAUGE_* below) */
     double clock;                  /* stamp for gauge updates, set per batch */
+    am_snapshot_fn snap_fn;        /* the scrape snapshot in progress, or NULL */
+    void *snap_ctx;
 };
 
 /* A gauge series of a stamped registry holds 3 more doubles after its value,
@@ -601,6 +607,51 @@ void am_registry_set_clock(am_registry_t *r, double now)
     r->clock = now;
 }
 
+/* ---- scrape snapshots ---- */
+
+size_t am_registry_snapshot_begin(am_registry_t *r, am_snapshot_fn fn, void *ctx)
+{
+    size_t i = 0;
+    for (am_family_t *f = r->first; f; f = f->next, i++) {
+        f->snap_pending = true;
+        f->snap_index = (uint32_t)i;
+    }
+    r->snap_fn = fn;
+    r->snap_ctx = ctx;
+    return i;
+}
+
+void am_registry_snapshot_taken(am_registry_t *r, const am_family_t *f)
+{
+    (void)r;
+    ((am_family_t *)f)->snap_pending = false;
+}
+
+void am_registry_snapshot_end(am_registry_t *r)
+{
+    for (am_family_t *f = r->first; f; f = f->next)
+        f->snap_pending = false;
+    r->snap_fn = NULL;
+    r->snap_ctx = NULL;
+}
+
+/* f is about to change: the snapshot takes it as it is now. Out of line:
+ * the hot path only tests the flag. */
+static __attribute__((noinline)) void snapshot_flush(am_registry_t *r, am_family_t *f)
+{
+    f->snap_pending = false;
+    r->snap_fn(r->snap_ctx, f, f->snap_index);
+}
+
+static void snapshot_flush_all(am_registry_t *r)
+{
+    if (!r->snap_fn)
+        return;
+    for (am_family_t *f = r->first; f; f = f->next)
+        if (f->snap_pending)
+            snapshot_flush(r, f);
+}
+
 int am_registry_define(am_registry_t *r, const am_family_def_t *def)
 {
     am_family_def_t copy;
@@ -628,7 +679,8 @@ static int define_locked(am_registry_t *r, am_family_def_t *copy_in, famdir_entr
 {
     am_family_def_t copy = *copy_in;
     const am_family_def_t *def = &copy;
-    r->generation++; /* series may be freed below: the line cache must forget them */
+    snapshot_flush_all(r); /* help, series or the family itself may change */
+    r->generation++;       /* series may be freed below: the line cache must forget them */
     /* The catalog wins over families whose sample names it would repeat
      * (an auto-created gauge x_count before a configured histogram x). */
     int removed = 0;
@@ -1010,6 +1062,8 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
     if (f) {
         if (!type_fits(&f->def, s->type))
             return AM_REJECT_TYPE_CONFLICT;
+        if (f->snap_pending)
+            snapshot_flush(r, f);
         def = &f->def;
     } else {
         if (r->dir) {
@@ -1221,6 +1275,8 @@ static inline __attribute__((always_inline)) am_reason_t
 apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleton_t *sk,
              am_sample_t *s)
 {
+    if (__builtin_expect(f->snap_pending, 0))
+        snapshot_flush(r, f);
     const char *v = sk->values.p;
     /* The commonest line of all: a counter incremented by 1..999 at rate 1
      * (exactly what apply_cached_values and update_series would do). */

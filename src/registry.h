@@ -23,9 +23,9 @@
 #include "parse.h"
 #include "reasons.h"
 
-#define AM_MAX_LABELS AM_MAX_TAGS
-#define AM_MAX_BUCKETS 64
-#define AM_MAX_KEY_LEN 8192 /* all label values of one series, joined */
+#define AM_MAX_LABELS      AM_MAX_TAGS
+#define AM_MAX_BUCKETS     64
+#define AM_MAX_KEY_LEN     8192 /* all label values of one series, joined */
 #define AM_MAX_SET_MEMBERS (1u << 20)
 
 typedef enum am_family_type {
@@ -40,15 +40,15 @@ const char *am_family_type_name(am_family_type_t t); /* "counter", ... */
 /* A family's definition: from the built-in catalog, the config file, or
  * created from a first line. Owned by the registry once added. */
 typedef struct am_family_def {
-    char *name;             /* exposition name; counters end in _total */
+    char *name; /* exposition name; counters end in _total */
     char *help;
     am_family_type_t type;
-    bool is_set;            /* a gauge fed by `s` lines */
+    bool is_set; /* a gauge fed by `s` lines */
     size_t nlabels;
     char *labels[AM_MAX_LABELS];
-    size_t nbuckets;        /* upper bounds, +Inf implied */
+    size_t nbuckets; /* upper bounds, +Inf implied */
     double buckets[AM_MAX_BUCKETS];
-    size_t max_series;      /* 0 = the registry's per-family default */
+    size_t max_series; /* 0 = the registry's per-family default */
 } am_family_def_t;
 
 typedef struct am_series am_series_t;
@@ -56,8 +56,8 @@ typedef struct am_family am_family_t;
 
 typedef struct am_limits {
     size_t max_series_per_family; /* default 10,000 */
-    size_t max_series;             /* total, default 1,000,000 */
-    size_t max_families;           /* auto-created, default 1,000 */
+    size_t max_series;            /* total, default 1,000,000 */
+    size_t max_families;          /* auto-created, default 1,000 */
     bool auto_create;
 } am_limits_t;
 
@@ -95,8 +95,8 @@ am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n,
  * scan. Calls on_reject(ctx, reason, line, len) for each rejected line and
  * returns how many were accepted. */
 typedef void (*am_reject_fn)(void *ctx, am_reason_t reason, const char *line, size_t len);
-size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n,
-                                   am_sample_t *scratch, am_reject_fn on_reject, void *ctx);
+size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n, am_sample_t *scratch,
+                                   am_reject_fn on_reject, void *ctx);
 
 /* Read side, for rendering. Families in creation order; series in creation
  * order within a family. */
@@ -114,6 +114,23 @@ const char *am_series_key(const am_family_t *f, const am_series_t *s, size_t *le
  * in bucket i (not cumulative, i = nbuckets is +Inf). summary: count, sum.
  * Set gauges: v[0] = distinct members. */
 const double *am_series_values(const am_series_t *s);
+
+/* ---- scrape snapshots while ingest goes on (one loop) ----
+ *
+ * A scrape renders one family at a time and lets ingest run in between; the
+ * output is still the registry as it was when the scrape began. begin marks
+ * every family pending (index = its place in creation order) and returns
+ * how many there are. The scrape renders a family and calls taken, in any
+ * order. Before anything changes a family still pending (a line for one of
+ * its series, a new series, a redefinition or removal), the registry calls
+ * fn(ctx, f, index) with f as it was, then counts f as taken: fn must render
+ * it there and then. Families created after begin are not part of the
+ * snapshot. end forgets the snapshot (families not taken stay unrendered).
+ * One snapshot at a time; the caller's loop serialises everything. */
+typedef void (*am_snapshot_fn)(void *ctx, const am_family_t *f, size_t index);
+size_t am_registry_snapshot_begin(am_registry_t *r, am_snapshot_fn fn, void *ctx);
+void am_registry_snapshot_taken(am_registry_t *r, const am_family_t *f);
+void am_registry_snapshot_end(am_registry_t *r);
 
 /* Looks a family up by exposition name; NULL if absent. */
 const am_family_t *am_registry_find(const am_registry_t *r, const char *name);

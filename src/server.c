@@ -20,11 +20,17 @@
 #include "log.h"
 #include "parse.h"
 #include "registry.h"
+#include "scrape.h"
 #include "selfstats.h"
 
 /* Debug logging of rejected lines is rate-limited: a flood of bad lines
  * must not turn into a flood of log writes. */
 #define REJECT_LOG_PER_SEC 20
+
+/* A scrape renders for at most this long (or one family) per loop turn,
+ * then lets ingest run: 1 ms is ~1,000 datagrams at 1M lines/s, far below
+ * what the receive buffer holds. */
+#define SCRAPE_STEP_NS 1000000
 
 typedef struct server server_t;
 
@@ -65,7 +71,22 @@ struct server {
     worker_t *workers;
     am_famdir_t *dir;           /* several workers only */
     uint64_t *worker_datagrams; /* scrape scratch, several workers only */
+    /* /metrics answers, rendered by the idle handle one at a time, in
+     * arrival order: the one rendering and the ones waiting. */
+    uv_idle_t scrape_idle;
+    bool scrape_idle_ready;
+    am_scrape_t *scrape;
+    struct pending_scrape *scrape_active;
+    struct pending_scrape *queue_head, *queue_tail;
 };
+
+typedef struct pending_scrape {
+    struct pending_scrape *next;
+    am_http_deferred_t *answer;
+    am_format_t fmt;
+    bool gzip;
+    uint64_t begun; /* uv_hrtime when rendering began */
+} pending_scrape_t;
 
 static double now_seconds(void)
 {
@@ -199,35 +220,138 @@ static am_registry_t *snapshot_workers(server_t *s, am_selfstats_t *st)
     return snap;
 }
 
-static void render_metrics(server_t *s, am_format_t fmt, am_buf_t *body)
+/* Begins a scrape of everything as it is now: one worker's registry as a
+ * snapshot it keeps feeding, or the merge of several. NULL when out of
+ * memory. */
+static am_scrape_t *begin_scrape(server_t *s, am_format_t fmt, bool gzip)
 {
-    uint64_t t0 = uv_hrtime();
     const am_http_stats_t *hs = am_http_server_stats(s->http);
     s->stats.http_requests = hs->requests;
     s->stats.http_bad_requests = hs->bad_requests;
     s->stats.http_connections_rejected = hs->connections_rejected;
     s->stats.http_connections_open = hs->connections_open;
-    s->stats.scrapes++;
     am_selfstats_t st = s->stats;
-    am_registry_t *snap = NULL;
-    const am_registry_t *reg;
     if (s->nworkers == 1) {
         am_selfstats_add_ingest(&st, &s->workers[0].stats);
-        reg = s->workers[0].registry;
-    } else {
-        snap = snapshot_workers(s, &st);
-        if (!snap) {
-            body->failed = true; /* answered 500 */
+        return am_scrape_begin(s->workers[0].registry, false, fmt, gzip, &st);
+    }
+    am_registry_t *snap = snapshot_workers(s, &st);
+    if (!snap)
+        return NULL;
+    am_scrape_t *sc = am_scrape_begin(snap, true, fmt, gzip, &st);
+    if (!sc)
+        am_registry_free(snap);
+    return sc;
+}
+
+/* The whole scrape at once, into body (uncompressed: the HTTP module may
+ * gzip it): while stopping, or when a deferred answer could not be set up. */
+static void render_metrics_now(server_t *s, am_format_t fmt, am_buf_t *body)
+{
+    uint64_t t0 = uv_hrtime();
+    am_scrape_t *sc = begin_scrape(s, fmt, false);
+    if (!sc) {
+        body->failed = true; /* answered 500 */
+        return;
+    }
+    am_scrape_step(sc, UINT64_MAX);
+    bool gzipped;
+    am_buf_t *out = am_scrape_body(sc, &gzipped);
+    am_buf_append(body, out->data, out->len);
+    if (am_buf_failed(out))
+        body->failed = true;
+    am_scrape_free(sc);
+    s->stats.last_scrape_seconds = (double)(uv_hrtime() - t0) / 1e9;
+}
+
+static void on_scrape_idle(uv_idle_t *h);
+
+static void start_next_scrape(server_t *s)
+{
+    while (!s->scrape && s->queue_head) {
+        pending_scrape_t *p = s->queue_head;
+        s->queue_head = p->next;
+        if (!s->queue_head)
+            s->queue_tail = NULL;
+        p->begun = uv_hrtime();
+        s->scrape = begin_scrape(s, p->fmt, p->gzip);
+        if (s->scrape) {
+            s->scrape_active = p;
+            uv_idle_start(&s->scrape_idle, on_scrape_idle);
             return;
         }
-        reg = snap;
+        am_buf_t failed;
+        am_buf_init(&failed, 0);
+        failed.failed = true; /* answered 500 */
+        am_log(AM_LOG_ERROR, "event=render_failed path=/metrics error=\"out of memory\"");
+        am_http_deferred_finish(p->answer, &failed, false);
+        free(p);
     }
-    am_expose_registry(body, reg, fmt);
-    am_selfstats_render(body, &st, reg, fmt);
-    am_selfstats_render_process(body, fmt);
-    am_expose_finish(body, fmt);
-    am_registry_free(snap);
-    s->stats.last_scrape_seconds = (double)(uv_hrtime() - t0) / 1e9;
+    if (!s->scrape)
+        uv_idle_stop(&s->scrape_idle);
+}
+
+/* Renders the current scrape for one step; a finished one is answered and
+ * the next begins. */
+static void run_scrape(server_t *s, uint64_t budget_ns)
+{
+    am_scrape_t *sc = s->scrape;
+    if (!sc || !am_scrape_step(sc, budget_ns))
+        return;
+    pending_scrape_t *p = s->scrape_active;
+    s->scrape = NULL;
+    s->scrape_active = NULL;
+    s->stats.last_scrape_seconds = (double)(uv_hrtime() - p->begun) / 1e9;
+    am_log(AM_LOG_DEBUG, "event=scrape seconds=%.6f longest_pause_seconds=%.6f",
+           s->stats.last_scrape_seconds, (double)am_scrape_longest_pause_ns(sc) / 1e9);
+    bool gzipped;
+    am_buf_t *body = am_scrape_body(sc, &gzipped);
+    if (am_buf_failed(body))
+        am_log(AM_LOG_ERROR, "event=render_failed path=/metrics error=\"out of memory\"");
+    /* May dispatch pipelined requests, which queue more scrapes. */
+    am_http_deferred_finish(p->answer, body, gzipped);
+    free(p);
+    am_scrape_free(sc);
+    start_next_scrape(s);
+}
+
+static void on_scrape_idle(uv_idle_t *h)
+{
+    run_scrape(h->data, SCRAPE_STEP_NS);
+}
+
+/* Stopping: every owed /metrics answer is rendered and sent now. */
+static void finish_scrapes_now(server_t *s)
+{
+    while (s->scrape)
+        run_scrape(s, UINT64_MAX);
+}
+
+/* /metrics: answered once rendered between loop turns (or at once while
+ * stopping). */
+static void serve_metrics(server_t *s, const am_http_request_t *req, am_http_response_t *resp)
+{
+    bool om = am_http_wants_openmetrics(req->accept);
+    am_format_t fmt = om ? AM_FORMAT_OPENMETRICS : AM_FORMAT_TEXT;
+    resp->content_type = om ? AM_CONTENT_TYPE_OPENMETRICS : AM_CONTENT_TYPE_TEXT;
+    resp->compressible = true;
+    s->stats.scrapes++;
+    pending_scrape_t *p = s->stopping ? NULL : calloc(1, sizeof(*p));
+    if (p)
+        p->answer = am_http_defer(resp);
+    if (!p || !p->answer) {
+        free(p);
+        render_metrics_now(s, fmt, resp->body);
+        return;
+    }
+    p->fmt = fmt;
+    p->gzip = am_http_accepts_gzip(req->accept_encoding);
+    if (s->queue_tail)
+        s->queue_tail->next = p;
+    else
+        s->queue_head = p;
+    s->queue_tail = p;
+    start_next_scrape(s);
 }
 
 static void render_health(server_t *s, am_buf_t *body)
@@ -302,10 +426,7 @@ static void on_request(void *ctx, const am_http_request_t *req, am_http_response
 {
     server_t *s = ctx;
     if (path_is(req, "/metrics")) {
-        bool om = am_http_wants_openmetrics(req->accept);
-        resp->content_type = om ? AM_CONTENT_TYPE_OPENMETRICS : AM_CONTENT_TYPE_TEXT;
-        resp->compressible = true;
-        render_metrics(s, om ? AM_FORMAT_OPENMETRICS : AM_FORMAT_TEXT, resp->body);
+        serve_metrics(s, req, resp);
     } else if (path_is(req, "/health")) {
         resp->content_type = "application/json";
         render_health(s, resp->body);
@@ -395,6 +516,8 @@ static void on_http_stopped(void *ctx)
 {
     server_t *s = ctx;
     s->http = NULL;
+    if (s->scrape_idle_ready)
+        uv_close((uv_handle_t *)&s->scrape_idle, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
@@ -444,6 +567,7 @@ static void begin_stop(server_t *s, const char *why)
             close_worker_handles(w);
         /* a thread never started: its handles are closed at teardown */
     }
+    finish_scrapes_now(s);
     if (s->http)
         am_http_server_stop(s->http, on_http_stopped, s);
     else
@@ -642,6 +766,9 @@ int am_server_run(const am_server_opts_t *opts)
         free_server(s);
         return 1;
     }
+    uv_idle_init(&s->loop, &s->scrape_idle);
+    s->scrape_idle.data = s;
+    s->scrape_idle_ready = true;
     uv_signal_init(&s->loop, &s->sig_term);
     uv_signal_init(&s->loop, &s->sig_int);
     uv_signal_init(&s->loop, &s->sig_hup);

@@ -21,8 +21,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
-#define BIG_BODY_BYTES (16u * 1024 * 1024)
+#include "gunzip.h"
+
+#define METRICS_TYPE       "text/plain; version=0.0.4; charset=utf-8"
+#define BIG_BODY_BYTES     (16u * 1024 * 1024)
 #define CLIENT_RCVTIMEO_MS 3000
 
 /* ------------------------------------------------------------------------ */
@@ -35,6 +37,11 @@ typedef struct harness {
     am_http_limits_t limits;
     pthread_t thread;
     int port;
+    /* Deferred answers (/later), sent by the timer on a later loop turn. */
+    uv_timer_t later_timer;
+    am_http_deferred_t *later[8];
+    int nlater;
+    int later_sent;
     /* Written on the loop thread, read after the join. */
     bool done;
     int handler_calls;
@@ -60,6 +67,14 @@ static void test_handler(void *ctx, const am_http_request_t *req, am_http_respon
         resp->content_type = METRICS_TYPE;
         resp->compressible = true;
         metrics_body(resp->body);
+    } else if (path_is(req, "/later")) {
+        resp->content_type = METRICS_TYPE;
+        resp->compressible = true;
+        am_http_deferred_t *d = h->nlater < 8 ? am_http_defer(resp) : NULL;
+        if (d)
+            h->later[h->nlater++] = d;
+        else
+            resp->status = 503;
     } else if (path_is(req, "/small")) {
         am_buf_puts(resp->body, "small\n");
     } else if (req->path_len >= 5 && memcmp(req->path, "/echo", 5) == 0) {
@@ -76,6 +91,33 @@ static void test_handler(void *ctx, const am_http_request_t *req, am_http_respon
         resp->status = 404;
         am_buf_puts(resp->body, "not found\n");
     }
+}
+
+/* Answers every deferred /later request: "later N", gzipped for odd N. */
+static void send_later(harness_t *h)
+{
+    for (int i = 0; i < h->nlater; i++) {
+        am_buf_t b;
+        am_buf_init(&b, 0);
+        am_buf_printf(&b, "later %d\n", h->later_sent);
+        bool gz = h->later_sent % 2 == 1;
+        if (gz) {
+            am_buf_t z;
+            am_buf_init(&z, 0);
+            ck_assert(am_http_gzip(b.data, b.len, &z));
+            am_buf_free(&b);
+            b = z;
+        }
+        h->later_sent++;
+        am_http_deferred_finish(h->later[i], &b, gz);
+        am_buf_free(&b); /* emptied by finish */
+    }
+    h->nlater = 0;
+}
+
+static void on_later_timer(uv_timer_t *t)
+{
+    send_later(t->data);
 }
 
 static void *loop_main(void *arg)
@@ -95,6 +137,8 @@ static void on_stop_async(uv_async_t *a)
 {
     harness_t *h = a->data;
     h->stats = *am_http_server_stats(h->srv);
+    send_later(h); /* owed answers come before the stop */
+    uv_close((uv_handle_t *)&h->later_timer, NULL);
     am_http_server_stop(h->srv, on_done, h);
     uv_close((uv_handle_t *)a, NULL);
 }
@@ -107,13 +151,15 @@ static void harness_start(harness_t *h, const am_http_limits_t *limits)
     else
         am_http_limits_default(&h->limits);
     ck_assert_int_eq(uv_loop_init(&h->loop), 0);
-    ck_assert_int_eq(am_http_server_start(&h->loop, "127.0.0.1", 0, &h->limits, test_handler, h,
-                                          &h->srv),
-                     0);
+    ck_assert_int_eq(
+        am_http_server_start(&h->loop, "127.0.0.1", 0, &h->limits, test_handler, h, &h->srv), 0);
     h->port = am_http_server_port(h->srv);
     ck_assert_int_gt(h->port, 0);
     ck_assert_int_eq(uv_async_init(&h->loop, &h->stop_async, on_stop_async), 0);
     h->stop_async.data = h;
+    ck_assert_int_eq(uv_timer_init(&h->loop, &h->later_timer), 0);
+    h->later_timer.data = h;
+    ck_assert_int_eq(uv_timer_start(&h->later_timer, on_later_timer, 20, 20), 0);
     ck_assert_int_eq(pthread_create(&h->thread, NULL, loop_main, h), 0);
 }
 
@@ -440,25 +486,6 @@ START_TEST(test_accepts_gzip)
 }
 END_TEST
 
-/* Inflates a gzip stream into a fresh buffer (owned by the caller). */
-static char *gunzip(const void *in, size_t len, size_t *out_len)
-{
-    size_t cap = 1 << 20;
-    char *out = malloc(cap);
-    ck_assert_ptr_nonnull(out);
-    z_stream zs;
-    memset(&zs, 0, sizeof(zs));
-    ck_assert_int_eq(inflateInit2(&zs, 15 + 16), Z_OK);
-    zs.next_in = (Bytef *)(uintptr_t)in;
-    zs.avail_in = (uInt)len;
-    zs.next_out = (Bytef *)out;
-    zs.avail_out = (uInt)cap;
-    ck_assert_int_eq(inflate(&zs, Z_FINISH), Z_STREAM_END);
-    *out_len = zs.total_out;
-    inflateEnd(&zs);
-    return out;
-}
-
 START_TEST(test_gzip_helper)
 {
     am_buf_t in, gz;
@@ -630,8 +657,7 @@ START_TEST(test_method_not_allowed)
         response_t r;
         roundtrip(c, reqs[i], &r, false);
         ck_assert_int_eq(r.status, 405);
-        ck_assert_msg(starts_with(r.head, "HTTP/1.1 405 Method Not Allowed\r\n"), "%s",
-                      r.head);
+        ck_assert_msg(starts_with(r.head, "HTTP/1.1 405 Method Not Allowed\r\n"), "%s", r.head);
         header_expect(&r, "Allow", "GET, HEAD");
         header_expect(&r, "Connection", "keep-alive");
         response_free(&r);
@@ -668,8 +694,9 @@ START_TEST(test_not_found_and_query)
     ck_assert_ptr_nonnull(strstr(r.body, "path=/echo/abs\n"));
     response_free(&r);
     /* Empty and repeated headers. */
-    roundtrip(c, "GET /echo HTTP/1.1\r\nAccept:\r\nAccept-Encoding: gzip\r\n"
-                 "accept-encoding: br\r\n\r\n",
+    roundtrip(c,
+              "GET /echo HTTP/1.1\r\nAccept:\r\nAccept-Encoding: gzip\r\n"
+              "accept-encoding: br\r\n\r\n",
               &r, false);
     ck_assert_str_eq(r.body, "path=/echo\naccept=\naccept-encoding=gzip, br\nhead=0\n");
     response_free(&r);
@@ -707,16 +734,18 @@ START_TEST(test_malformed)
 }
 END_TEST
 
-static const char split_req[] = "GET /echo/split?q=1 HTTP/1.1\r\n"
-                                "Host: localhost\r\n"
-                                "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n"
-                                "Accept-Encoding: gzip, deflate\r\n"
-                                "User-Agent: check\r\n"
-                                "\r\n";
-static const char split_want[] = "path=/echo/split\n"
-                                 "accept=application/openmetrics-text;version=1.0.0,text/plain;q=0.5\n"
-                                 "accept-encoding=gzip, deflate\n"
-                                 "head=0\n";
+static const char split_req[] =
+    "GET /echo/split?q=1 HTTP/1.1\r\n"
+    "Host: localhost\r\n"
+    "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n"
+    "Accept-Encoding: gzip, deflate\r\n"
+    "User-Agent: check\r\n"
+    "\r\n";
+static const char split_want[] =
+    "path=/echo/split\n"
+    "accept=application/openmetrics-text;version=1.0.0,text/plain;q=0.5\n"
+    "accept-encoding=gzip, deflate\n"
+    "head=0\n";
 
 /* http-parser test_scan: the request cut at every offset, both parts sent
  * apart (TCP_NODELAY + a pause) so the server sees two reads. */
@@ -821,6 +850,64 @@ START_TEST(test_pipelined)
 }
 END_TEST
 
+/* A deferred answer holds back the pipelined requests behind it, keeps
+ * order, takes a gzip body as it is, works with HEAD, and one owed to a
+ * client that left is only freed. */
+START_TEST(test_deferred)
+{
+    harness_t h;
+    harness_start(&h, NULL);
+    client_t *c = client_open(h.port);
+    send_str(c, "GET /later HTTP/1.1\r\n\r\n"
+                "GET /small HTTP/1.1\r\n\r\n"
+                "GET /later HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n"
+                "HEAD /later HTTP/1.1\r\n\r\n");
+    response_t r;
+    ck_assert(read_response(c, &r, false));
+    ck_assert_int_eq(r.status, 200);
+    header_expect(&r, "Content-Type", METRICS_TYPE);
+    header_expect(&r, "Vary", "Accept-Encoding");
+    ck_assert(!has_header(&r, "Content-Encoding"));
+    ck_assert_str_eq(r.body, "later 0\n");
+    response_free(&r);
+    ck_assert(read_response(c, &r, false));
+    ck_assert_str_eq(r.body, "small\n");
+    response_free(&r);
+    ck_assert(read_response(c, &r, false));
+    header_expect(&r, "Content-Encoding", "gzip");
+    size_t n;
+    char *plain = gunzip(r.body, r.body_len, &n);
+    ck_assert_uint_eq(n, 8);
+    ck_assert_mem_eq(plain, "later 1\n", 8);
+    free(plain);
+    response_free(&r);
+    ck_assert(read_response(c, &r, true));
+    ck_assert_int_eq(r.status, 200);
+    header_expect(&r, "Content-Length", "8");
+    response_free(&r);
+    /* The connection goes on as usual afterwards. */
+    roundtrip(c, "GET /small HTTP/1.1\r\n\r\n", &r, false);
+    ck_assert_str_eq(r.body, "small\n");
+    response_free(&r);
+    client_close(c);
+
+    /* The client leaves before its answer: the answer is dropped (ASan
+     * checks it is freed once) and the server carries on. */
+    c = client_open(h.port);
+    send_str(c, "GET /later HTTP/1.1\r\n\r\n");
+    client_close(c);
+    sleep_ms(80);
+    c = client_open(h.port);
+    roundtrip(c, "GET /later HTTP/1.1\r\n\r\n", &r, false);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "later 4\n");
+    response_free(&r);
+    client_close(c);
+    harness_stop(&h);
+    ck_assert_int_eq(h.later_sent, 5);
+}
+END_TEST
+
 START_TEST(test_connection_close)
 {
     harness_t h;
@@ -903,8 +990,8 @@ START_TEST(test_header_limit)
     c = client_open(h.port);
     roundtrip(c, over, &r, false);
     ck_assert_int_eq(r.status, 431);
-    ck_assert_msg(starts_with(r.head, "HTTP/1.1 431 Request Header Fields Too Large\r\n"),
-                  "%s", r.head);
+    ck_assert_msg(starts_with(r.head, "HTTP/1.1 431 Request Header Fields Too Large\r\n"), "%s",
+                  r.head);
     header_expect(&r, "Connection", "close");
     response_free(&r);
     ck_assert(wait_closed(c, 2000));
@@ -999,8 +1086,7 @@ START_TEST(test_gzip_response)
     }
     /* Refused gzip: plain body. */
     response_t r;
-    roundtrip(c, "GET /metrics HTTP/1.1\r\nAccept-Encoding: gzip;q=0, identity\r\n\r\n", &r,
-              false);
+    roundtrip(c, "GET /metrics HTTP/1.1\r\nAccept-Encoding: gzip;q=0, identity\r\n\r\n", &r, false);
     ck_assert(!has_header(&r, "Content-Encoding"));
     header_expect(&r, "Vary", "Accept-Encoding");
     ck_assert_str_eq(r.body, want.data);
@@ -1166,8 +1252,7 @@ START_TEST(test_start_stop)
     am_http_limits_t l;
     am_http_limits_default(&l);
     am_http_server_t *srv = NULL, *other = NULL;
-    ck_assert_int_eq(am_http_server_start(&loop, "127.0.0.1", 0, &l, never_called, NULL, &srv),
-                     0);
+    ck_assert_int_eq(am_http_server_start(&loop, "127.0.0.1", 0, &l, never_called, NULL, &srv), 0);
     int port = am_http_server_port(srv);
     ck_assert_int_gt(port, 0);
     const am_http_stats_t *st = am_http_server_stats(srv);
@@ -1180,9 +1265,8 @@ START_TEST(test_start_stop)
                      UV_EINVAL);
     ck_assert_int_eq(am_http_server_start(&loop, "localhost", 0, &l, never_called, NULL, &other),
                      UV_EINVAL);
-    ck_assert_int_eq(am_http_server_start(&loop, "127.0.0.1", 70000, &l, never_called, NULL,
-                                          &other),
-                     UV_EINVAL);
+    ck_assert_int_eq(
+        am_http_server_start(&loop, "127.0.0.1", 70000, &l, never_called, NULL, &other), UV_EINVAL);
     ck_assert_ptr_null(other);
 
     int done = 0;
@@ -1257,6 +1341,7 @@ static Suite *http_suite(void)
     tcase_add_test(srv, test_split_every_offset);
     tcase_add_test(srv, test_keepalive_sequential);
     tcase_add_test(srv, test_pipelined);
+    tcase_add_test(srv, test_deferred);
     tcase_add_test(srv, test_connection_close);
     tcase_add_test(srv, test_header_limit);
     tcase_add_test(srv, test_body_limit);

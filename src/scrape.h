@@ -1,0 +1,39 @@
+/* scrape: one /metrics body, rendered a family at a time between loop
+ * turns so that ingest is never held for longer than one family takes,
+ * and still one consistent snapshot: a family that ingest is about to
+ * change is rendered first, as it was (am_registry_snapshot_begin). A gzip
+ * body is then compressed a slice at a time too. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "expose.h"
+#include "registry.h"
+#include "selfstats.h"
+
+typedef struct am_scrape am_scrape_t;
+
+/* Begins a scrape of r as it is now: the self-metrics (st, with r's series
+ * counts) are rendered here. owned: r is a private merged copy that the
+ * scrape frees when it is freed. One scrape per registry at a time. NULL
+ * when out of memory. */
+am_scrape_t *am_scrape_begin(am_registry_t *r, bool owned, am_format_t fmt, bool gzip,
+                             const am_selfstats_t *st);
+
+/* Renders (then compresses) until budget_ns has passed, at least one family
+ * or slice. true when the body is complete. */
+bool am_scrape_step(am_scrape_t *sc, uint64_t budget_ns);
+
+/* The complete body (after a step returned true): its bytes are the
+ * caller's to steal. *gzipped tells whether they are compressed. A failed
+ * buffer means out of memory. */
+am_buf_t *am_scrape_body(am_scrape_t *sc, bool *gzipped);
+
+/* The longest time ingest waited on this scrape, in ns: a step, or a family
+ * rendered early because a line was about to change it. */
+uint64_t am_scrape_longest_pause_ns(const am_scrape_t *sc);
+
+/* Ends the snapshot (if still open) and frees everything. */
+void am_scrape_free(am_scrape_t *sc);
