@@ -57,6 +57,10 @@ struct am_family {
     /* Part of a scrape snapshot not yet rendered: the snapshot callback runs
      * before the first change (next to def.type: the hot path reads both). */
     bool snap_pending;
+    /* What apply_cached's shortcuts test: def.type, or FAST_PENDING while
+     * snap_pending, so that the hot path pays no test of its own (the
+     * shortcuts fail over to apply_cached_values, which checks). */
+    uint8_t fast_type;
     uint32_t snap_index; /* the family's place in that snapshot */
     am_family_def_t def;
     bool catalogued;
@@ -91,6 +95,8 @@ struct am_registry {
 /* A gauge series of a stamped registry holds 3 more doubles after its value,
  * so that am_registry_merge can combine the same gauge fed by several
  * workers: sets are ordered by the batch clock, deltas are summed. */
+enum { FAST_PENDING = 0xff };
+
 enum { GAUGE_DELTA = 1, GAUGE_SET_AT = 2, GAUGE_DELTA_AT = 3, GAUGE_STAMPED_VALUES = 4 };
 
 static const char *const family_type_names[] = {"counter", "gauge", "histogram", "summary"};
@@ -289,6 +295,7 @@ static am_family_t *add_family(am_registry_t *r, am_family_def_t *def, bool cata
     if (!f)
         return NULL;
     f->def = *def;
+    f->fast_type = (uint8_t)def->type;
     memset(def, 0, sizeof(*def));
     f->catalogued = catalogued;
     f->nvalues = values_per_series(&f->def, r->stamped);
@@ -614,6 +621,7 @@ size_t am_registry_snapshot_begin(am_registry_t *r, am_snapshot_fn fn, void *ctx
     size_t i = 0;
     for (am_family_t *f = r->first; f; f = f->next, i++) {
         f->snap_pending = true;
+        f->fast_type = FAST_PENDING;
         f->snap_index = (uint32_t)i;
     }
     r->snap_fn = fn;
@@ -624,13 +632,15 @@ size_t am_registry_snapshot_begin(am_registry_t *r, am_snapshot_fn fn, void *ctx
 void am_registry_snapshot_taken(am_registry_t *r, const am_family_t *f)
 {
     (void)r;
-    ((am_family_t *)f)->snap_pending = false;
+    am_family_t *mf = (am_family_t *)f;
+    mf->snap_pending = false;
+    mf->fast_type = (uint8_t)mf->def.type;
 }
 
 void am_registry_snapshot_end(am_registry_t *r)
 {
     for (am_family_t *f = r->first; f; f = f->next)
-        f->snap_pending = false;
+        am_registry_snapshot_taken(r, f);
     r->snap_fn = NULL;
     r->snap_ctx = NULL;
 }
@@ -639,7 +649,7 @@ void am_registry_snapshot_end(am_registry_t *r)
  * the hot path only tests the flag. */
 static __attribute__((noinline)) void snapshot_flush(am_registry_t *r, am_family_t *f)
 {
-    f->snap_pending = false;
+    am_registry_snapshot_taken(r, f);
     r->snap_fn(r->snap_ctx, f, f->snap_index);
 }
 
@@ -699,6 +709,7 @@ static int define_locked(am_registry_t *r, am_family_def_t *copy_in, famdir_entr
         }
         am_family_def_clear(&f->def);
         f->def = copy;
+        f->fast_type = (uint8_t)copy.type;
         f->nvalues = values_per_series(&f->def, r->stamped);
         if (!f->catalogued)
             r->nauto--;
@@ -1232,6 +1243,8 @@ static __attribute__((noinline)) am_reason_t apply_cached_values(am_registry_t *
                                                                  const am_skeleton_t *sk,
                                                                  am_sample_t *s)
 {
+    if (f->snap_pending)
+        snapshot_flush(r, f); /* the shortcuts left it to us (fast_type) */
     const char *v = sk->values.p, *end = sk->values.p + sk->values.n;
     s->type = sk->type_id;
     s->rate = sk->rate;
@@ -1275,12 +1288,10 @@ static inline __attribute__((always_inline)) am_reason_t
 apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleton_t *sk,
              am_sample_t *s)
 {
-    if (__builtin_expect(f->snap_pending, 0))
-        snapshot_flush(r, f);
     const char *v = sk->values.p;
     /* The commonest line of all: a counter incremented by 1..999 at rate 1
      * (exactly what apply_cached_values and update_series would do). */
-    if (sk->type_id == AM_TYPE_COUNTER && f->def.type == AM_FAMILY_COUNTER && sk->rate == 1.0 &&
+    if (sk->type_id == AM_TYPE_COUNTER && f->fast_type == AM_FAMILY_COUNTER && sk->rate == 1.0 &&
         sk->values.n >= 1 && sk->values.n <= 3) {
         unsigned d0 = (unsigned)(v[0] - '0'), d1 = sk->values.n > 1 ? (unsigned)(v[1] - '0') : 0,
                  d2 = sk->values.n > 2 ? (unsigned)(v[2] - '0') : 0;
@@ -1301,7 +1312,7 @@ apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleto
      * would do). Several values do not parse as one number. */
     double x;
     if (sk->rate == 1.0 && sk->type_id >= AM_TYPE_TIMER && sk->type_id <= AM_TYPE_DISTRIBUTION &&
-        (f->def.type == AM_FAMILY_HISTOGRAM || f->def.type == AM_FAMILY_SUMMARY) &&
+        (f->fast_type == AM_FAMILY_HISTOGRAM || f->fast_type == AM_FAMILY_SUMMARY) &&
         am_parse_number(v, sk->values.n, &x)) {
         double y = observed_value(sk->type_id, x);
         if (!isfinite(se->v[0] + 1.0) || !isfinite(se->v[1] + y))
