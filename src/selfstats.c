@@ -9,8 +9,8 @@
 
 static const char *const transport_names[] = {"udp", "unix"};
 
-static void counter_by_transport(am_buf_t *b, const char *name, const char *help,
-                                 const uint64_t *v, am_format_t fmt)
+static void counter_by_transport(am_buf_t *b, const char *name, const char *help, const uint64_t *v,
+                                 am_format_t fmt)
 {
     am_expose_family_header(b, name, help, AM_FAMILY_COUNTER, fmt);
     for (int t = 0; t < AM_TRANSPORT_COUNT; t++) {
@@ -19,8 +19,8 @@ static void counter_by_transport(am_buf_t *b, const char *name, const char *help
     }
 }
 
-static void single(am_buf_t *b, const char *name, const char *help, am_family_type_t type,
-                   double v, am_format_t fmt)
+static void single(am_buf_t *b, const char *name, const char *help, am_family_type_t type, double v,
+                   am_format_t fmt)
 {
     am_expose_family_header(b, name, help, type, fmt);
     am_expose_sample(b, name, NULL, 0, v);
@@ -81,10 +81,15 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
     single(b, "alice_metricsd_scrapes_total", "Scrapes of /metrics served.", AM_FAMILY_COUNTER,
            (double)st->scrapes, fmt);
     single(b, "alice_metricsd_last_scrape_duration_seconds",
-           "Time spent rendering the previous /metrics response.", AM_FAMILY_GAUGE,
-           st->last_scrape_seconds, fmt);
-    single(b, "alice_metricsd_http_requests_total", "HTTP requests answered.",
-           AM_FAMILY_COUNTER, (double)st->http_requests, fmt);
+           "Time from start to end of rendering the previous /metrics response (ingest runs "
+           "between its steps).",
+           AM_FAMILY_GAUGE, st->last_scrape_seconds, fmt);
+    single(b, "alice_metricsd_last_scrape_longest_pause_seconds",
+           "Longest time the previous /metrics response held up ingest: one render step, or "
+           "one family rendered early because a line was about to change it.",
+           AM_FAMILY_GAUGE, st->last_scrape_longest_pause_seconds, fmt);
+    single(b, "alice_metricsd_http_requests_total", "HTTP requests answered.", AM_FAMILY_COUNTER,
+           (double)st->http_requests, fmt);
     single(b, "alice_metricsd_http_bad_requests_total",
            "Malformed or oversized HTTP requests (400/413/431).", AM_FAMILY_COUNTER,
            (double)st->http_bad_requests, fmt);
@@ -195,8 +200,8 @@ void am_selfstats_render_process(am_buf_t *b, am_format_t fmt)
                AM_FAMILY_COUNTER, cpu, fmt);
         single(b, "process_resident_memory_bytes", "Resident memory size in bytes.",
                AM_FAMILY_GAUGE, rss, fmt);
-        single(b, "process_virtual_memory_bytes", "Virtual memory size in bytes.",
-               AM_FAMILY_GAUGE, vsize, fmt);
+        single(b, "process_virtual_memory_bytes", "Virtual memory size in bytes.", AM_FAMILY_GAUGE,
+               vsize, fmt);
         single(b, "process_start_time_seconds",
                "Start time of the process since unix epoch in seconds.", AM_FAMILY_GAUGE, start,
                fmt);

@@ -16,12 +16,13 @@ typedef struct am_selfstats {
     uint64_t bytes[AM_TRANSPORT_COUNT];
     uint64_t truncated[AM_TRANSPORT_COUNT]; /* larger than the receive buffer */
     uint64_t receive_errors[AM_TRANSPORT_COUNT];
-    uint64_t samples;                       /* lines accepted */
-    uint64_t rejected[AM_REASON_COUNT];     /* by reason; [AM_OK] unused */
+    uint64_t samples;                   /* lines accepted */
+    uint64_t rejected[AM_REASON_COUNT]; /* by reason; [AM_OK] unused */
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     uint64_t scrapes;
     double last_scrape_seconds;
+    double last_scrape_longest_pause_seconds; /* longest hold on ingest (see scrape.h) */
     uint64_t http_requests;
     uint64_t http_bad_requests;
     uint64_t http_connections_rejected;
