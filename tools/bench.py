@@ -14,7 +14,11 @@ to another, and prints a markdown table:
   collectd where collectd-core (statsd + write_prometheus) is installed, the
            same UDP scenarios with plain names, side by side with us.
   loss     (--loss-run) a paced 1M lines/s, 20 lines/datagram run for 60 s,
-           checking counted == sent for every series (loadgen --expect).
+           checking counted == sent for every series (loadgen --expect); then
+           the same again with --loss-scrape-series (1M) more series loaded
+           first and a gzip scrape of them all every --loss-scrape-every (5)
+           seconds during the run: a scrape must not hold ingest long
+           enough for the receive buffer to overflow.
   scrape   100k and 1M series loaded through the Unix socket (blocking sends:
            lossless), N scrapes of /metrics in text and gzip: median/max ms,
            body bytes, server CPU per scrape; RSS per series from VmRSS.
@@ -307,9 +311,10 @@ def tail(path, n=600):
 class Alice(Server):
     kind = "alice"
 
-    def __init__(self, procs, tmp, transport, cpu, binary, extra=(), limits=None):
+    def __init__(self, procs, tmp, transport, cpu, binary, extra=(), limits=None,
+                 unix_too=False):
         super().__init__(procs, tmp, transport, cpu)
-        self.binary, self.extra = binary, list(extra)
+        self.binary, self.extra, self.unix_too = binary, list(extra), unix_too
         self.limits = limits or {"max_series_per_family": 2000000, "max_series": 3000000,
                                  "max_families": 100000}
 
@@ -324,6 +329,8 @@ class Alice(Server):
         if self.transport == "udp":
             self.udp_port = free_udp_port()
             cmd += ["--statsd-port", str(self.udp_port)]
+            if self.unix_too:
+                cmd += ["--unix", self.unix_path]
         else:
             cmd += ["--statsd-port", "0", "--unix", self.unix_path]
         cmd += self.extra
@@ -475,8 +482,8 @@ class Collectd(Server):
 # ---------------------------------------------------------------- load
 
 
-def run_loadgen(args, procs, server, extra, timeout):
-    cmd = pin(args.client_cpu, [args.loadgen] + server.target() + extra)
+def run_loadgen(args, procs, server, extra, timeout, target=None):
+    cmd = pin(args.client_cpu, [args.loadgen] + (target or server.target()) + extra)
     p = procs.start(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE, text=True)
     try:
@@ -584,27 +591,90 @@ def check_expect(expect_path, scraped):
     return checked, bad, expected_lines, examples
 
 
-def exact_run(args, procs, tmp, transport, rate, seconds, mix, lpd=20):
-    """Paced load with per-series expectations: counted == sent per series."""
-    srv = Alice(procs, tmp, transport, args.server_cpu, args.alice)
+def preload(args, procs, srv, nseries):
+    """nseries more series (prefix pre, families of 10,000) over the
+    lossless Unix socket; returns when all are counted."""
+    run_loadgen(args, procs, srv, ["--prefix", "pre", "--series", str(nseries),
+                                   "--total", str(nseries),
+                                   "--families", str(scrape_families(nseries)),
+                                   "--lines-per-datagram", "20"],
+                timeout=max(120, nseries / 20000), target=["--unix", srv.unix_path])
+    end = time.monotonic() + 120
+    while srv.counts_fast() < nseries:
+        if time.monotonic() > end:
+            raise BenchError("preload: %d of %d lines counted" % (srv.counts_fast(), nseries))
+        time.sleep(0.1)
+
+
+class Scraper:
+    """Gzip scrapes of /metrics every `every` seconds on a thread, as
+    Prometheus would, until stopped; records each scrape's time."""
+
+    def __init__(self, port, every):
+        import threading
+        self.port, self.every, self.times, self.errors = port, every, [], []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stopping.wait(self.every):
+            try:
+                st, _, _, dt = http_get(self.port, "/metrics", gzip_ok=True, timeout=60)
+                if st != 200:
+                    self.errors.append("status %d" % st)
+                self.times.append(dt * 1000)
+            except Exception as e:  # recorded, reported as a failure
+                self.errors.append(str(e))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(90)
+
+
+def exact_run(args, procs, tmp, transport, rate, seconds, mix, lpd=20, preload_series=0,
+              scrape_every=0.0):
+    """Paced load with per-series expectations: counted == sent per series.
+    preload_series: that many other series loaded first (over the Unix
+    socket); scrape_every: a gzip scrape every so many seconds meanwhile."""
+    srv = Alice(procs, tmp, transport, args.server_cpu, args.alice,
+                unix_too=preload_series > 0 and transport == "udp")
     expect = os.path.join(tmp, "expect.txt")
     row = {"transport": transport, "rate": rate, "seconds": seconds, "mix": mix,
-           "lines_per_datagram": lpd, "series": args.series}
+           "lines_per_datagram": lpd, "series": args.series, "preloaded_series": preload_series}
     try:
         srv.start()
+        if preload_series:
+            preload(args, procs, srv, preload_series)
+        base = srv.counts_fast()
         cpu0 = wait_quiet(srv.pid, budget=3)
         user0, sys0 = cpu_times(srv.pid)
         snmp0 = udp_rcvbuf_errors()
         sock0 = udp_socket_stats(srv.udp_port) if transport == "udp" else None
-        lg = run_loadgen(args, procs, srv,
-                         ["--lines-per-datagram", str(lpd), "--series", str(args.series),
-                          "--mix", mix, "--rate", str(rate), "--duration", str(seconds),
-                          "--expect", expect], timeout=seconds + 60)
+        scraper = Scraper(srv.http_port, scrape_every) if scrape_every > 0 else None
+        if scraper:
+            scraper.__enter__()
+        try:
+            lg = run_loadgen(args, procs, srv,
+                             ["--lines-per-datagram", str(lpd), "--series", str(args.series),
+                              "--mix", mix, "--rate", str(rate), "--duration", str(seconds),
+                              "--expect", expect], timeout=seconds + 60)
+        finally:
+            if scraper:
+                scraper.__exit__()
         sent = int(lg["lines_sent"])
-        cpu1 = drain(srv, expected=sent if transport == "unix" else None)
+        cpu1 = drain(srv, expected=sent + base if transport == "unix" else None)
         snmp1 = udp_rcvbuf_errors()
         sock1 = udp_socket_stats(srv.udp_port) if transport == "udp" else None
         counted, rej = srv.counts()
+        counted -= base
+        if scraper:
+            row["scrapes"] = len(scraper.times)
+            row["scrape_ms_max"] = round(max(scraper.times), 1) if scraper.times else None
+            row["scrape_errors"] = scraper.errors
         scraped = srv.scrape("bench_")
         checked, bad, _, examples = check_expect(expect, scraped)
         row.update({
@@ -615,7 +685,8 @@ def exact_run(args, procs, tmp, transport, rate, seconds, mix, lpd=20):
             "socket_drops": (sock1[1] - sock0[1]) if sock0 and sock1 else None,
             "server_cpu_s": round(cpu1 - cpu0, 3), "series_checked": checked,
             "series_mismatched": bad, "examples": examples,
-            "ok": bad == 0 and sent == counted and rej == 0 and checked > 0,
+            "ok": bad == 0 and sent == counted and rej == 0 and checked > 0 and
+            not row.get("scrape_errors") and (not scrape_every or row.get("scrapes", 0) > 0),
         })
     except BenchError as e:
         row["error"] = str(e)
@@ -831,6 +902,10 @@ def parse_args(argv):
                     help="paced run checking counted == sent per series")
     ap.add_argument("--loss-rate", type=float, default=1e6, help="lines/s [1000000]")
     ap.add_argument("--loss-seconds", type=float, default=60.0)
+    ap.add_argument("--loss-scrape-series", type=int, default=1000000,
+                    help="series loaded before the scraped loss run [1000000]; 0 = no such run")
+    ap.add_argument("--loss-scrape-every", type=float, default=5.0,
+                    help="seconds between scrapes in the scraped loss run [5]")
     ap.add_argument("--scrape-series", default=None,
                     help="comma list [100000,1000000; --quick 100000; --smoke 10000]; 0 = none")
     ap.add_argument("--scrapes", type=int, default=10, help="scrapes timed per format [10]")
@@ -964,9 +1039,11 @@ def section_exact(run):
     Unix socket with every type; --loss-run is the real one, over UDP."""
     a = run.args
     if a.smoke:
-        r = exact_run(a, run.procs, run.tmp, "unix", 50000, a.seconds, "c=70,g=10,ms=10,h=5,s=5")
+        r = exact_run(a, run.procs, run.tmp, "unix", 50000, a.seconds, "c=70,g=10,ms=10,h=5,s=5",
+                      preload_series=20000, scrape_every=0.5)
         run.results["exact_smoke"] = r
-        print("## Exactness smoke (Unix socket, paced 50k lines/s, all types)\n")
+        print("## Exactness smoke (Unix socket, paced 50k lines/s, all types, 20,000 series "
+              "preloaded, scraped every 0.5 s)\n")
         print_exact(r)
         if not r["ok"]:
             run.failures.append("exactness smoke: %s" % (r.get("error") or r.get("examples")))
@@ -977,6 +1054,18 @@ def section_exact(run):
         print("## Loss run (UDP, paced %s lines/s, 20 lines/datagram, %g s, %d series)\n"
               % (mfmt(a.loss_rate, 1), secs, a.series))
         print_exact(r)
+        n = a.loss_scrape_series
+        if n > 0:
+            r = exact_run(a, run.procs, run.tmp, "udp", a.loss_rate, secs, "c=100",
+                          preload_series=n, scrape_every=a.loss_scrape_every)
+            run.results["loss_run_scraped"] = r
+            print("## Loss run while scraping (as above, with %s more series loaded first and "
+                  "a gzip scrape every %g s)\n" % (ifmt(n), a.loss_scrape_every))
+            print_exact(r)
+            if "error" not in r:
+                print("%d scrapes during the run, the longest %s ms%s\n" % (
+                    r["scrapes"], r["scrape_ms_max"],
+                    "; errors: %s" % r["scrape_errors"] if r["scrape_errors"] else ""))
 
 
 def section_scrape(run):
