@@ -4,6 +4,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from amtest import Daemon, run_tests, sample_value  # noqa: E402
@@ -27,6 +28,45 @@ def test_sigterm_and_sigint_exit_0():
         assert d.proc.returncode == 0, (sig, d.proc.returncode)
         d.stop()
         assert any("event=stopped" in line for line in d.log), d.log
+
+
+def test_sigterm_during_scrapes_answers_them():
+    """Scrapes owed when SIGTERM arrives (rendered between loop turns) are
+    finished and sent before the daemon exits 0; a SIGHUP mid-scrape keeps
+    the scrape whole."""
+    import socket
+    families, per_family = 30, 2000
+    d = Daemon()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    lines = ["late.f%d:1|c|#k:v%d" % (f, i) for f in range(families) for i in range(per_family)]
+    for k in range(0, len(lines), 20):
+        s.sendto("\n".join(lines[k:k + 20]).encode(), ("127.0.0.1", d.udp_port))
+        if k % 2000 == 0:
+            time.sleep(0.002)
+    s.close()
+    d.wait_samples(len(lines), timeout=30)
+    clients = []
+    for _ in range(3):
+        c = socket.create_connection(("127.0.0.1", d.http_port), timeout=20)
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        clients.append(c)
+    d.signal(signal.SIGHUP)  # no config file: logged and skipped
+    d.signal(signal.SIGTERM)
+    for c in clients:
+        data = b""
+        while True:
+            chunk = c.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+        c.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        n = sum(1 for ln in body.decode().splitlines() if ln.startswith("late_f"))
+        assert n == len(lines), n
+    d.proc.wait(20)
+    assert d.proc.returncode == 0, d.proc.returncode
+    d.stop()
 
 
 def test_sighup_good_then_bad_config():
