@@ -20,8 +20,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include "gzip.h"
 
+#include "gzip.h"
 #include "log.h"
 
 enum {
