@@ -54,12 +54,11 @@ struct am_famdir {
 };
 
 struct am_family {
-    /* Part of a scrape snapshot not yet rendered: the snapshot callback runs
-     * before the first change (next to def.type: the hot path reads both). */
-    bool snap_pending;
     /* What apply_cached's shortcuts test: def.type, or FAST_PENDING while
-     * snap_pending, so that the hot path pays no test of its own (the
-     * shortcuts fail over to apply_cached_values, which checks). */
+     * the family is part of a scrape snapshot not yet rendered (the
+     * snapshot callback runs before its first change). The hot path pays no
+     * test of its own: the shortcuts fail over to apply_cached_values,
+     * which checks (snap_pending). Next to def.type: both are read. */
     uint8_t fast_type;
     uint32_t snap_index; /* the family's place in that snapshot */
     am_family_def_t def;
@@ -96,6 +95,11 @@ struct am_registry {
  * so that am_registry_merge can combine the same gauge fed by several
  * workers: sets are ordered by the batch clock, deltas are summed. */
 enum { FAST_PENDING = 0xff };
+
+static bool snap_pending(const am_family_t *f)
+{
+    return f->fast_type == FAST_PENDING;
+}
 
 enum { GAUGE_DELTA = 1, GAUGE_SET_AT = 2, GAUGE_DELTA_AT = 3, GAUGE_STAMPED_VALUES = 4 };
 
@@ -620,7 +624,6 @@ size_t am_registry_snapshot_begin(am_registry_t *r, am_snapshot_fn fn, void *ctx
 {
     size_t i = 0;
     for (am_family_t *f = r->first; f; f = f->next, i++) {
-        f->snap_pending = true;
         f->fast_type = FAST_PENDING;
         f->snap_index = (uint32_t)i;
     }
@@ -633,7 +636,6 @@ void am_registry_snapshot_taken(am_registry_t *r, const am_family_t *f)
 {
     (void)r;
     am_family_t *mf = (am_family_t *)f;
-    mf->snap_pending = false;
     mf->fast_type = (uint8_t)mf->def.type;
 }
 
@@ -658,7 +660,7 @@ static void snapshot_flush_all(am_registry_t *r)
     if (!r->snap_fn)
         return;
     for (am_family_t *f = r->first; f; f = f->next)
-        if (f->snap_pending)
+        if (snap_pending(f))
             snapshot_flush(r, f);
 }
 
@@ -1073,7 +1075,7 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
     if (f) {
         if (!type_fits(&f->def, s->type))
             return AM_REJECT_TYPE_CONFLICT;
-        if (f->snap_pending)
+        if (snap_pending(f))
             snapshot_flush(r, f);
         def = &f->def;
     } else {
@@ -1243,7 +1245,7 @@ static __attribute__((noinline)) am_reason_t apply_cached_values(am_registry_t *
                                                                  const am_skeleton_t *sk,
                                                                  am_sample_t *s)
 {
-    if (f->snap_pending)
+    if (snap_pending(f))
         snapshot_flush(r, f); /* the shortcuts left it to us (fast_type) */
     const char *v = sk->values.p, *end = sk->values.p + sk->values.n;
     s->type = sk->type_id;

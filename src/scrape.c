@@ -14,12 +14,12 @@ typedef struct family_slot {
     bool taken_early;
 } family_slot_t;
 
+/* The registry's snapshot is open exactly while rendering. */
 typedef enum phase { PHASE_RENDER, PHASE_COMPRESS, PHASE_DONE } phase_t;
 
 struct am_scrape {
     am_registry_t *reg;
     bool owned;
-    bool snapshot_open;
     am_format_t fmt;
     bool want_gzip;
     phase_t phase;
@@ -30,7 +30,6 @@ struct am_scrape {
     am_buf_t tail; /* self-metrics and the end marker, rendered at begin */
     am_buf_t lb;   /* label scratch for am_expose_family */
     am_gzip_t gz;
-    bool gz_started;
     bool gzipped; /* gz_body is the answer */
     am_buf_t gz_body;
     size_t gz_off; /* body bytes compressed so far */
@@ -81,19 +80,10 @@ am_scrape_t *am_scrape_begin(am_registry_t *r, bool owned, am_format_t fmt, bool
     am_selfstats_render_process(&sc->tail, fmt);
     am_expose_finish(&sc->tail, fmt);
     sc->nslots = am_registry_snapshot_begin(r, render_early, sc);
-    sc->snapshot_open = true;
     size_t i = 0;
-    for (const am_family_t *f = am_registry_first(r); f && i < sc->nslots; f = am_family_next(f))
+    for (const am_family_t *f = am_registry_first(r); f; f = am_family_next(f))
         sc->slots[i++].f = f;
     return sc;
-}
-
-static void end_snapshot(am_scrape_t *sc)
-{
-    if (sc->snapshot_open) {
-        am_registry_snapshot_end(sc->reg);
-        sc->snapshot_open = false;
-    }
 }
 
 /* One family into the body, in creation order. */
@@ -111,15 +101,22 @@ static void render_next(am_scrape_t *sc)
     am_registry_snapshot_taken(sc->reg, slot->f);
 }
 
+/* The body is complete: the snapshot ends, compression (if wanted) begins. */
+static void end_render(am_scrape_t *sc)
+{
+    am_buf_append(&sc->body, sc->tail.data, sc->tail.len);
+    if (am_buf_failed(&sc->tail))
+        sc->body.failed = true;
+    am_registry_snapshot_end(sc->reg);
+    bool compress = sc->want_gzip && sc->body.len > 0 && !am_buf_failed(&sc->body) &&
+                    am_gzip_begin(&sc->gz, sc->body.len, &sc->gz_body);
+    sc->phase = compress ? PHASE_COMPRESS : PHASE_DONE;
+}
+
 /* A slice of the body into gz_body; false when done (or gzip gave up:
  * the plain body is still a correct answer). */
 static bool compress_slice(am_scrape_t *sc)
 {
-    if (!sc->gz_started) {
-        sc->gz_started = true;
-        if (!am_gzip_begin(&sc->gz, sc->body.len, &sc->gz_body))
-            return false;
-    }
     size_t left = sc->body.len - sc->gz_off;
     size_t take = left > GZIP_SLICE ? GZIP_SLICE : left;
     bool last = take == left;
@@ -136,22 +133,13 @@ bool am_scrape_step(am_scrape_t *sc, uint64_t budget_ns)
     uint64_t t0 = uv_hrtime();
     while (sc->phase != PHASE_DONE) {
         if (sc->phase == PHASE_RENDER) {
-            if (sc->next < sc->nslots) {
+            if (sc->next < sc->nslots)
                 render_next(sc);
-            } else {
-                am_buf_append(&sc->body, sc->tail.data, sc->tail.len);
-                if (am_buf_failed(&sc->tail))
-                    sc->body.failed = true;
-                end_snapshot(sc);
-                bool compress = sc->want_gzip && sc->body.len > 0 && !am_buf_failed(&sc->body);
-                sc->phase = compress ? PHASE_COMPRESS : PHASE_DONE;
-            }
+            else
+                end_render(sc);
         } else if (!compress_slice(sc)) {
             am_gzip_end(&sc->gz);
-            if (!sc->gzipped)
-                am_buf_free(&sc->gz_body);
-            else
-                am_buf_free(&sc->body);
+            am_buf_free(sc->gzipped ? &sc->body : &sc->gz_body);
             sc->phase = PHASE_DONE;
         }
         if (uv_hrtime() - t0 >= budget_ns)
@@ -176,7 +164,8 @@ void am_scrape_free(am_scrape_t *sc)
 {
     if (!sc)
         return;
-    end_snapshot(sc);
+    if (sc->phase == PHASE_RENDER)
+        am_registry_snapshot_end(sc->reg);
     for (size_t i = 0; i < sc->nslots; i++)
         am_buf_free(&sc->slots[i].early);
     free(sc->slots);

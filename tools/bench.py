@@ -37,6 +37,7 @@ killed on the way out. Run with /usr/bin/python3 (stdlib only):
 """
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -655,16 +656,11 @@ def exact_run(args, procs, tmp, transport, rate, seconds, mix, lpd=20, preload_s
         snmp0 = udp_rcvbuf_errors()
         sock0 = udp_socket_stats(srv.udp_port) if transport == "udp" else None
         scraper = Scraper(srv.http_port, scrape_every) if scrape_every > 0 else None
-        if scraper:
-            scraper.__enter__()
-        try:
+        with scraper or contextlib.nullcontext():
             lg = run_loadgen(args, procs, srv,
                              ["--lines-per-datagram", str(lpd), "--series", str(args.series),
                               "--mix", mix, "--rate", str(rate), "--duration", str(seconds),
                               "--expect", expect], timeout=seconds + 60)
-        finally:
-            if scraper:
-                scraper.__exit__()
         sent = int(lg["lines_sent"])
         cpu1 = drain(srv, expected=sent + base if transport == "unix" else None)
         snmp1 = udp_rcvbuf_errors()
