@@ -4,7 +4,9 @@
  * batches, so both transports are plain non-blocking sockets watched with
  * uv_poll_t and drained with recvmmsg into one preallocated batch buffer:
  * nothing is allocated per datagram. A wake-up reads a bounded number of
- * batches and then yields, so a flood cannot starve the HTTP side.
+ * batches and then yields, so a flood cannot starve the HTTP side. Under
+ * load a UDP socket is read every millisecond rather than at every arrival
+ * (wake-up coalescing, see ingest.c).
  *
  * Several ingest workers (server --workers N) each open their own UDP socket
  * on the same address with AM_INGEST_REUSEPORT: the kernel spreads datagrams
@@ -13,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "selfstats.h"
@@ -53,8 +56,26 @@ int am_ingest_open_unix(uv_loop_t *loop, const char *path, int rcvbuf, am_ingest
  * at open. */
 void am_ingest_set_batch_fn(am_ingest_t *in, am_ingest_batch_fn fn);
 
-int am_ingest_port(const am_ingest_t *in);        /* bound UDP port */
-int am_ingest_rcvbuf(const am_ingest_t *in);      /* kernel's receive buffer size */
+/* Counts into *counter (or, with NULL, stops counting) every read that
+ * found datagrams: the wake-ups that did work. Incremented inside the batch
+ * callback's begin/end, so the same lock guards it as the datagrams. */
+void am_ingest_count_wakeups(am_ingest_t *in, uint64_t *counter);
+
+/* How long a UDP socket under load waits between reads (wake-up
+ * coalescing, see ingest.c): 1 ms when the receive buffer is large enough,
+ * else 0 (off); always 0 for the Unix socket. */
+unsigned am_ingest_coalesce_ms(const am_ingest_t *in);
+
+/* Tests: another wait (0 = off). Takes effect at the next wake-up. */
+void am_ingest_set_coalesce_ms(am_ingest_t *in, unsigned ms);
+
+int am_ingest_port(const am_ingest_t *in);   /* bound UDP port */
+int am_ingest_rcvbuf(const am_ingest_t *in); /* kernel's receive buffer size */
+
+/* Reads what the socket holds now (up to 4,096 datagrams), whatever the
+ * wake-up mode: a scrape calls it first, so that it sees every
+ * datagram the kernel had queued when the request was read. */
+void am_ingest_read_now(am_ingest_t *in);
 
 /* Stops watching, closes the socket (unlinks the Unix path) and frees in
  * once libuv has closed the poll handle. */

@@ -39,6 +39,11 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
                          st->truncated, fmt);
     counter_by_transport(b, "alice_metricsd_receive_errors_total",
                          "Socket receive errors, by transport.", st->receive_errors, fmt);
+    counter_by_transport(b, "alice_metricsd_ingest_wakeups_total",
+                         "Reads of an ingest socket that found datagrams: arrivals, or under "
+                         "UDP load one read per millisecond (datagrams per wake-up = "
+                         "datagrams_received_total / this).",
+                         st->wakeups, fmt);
     if (st->nworkers > 1 && st->worker_datagrams) {
         const char *wname = "alice_metricsd_worker_datagrams_total";
         am_expose_family_header(b, wname,
@@ -113,6 +118,7 @@ void am_selfstats_add_ingest(am_selfstats_t *dst, const am_selfstats_t *src)
         dst->bytes[t] += src->bytes[t];
         dst->truncated[t] += src->truncated[t];
         dst->receive_errors[t] += src->receive_errors[t];
+        dst->wakeups[t] += src->wakeups[t];
     }
     dst->samples += src->samples;
     for (int i = 0; i < AM_REASON_COUNT; i++)

@@ -16,8 +16,9 @@ typedef struct am_selfstats {
     uint64_t bytes[AM_TRANSPORT_COUNT];
     uint64_t truncated[AM_TRANSPORT_COUNT]; /* larger than the receive buffer */
     uint64_t receive_errors[AM_TRANSPORT_COUNT];
-    uint64_t samples;                   /* lines accepted */
-    uint64_t rejected[AM_REASON_COUNT]; /* by reason; [AM_OK] unused */
+    uint64_t wakeups[AM_TRANSPORT_COUNT]; /* socket reads that found datagrams */
+    uint64_t samples;                     /* lines accepted */
+    uint64_t rejected[AM_REASON_COUNT];   /* by reason; [AM_OK] unused */
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     uint64_t scrapes;
@@ -37,7 +38,7 @@ typedef struct am_selfstats {
 } am_selfstats_t;
 
 /* Adds src's ingest counters (datagrams, bytes, truncated, receive errors,
- * samples, rejected) into dst. */
+ * wake-ups, samples, rejected) into dst. */
 void am_selfstats_add_ingest(am_selfstats_t *dst, const am_selfstats_t *src);
 
 void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registry_t *r,

@@ -192,6 +192,18 @@ static void unlock_workers(server_t *s)
 
 /* ---- HTTP ---- */
 
+/* One loop: what the kernel holds now is read before a scrape or /health
+ * answers (UDP under load is read every millisecond, not at every
+ * arrival), so a client that sent and then asks sees what it sent. Several
+ * workers read on their own threads. */
+static void read_queued_datagrams(worker_t *w)
+{
+    if (w->udp)
+        am_ingest_read_now(w->udp);
+    if (w->unix_in)
+        am_ingest_read_now(w->unix_in);
+}
+
 /* Several workers: merges every worker's registry into a fresh snapshot and
  * sums their counters into st, all workers paused (so the scrape is one
  * consistent snapshot); rendering then runs unlocked. NULL when out of
@@ -231,6 +243,8 @@ static am_scrape_t *begin_scrape(server_t *s, am_format_t fmt, bool gzip)
     s->stats.http_bad_requests = hs->bad_requests;
     s->stats.http_connections_rejected = hs->connections_rejected;
     s->stats.http_connections_open = hs->connections_open;
+    if (s->nworkers == 1)
+        read_queued_datagrams(&s->workers[0]);
     am_selfstats_t st = s->stats;
     if (s->nworkers == 1) {
         am_selfstats_add_ingest(&st, &s->workers[0].stats);
@@ -365,6 +379,8 @@ static void render_health(server_t *s, am_buf_t *body)
     am_selfstats_t st;
     memset(&st, 0, sizeof(st));
     json_int_t families, series;
+    if (s->nworkers == 1)
+        read_queued_datagrams(&s->workers[0]);
     for (unsigned i = 0; i < s->nworkers; i++) {
         worker_t *w = &s->workers[i];
         if (w->threaded)
@@ -603,12 +619,15 @@ static int open_ingest(server_t *s)
                        o->statsd_host, o->statsd_port, i, strerror(-rc));
                 return -1;
             }
+            am_ingest_count_wakeups(w->udp, &w->stats.wakeups[AM_TRANSPORT_UDP]);
             if (w->threaded)
                 am_ingest_set_batch_fn(w->udp, on_batch);
         }
         am_log(AM_LOG_INFO,
-               "event=listening transport=udp addr=%s port=%d receive_buffer=%d workers=%u",
-               o->statsd_host, am_ingest_port(w0->udp), am_ingest_rcvbuf(w0->udp), s->nworkers);
+               "event=listening transport=udp addr=%s port=%d receive_buffer=%d workers=%u "
+               "coalesce_ms=%u",
+               o->statsd_host, am_ingest_port(w0->udp), am_ingest_rcvbuf(w0->udp), s->nworkers,
+               am_ingest_coalesce_ms(w0->udp));
     }
     if (o->unix_path) {
         /* One socket, read by worker 0 (Unix senders are few and local). */
@@ -621,6 +640,7 @@ static int open_ingest(server_t *s)
                                  : strerror(-rc));
             return -1;
         }
+        am_ingest_count_wakeups(w0->unix_in, &w0->stats.wakeups[AM_TRANSPORT_UNIX]);
         if (w0->threaded)
             am_ingest_set_batch_fn(w0->unix_in, on_batch);
         am_log(AM_LOG_INFO, "event=listening transport=unix path=%s receive_buffer=%d",

@@ -12,6 +12,14 @@
  * plus a final unterminated one, empty lines excluded (found with memchr, so
  * the cost is a scan of the bytes, not a parse).
  *
+ * --coalesce-ms N reads a UDP socket as the daemon does under load (see
+ * src/ingest.c): after a wake-up that found 2 datagrams or more (and did not
+ * stop at its cap), the socket is left alone for N ms and then read again,
+ * instead of waking at the next arrival. That is the same wait on the same
+ * receive path, without the daemon's work: "alice / coalescing nullrecv" is
+ * what the daemon's own per-line work costs; "alice / nullrecv" also counts
+ * what coalescing saves.
+ *
  * Reports (one logfmt line on stdout): on SIGUSR1 (and keeps running), and on
  * SIGTERM/SIGINT (then exits 0). With --status FILE the same line is also
  * rewritten to FILE about every 100 ms while datagrams arrive. */
@@ -59,11 +67,14 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: nullrecv [--udp HOST:PORT] [--unix PATH] [--rcvbuf BYTES] [--status FILE]\n"
+               "                [--coalesce-ms N]\n"
                "\n"
                "Receives StatsD datagrams with recvmmsg (64 of up to 64 KiB per call), counts\n"
                "datagrams and lines, and does nothing else: the floor for ingest benchmarks.\n"
                "UDP port 0 binds any free port; the bound port is logged on stderr as\n"
                "  event=listening transport=udp addr=HOST port=N\n"
+               "--coalesce-ms N: under load, read UDP every N ms as the daemon does\n"
+               "(default 0: wake at every arrival, the plain floor).\n"
                "SIGUSR1 prints the counts on stdout; SIGTERM/SIGINT print them and exit.\n"
                "Default: --udp 127.0.0.1:8125.\n");
 }
@@ -117,6 +128,34 @@ static uint64_t count_lines(const char *p, size_t n)
         p = nl ? nl + 1 : end;
     }
     return lines;
+}
+
+/* Up to 16 batches, like a daemon wake-up; the datagrams read, and *full
+ * when it stopped at that cap. */
+static int drain(am_recvbatch_t *batch, int fd, counts_t *c, bool *full)
+{
+    int total = 0;
+    *full = false;
+    for (int b = 0; b < 16; b++) {
+        int n = am_recvbatch_recv(batch, fd);
+        c->recv_calls++;
+        if (n <= 0)
+            return total;
+        for (int i = 0; i < n; i++) {
+            size_t len;
+            bool trunc;
+            const char *p = am_recvbatch_get(batch, i, &len, &trunc);
+            c->truncated += trunc;
+            c->datagrams++;
+            c->bytes += len;
+            c->lines += count_lines(p, len);
+        }
+        total += n;
+        if (n < AM_RECV_BATCH)
+            return total;
+    }
+    *full = true;
+    return total;
 }
 
 static int split_hostport(const char *arg, char *host, size_t hcap, char *port, size_t pcap)
@@ -175,7 +214,7 @@ static int open_udp(const char *arg, int rcvbuf)
     int bound = 0;
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
         bound = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-                                               : ((struct sockaddr_in6 *)&ss)->sin6_port);
+                                              : ((struct sockaddr_in6 *)&ss)->sin6_port);
     int got = 0;
     sl = sizeof(got);
     (void)getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &sl);
@@ -227,6 +266,7 @@ int main(int argc, char **argv)
 {
     const char *udp = NULL, *unix_path = NULL, *status = NULL;
     int rcvbuf = 8 << 20;
+    int coalesce_ms = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -247,6 +287,15 @@ int main(int argc, char **argv)
                 return 2;
             }
             rcvbuf = (int)x;
+            i++;
+        } else if (strcmp(a, "--coalesce-ms") == 0 && v) {
+            char *end;
+            long x = strtol(v, &end, 10);
+            if (*end || x < 0 || x > 1000) {
+                fprintf(stderr, "nullrecv: bad --coalesce-ms '%s' (0..1000)\n", v);
+                return 2;
+            }
+            coalesce_ms = (int)x;
             i++;
         } else if (strcmp(a, "--status") == 0 && v) {
             status = v;
@@ -292,6 +341,11 @@ int main(int argc, char **argv)
     memset(&c, 0, sizeof(c));
     char line[512];
     double last_status = 0;
+    /* Coalescing: the UDP socket (pfd[0]) is left out of poll() while it
+     * waits, as the daemon stops its poll handle. */
+    int udp_fd = udp ? pfd[0].fd : -1;
+    bool waiting = false;
+    double wait_until = 0;
     while (!stop_flag) {
         if (report_flag) {
             report_flag = 0;
@@ -299,7 +353,14 @@ int main(int argc, char **argv)
             fputs(line, stdout);
             fflush(stdout);
         }
-        int pr = poll(pfd, (nfds_t)nfd, status ? 100 : -1);
+        int timeout = status ? 100 : -1;
+        if (waiting) {
+            double left_ms = (wait_until - now_mono()) * 1e3;
+            timeout = left_ms <= 0 ? 0 : (int)left_ms + 1;
+        }
+        if (udp)
+            pfd[0].fd = waiting ? -1 : udp_fd;
+        int pr = poll(pfd, (nfds_t)nfd, timeout);
         if (pr < 0) {
             if (errno == EINTR)
                 continue;
@@ -308,25 +369,14 @@ int main(int argc, char **argv)
         }
         c.wakeups++;
         for (int k = 0; k < nfd; k++) {
-            if (!(pfd[k].revents & POLLIN))
+            bool wait_over = udp && k == 0 && waiting && now_mono() >= wait_until;
+            if (!(pfd[k].revents & POLLIN) && !wait_over)
                 continue;
-            /* Drain up to 16 batches per wake-up, like the daemon. */
-            for (int b = 0; b < 16; b++) {
-                int n = am_recvbatch_recv(&batch, pfd[k].fd);
-                c.recv_calls++;
-                if (n <= 0)
-                    break;
-                for (int i = 0; i < n; i++) {
-                    size_t len;
-                    bool trunc;
-                    const char *p = am_recvbatch_get(&batch, i, &len, &trunc);
-                    c.truncated += trunc;
-                    c.datagrams++;
-                    c.bytes += len;
-                    c.lines += count_lines(p, len);
-                }
-                if (n < AM_RECV_BATCH)
-                    break;
+            bool full;
+            int got = drain(&batch, k == 0 && udp ? udp_fd : pfd[k].fd, &c, &full);
+            if (udp && k == 0 && coalesce_ms > 0) {
+                waiting = !full && got >= 2;
+                wait_until = now_mono() + coalesce_ms / 1e3;
             }
         }
         if (status) {

@@ -2,6 +2,7 @@
 numerically."""
 
 import os
+import re
 import sys
 import tempfile
 
@@ -235,6 +236,72 @@ def test_ipv6_udp():
         s.close()
         d.wait_samples(1)
         assert sample_value(d.metrics(), "alice_events_published_total", event_type="v6") == 1.0
+
+
+def _paced_udp(port, rate, seconds):
+    """Sends one-line datagrams at about rate per second (busy-waits between
+    sends, bounded by seconds). Returns how many were sent."""
+    import socket
+    import time
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t0 = time.monotonic()
+    sent = 0
+    while True:
+        now = time.monotonic()
+        if now - t0 >= seconds:
+            break
+        if sent < (now - t0) * rate:
+            s.sendto(b"alice_events_published_total:1|c|#event_type:paced", ("127.0.0.1", port))
+            sent += 1
+    s.close()
+    return sent
+
+
+def test_udp_under_load_reads_on_a_timer():
+    """Wake-up coalescing: datagrams 50 us apart would each wake the loop;
+    under load the socket is read every millisecond instead, so a wake-up
+    reads several. Counts stay exact."""
+    with Daemon() as d:
+        line = d.wait_log(r"event=listening transport=udp .*receive_buffer=(\d+) .*coalesce_ms=(\d+)")
+        assert line, d.log
+        if int(re.search(r"receive_buffer=(\d+)", line).group(1)) < 16 << 20:
+            assert "coalesce_ms=0" in line, line
+            raise Skip("receive buffer capped (no CAP_NET_ADMIN): coalescing is off")
+        assert "coalesce_ms=1" in line, line
+        sent = _paced_udp(d.udp_port, 20000, 0.5)
+        d.wait_samples(sent)
+        m = d.metrics()
+        dgrams = sample_value(m, "alice_metricsd_datagrams_received_total", transport="udp")
+        wakeups = sample_value(m, "alice_metricsd_ingest_wakeups_total", transport="udp")
+        assert dgrams == sent, (dgrams, sent)
+        assert sample_value(m, "alice_events_published_total", event_type="paced") == sent
+        assert 1 <= wakeups <= sent / 4, (wakeups, sent)
+
+
+def test_small_receive_buffer_wakes_at_every_arrival():
+    """A buffer too small to hold 2 ms of a flood turns coalescing off."""
+    with Daemon(args=["--receive-buffer-bytes", "1048576"]) as d:
+        assert d.wait_log(r"event=listening transport=udp .*coalesce_ms=0"), d.log
+        d.send("alice_events_published_total:3|c|#event_type:small")
+        d.wait_samples(1)
+        m = d.metrics()
+        assert sample_value(m, "alice_events_published_total", event_type="small") == 3.0
+        assert sample_value(m, "alice_metricsd_ingest_wakeups_total", transport="udp") == 1.0
+
+
+def test_scrape_right_after_a_burst_sees_all_of_it():
+    """A scrape first reads what the kernel holds: a client that sends and
+    then scrapes at once (no wait) sees every datagram it sent."""
+    import socket
+    with Daemon() as d:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(1000):
+            s.sendto(b"alice_events_published_total:1|c|#event_type:burst", ("127.0.0.1", d.udp_port))
+        s.close()
+        m = d.metrics()
+        assert sample_value(m, "alice_events_published_total", event_type="burst") == 1000.0
+        st, _, body = d.get("/health")
+        assert st == 200 and b'"udp":1000' in body, body
 
 
 run_tests(globals())
