@@ -100,7 +100,7 @@ static void on_wait_over(uv_timer_t *t)
     if (in->coalesce_ms > 0 && !full && n >= COALESCE_MIN)
         uv_timer_start(&in->wait, on_wait_over, in->coalesce_ms, 0);
     else if (uv_poll_start(&in->poll, UV_READABLE, on_readable) != 0)
-        uv_timer_start(&in->wait, on_wait_over, in->coalesce_ms, 0); /* read on, somehow */
+        uv_timer_start(&in->wait, on_wait_over, COALESCE_MS, 0); /* read on, somehow */
 }
 
 static void on_readable(uv_poll_t *h, int status, int events)

@@ -12,6 +12,7 @@
 #include "catalog.h"
 #include "hash.h"
 #include "linecache.h"
+#include "names.h"
 
 struct am_series {
     am_series_t *next; /* creation order, for rendering */
@@ -50,6 +51,7 @@ struct am_famdir {
     size_t n;
     size_t nauto; /* live auto-created entries: limits.max_families */
     famdir_entry_t *all;
+    am_namedex_t names;    /* sample names of the live entries */
     atomic_size_t nseries; /* summed over families and workers */
 };
 
@@ -81,6 +83,7 @@ struct am_registry {
     size_t nauto;
     size_t nseries;
     am_family_t *first, *last;
+    am_namedex_t names;  /* sample names the families own */
     uint64_t generation; /* bumped whenever series or families may be freed */
     am_linecache_t cache;
     am_dgram_index_t *dgram_index; /* am_registry_ingest_datagram's, made on first use */
@@ -295,10 +298,13 @@ static am_family_t *add_family(am_registry_t *r, am_family_def_t *def, bool cata
 {
     if ((r->nfamilies + 1) * 4 > r->fcap * 3 && !ftab_grow(r))
         return NULL;
+    if (am_namedex_reserve(&r->names, 1) != 0)
+        return NULL;
     am_family_t *f = calloc(1, sizeof(*f));
     if (!f)
         return NULL;
     f->def = *def;
+    (void)am_namedex_add(&r->names, &f->def); /* room reserved: cannot fail */
     f->fast_type = (uint8_t)def->type;
     memset(def, 0, sizeof(*def));
     f->catalogued = catalogued;
@@ -349,6 +355,7 @@ void am_registry_free(am_registry_t *r)
         f = next;
     }
     free(r->ftab);
+    am_namedex_free(&r->names);
     am_linecache_free(&r->cache);
     free(r->dgram_index);
     free(r);
@@ -372,39 +379,10 @@ static bool has_prefix(const char *p, size_t n, const char *pfx)
     return n >= k && memcmp(p, pfx, k) == 0;
 }
 
-/* Names a family's samples use in either format. A new family may not share
- * any with an existing one, or the exposition would repeat a sample name.
- * Names are at most 207 bytes (auto: '_' + 200 + "_total"), suffixes 7. */
-#define OWNED_NAME_MAX 256
-#define OWNED_NAMES    6
-static size_t owned_names(const am_family_def_t *def, char out[][OWNED_NAME_MAX])
-{
-    const char *n = def->name;
-    size_t len = strlen(n);
-    size_t k = 0;
-    snprintf(out[k++], OWNED_NAME_MAX, "%s", n);
-    /* OpenMetrics reserves NAME_created for counters, histograms and
-     * summaries even though we never write it: a gauge of that name would
-     * make the OpenMetrics parser reject the scrape. */
-    if (def->type == AM_FAMILY_COUNTER && has_suffix(n, len, "_total")) {
-        snprintf(out[k++], OWNED_NAME_MAX, "%.*s", (int)(len - 6), n);
-        snprintf(out[k++], OWNED_NAME_MAX, "%.*s_created", (int)(len - 6), n);
-    } else if (def->type != AM_FAMILY_GAUGE) {
-        snprintf(out[k++], OWNED_NAME_MAX, "%s_created", n);
-    }
-    if (def->type == AM_FAMILY_HISTOGRAM)
-        snprintf(out[k++], OWNED_NAME_MAX, "%s_bucket", n);
-    if (def->type == AM_FAMILY_HISTOGRAM || def->type == AM_FAMILY_SUMMARY) {
-        snprintf(out[k++], OWNED_NAME_MAX, "%s_sum", n);
-        snprintf(out[k++], OWNED_NAME_MAX, "%s_count", n);
-    }
-    return k;
-}
-
 bool am_family_defs_clash(const am_family_def_t *a, const am_family_def_t *b)
 {
-    char an[OWNED_NAMES][OWNED_NAME_MAX], bn[OWNED_NAMES][OWNED_NAME_MAX];
-    size_t na = owned_names(a, an), nb = owned_names(b, bn);
+    char an[AM_OWNED_NAMES][AM_OWNED_NAME_MAX], bn[AM_OWNED_NAMES][AM_OWNED_NAME_MAX];
+    size_t na = am_owned_names(a, an), nb = am_owned_names(b, bn);
     for (size_t i = 0; i < na; i++)
         for (size_t j = 0; j < nb; j++)
             if (strcmp(an[i], bn[j]) == 0)
@@ -412,13 +390,9 @@ bool am_family_defs_clash(const am_family_def_t *a, const am_family_def_t *b)
     return false;
 }
 
-/* Runs only when a family is created (rare), so a scan is fine. */
-static bool names_clash(const am_registry_t *r, const am_family_def_t *def)
+static am_family_t *family_of(const am_family_def_t *def)
 {
-    for (const am_family_t *f = r->first; f; f = f->next)
-        if (am_family_defs_clash(def, &f->def))
-            return true;
-    return false;
+    return (am_family_t *)((const char *)def - offsetof(am_family_t, def));
 }
 
 /* Unlinks and frees f; the family table is rebuilt (removal is rare). */
@@ -436,6 +410,7 @@ static void remove_family(am_registry_t *r, am_family_t *f)
     r->nfamilies--;
     if (!f->catalogued)
         r->nauto--;
+    am_namedex_remove(&r->names, &f->def);
     memset(r->ftab, 0, r->fcap * sizeof(*r->ftab));
     for (am_family_t *g = r->first; g; g = g->next) {
         size_t i = g->name_hash & (r->fcap - 1);
@@ -476,6 +451,7 @@ void am_famdir_free(am_famdir_t *d)
         free(e);
     }
     free(d->tab);
+    am_namedex_free(&d->names);
     pthread_mutex_destroy(&d->mu);
     free(d);
 }
@@ -531,6 +507,8 @@ static famdir_entry_t *dir_add(am_famdir_t *d, const am_family_def_t *def, bool 
         d->tab = nt;
         d->cap = ncap;
     }
+    if (am_namedex_reserve(&d->names, 1) != 0)
+        return NULL;
     famdir_entry_t *e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
@@ -538,6 +516,7 @@ static famdir_entry_t *dir_add(am_famdir_t *d, const am_family_def_t *def, bool 
         free(e);
         return NULL;
     }
+    (void)am_namedex_add(&d->names, &e->def); /* room reserved: cannot fail */
     e->catalogued = catalogued;
     e->name_hash = am_hash(e->def.name, strlen(e->def.name));
     atomic_init(&e->nseries, 0);
@@ -559,18 +538,11 @@ static void dir_remove(am_famdir_t *d, famdir_entry_t *e)
     d->n--;
     if (!e->catalogued)
         d->nauto--;
+    am_namedex_remove(&d->names, &e->def);
     memset(d->tab, 0, d->cap * sizeof(*d->tab));
     for (famdir_entry_t *x = d->all; x; x = x->next_all)
         if (!x->removed)
             dir_put(d->tab, d->cap, x);
-}
-
-static bool dir_names_clash(const am_famdir_t *d, const am_family_def_t *def)
-{
-    for (size_t i = 0; i < d->cap; i++)
-        if (d->tab[i] && am_family_defs_clash(def, &d->tab[i]->def))
-            return true;
-    return false;
 }
 
 /* The directory side of am_registry_define: the same replacement rules.
@@ -578,25 +550,23 @@ static bool dir_names_clash(const am_famdir_t *d, const am_family_def_t *def)
  * Caller holds d->mu. NULL when out of memory. */
 static famdir_entry_t *dir_define(am_famdir_t *d, const am_family_def_t *def)
 {
-    for (size_t i = 0; i < d->cap; i++) {
-        famdir_entry_t *g = d->tab[i];
-        if (g && strcmp(g->def.name, def->name) != 0 && am_family_defs_clash(def, &g->def)) {
-            dir_remove(d, g);
-            i = (size_t)-1; /* the table was rebuilt: rescan */
-        }
-    }
     famdir_entry_t *e = dir_find(d, def->name, strlen(def->name));
+    am_family_def_t copy;
+    if (am_namedex_reserve(&d->names, 1) != 0 || (e && am_family_def_copy(&copy, def) != 0))
+        return NULL;
+    const am_family_def_t *other;
+    while ((other = am_namedex_clash(&d->names, def, e ? &e->def : NULL)))
+        dir_remove(d, (famdir_entry_t *)((const char *)other - offsetof(famdir_entry_t, def)));
     if (!e)
         return dir_add(d, def, true);
     if (!e->catalogued) {
         e->catalogued = true;
         d->nauto--;
     }
-    am_family_def_t copy;
-    if (am_family_def_copy(&copy, def) != 0)
-        return NULL;
+    am_namedex_remove(&d->names, &e->def); /* its names may change */
     am_family_def_clear(&e->def);
     e->def = copy;
+    (void)am_namedex_add(&d->names, &e->def); /* room reserved: cannot fail */
     return e;
 }
 
@@ -695,22 +665,26 @@ static int define_locked(am_registry_t *r, am_family_def_t *copy_in, famdir_entr
     r->generation++;       /* series may be freed below: the line cache must forget them */
     /* The catalog wins over families whose sample names it would repeat
      * (an auto-created gauge x_count before a configured histogram x). */
-    int removed = 0;
-    for (am_family_t *g = r->first, *next; g; g = next) {
-        next = g->next;
-        if (strcmp(g->def.name, def->name) != 0 && am_family_defs_clash(def, &g->def)) {
-            remove_family(r, g);
-            removed++;
-        }
-    }
     am_family_t *f = find_family(r, def->name, strlen(def->name));
+    if (am_namedex_reserve(&r->names, 1) != 0) {
+        am_family_def_clear(&copy);
+        return -ENOMEM;
+    }
+    int removed = 0;
+    const am_family_def_t *other;
+    while ((other = am_namedex_clash(&r->names, def, f ? &f->def : NULL))) {
+        remove_family(r, family_of(other));
+        removed++;
+    }
     if (f) {
         if (!am_family_def_same_shape(&f->def, &copy)) {
             /* Type, labels or buckets changed: the old series no longer fit. */
             family_free_series(r, f);
         }
+        am_namedex_remove(&r->names, &f->def); /* its names may change */
         am_family_def_clear(&f->def);
         f->def = copy;
+        (void)am_namedex_add(&r->names, &f->def); /* room reserved: cannot fail */
         f->fast_type = (uint8_t)copy.type;
         f->nvalues = values_per_series(&f->def, r->stamped);
         if (!f->catalogued)
@@ -818,7 +792,7 @@ static am_reason_t auto_def(am_registry_t *r, const char *name, size_t len, cons
         return AM_REJECT_CARDINALITY;
     }
     /* The name clash is a fault of the name and type: met before the tags. */
-    if (r->dir ? dir_names_clash(r->dir, def) : names_clash(r, def)) {
+    if (am_namedex_clash(r->dir ? &r->dir->names : &r->names, def, NULL)) {
         am_family_def_clear(def);
         return AM_REJECT_TYPE_CONFLICT;
     }
