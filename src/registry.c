@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "catalog.h"
 #include "hash.h"
@@ -1532,40 +1533,75 @@ static bool series_reserve(am_family_t *f, size_t n)
     return true;
 }
 
-int am_registry_merge(am_registry_t *dst, const am_registry_t *src)
+/* One family of src into dst. */
+static int merge_family(am_registry_t *dst, const am_family_t *sf)
 {
-    dst->generation++;
-    for (const am_family_t *sf = src->first; sf; sf = sf->next) {
-        am_family_t *df = find_family(dst, sf->def.name, strlen(sf->def.name));
-        if (!df) {
-            am_family_def_t copy;
-            if (am_family_def_copy(&copy, &sf->def) != 0)
-                return -ENOMEM;
-            df = add_family(dst, &copy, sf->catalogued);
-            if (!df) {
-                am_family_def_clear(&copy);
-                return -ENOMEM;
-            }
-        } else if (!am_family_def_same_shape(&df->def, &sf->def)) {
-            /* Cannot happen between workers sharing a family directory;
-             * never add values of another shape. */
-            continue;
-        }
-        if (!series_reserve(df, df->nseries + sf->nseries))
+    am_family_t *df = find_family(dst, sf->def.name, strlen(sf->def.name));
+    if (!df) {
+        am_family_def_t copy;
+        if (am_family_def_copy(&copy, &sf->def) != 0)
             return -ENOMEM;
-        for (const am_series_t *s = sf->first; s; s = s->next) {
-            const char *key = series_key_ptr(sf, s);
-            am_series_t *d = *series_slot(df, s->hash, key, s->key_len);
-            if (!d) {
-                d = new_series(dst, df, s->hash, key, s->key_len);
-                if (!d)
-                    return -ENOMEM;
-            }
-            if (merge_series(df, d, sf, s) != 0)
+        df = add_family(dst, &copy, sf->catalogued);
+        if (!df) {
+            am_family_def_clear(&copy);
+            return -ENOMEM;
+        }
+    } else if (!am_family_def_same_shape(&df->def, &sf->def)) {
+        /* Cannot happen between workers sharing a family directory;
+         * never add values of another shape. */
+        return 0;
+    }
+    if (!series_reserve(df, df->nseries + sf->nseries))
+        return -ENOMEM;
+    for (const am_series_t *s = sf->first; s; s = s->next) {
+        const char *key = series_key_ptr(sf, s);
+        am_series_t *d = *series_slot(df, s->hash, key, s->key_len);
+        if (!d) {
+            d = new_series(dst, df, s->hash, key, s->key_len);
+            if (!d)
                 return -ENOMEM;
         }
+        if (merge_series(df, d, sf, s) != 0)
+            return -ENOMEM;
     }
     return 0;
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int am_registry_merge_step(am_registry_t *dst, const am_registry_t *src, const am_family_t **cursor,
+                           uint64_t budget_ns)
+{
+    const am_family_t *sf = *cursor;
+    if (!sf) {
+        dst->generation++;
+        sf = src->first;
+    }
+    uint64_t t0 = budget_ns == UINT64_MAX ? 0 : monotonic_ns();
+    while (sf) {
+        int rc = merge_family(dst, sf);
+        if (rc != 0)
+            return rc;
+        sf = sf->next;
+        if (sf && budget_ns != UINT64_MAX && monotonic_ns() - t0 >= budget_ns) {
+            *cursor = sf;
+            return 0;
+        }
+    }
+    *cursor = NULL;
+    return 1;
+}
+
+int am_registry_merge(am_registry_t *dst, const am_registry_t *src)
+{
+    const am_family_t *cursor = NULL;
+    int rc = am_registry_merge_step(dst, src, &cursor, UINT64_MAX);
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- read side ---- */

@@ -176,6 +176,16 @@ void am_registry_set_clock(am_registry_t *r, double now);
 int am_registry_merge(am_registry_t *dst, const am_registry_t *src)
     __attribute__((warn_unused_result));
 
+/* am_registry_merge a few families at a time, so that a worker is held for
+ * one step, not the whole merge. *cursor is NULL at the start (the first
+ * family) and is left at the next family to merge. A step merges families
+ * until budget_ns has passed (at least one; UINT64_MAX: all). 1 when src has
+ * no family left, 0 when more remain, -ENOMEM as above. Between steps src
+ * may gain families (those appended before the cursor passes the end are
+ * merged) but must lose none: no am_registry_define on src mid-merge. */
+int am_registry_merge_step(am_registry_t *dst, const am_registry_t *src, const am_family_t **cursor,
+                           uint64_t budget_ns) __attribute__((warn_unused_result));
+
 /* Free a definition's strings (for defs built by config/catalog). */
 void am_family_def_clear(am_family_def_t *def);
 /* Deep copy; 0 or -ENOMEM. */

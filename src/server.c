@@ -61,6 +61,16 @@ typedef struct worker {
     uint64_t log_suppressed;
 } worker_t;
 
+/* Several workers: the scrape's merged copy, built a few families per step
+ * with one worker held at a time (am_registry_merge_step), so that no
+ * worker waits longer than one step (about 1 ms, or one family). */
+typedef struct merge {
+    am_registry_t *snap; /* NULL: no merge in progress */
+    unsigned worker;     /* being merged */
+    const am_family_t *cursor;
+    uint64_t longest_ns; /* the longest a worker was held */
+} merge_t;
+
 struct server {
     uv_loop_t loop;
     const am_server_opts_t *opts;
@@ -76,8 +86,9 @@ struct server {
      * arrival order: the one rendering and the ones waiting. */
     uv_idle_t scrape_idle;
     bool scrape_idle_ready;
+    struct pending_scrape *scrape_active; /* merging (several workers), then rendering */
+    merge_t merge;
     am_scrape_t *scrape;
-    struct pending_scrape *scrape_active;
     struct pending_scrape *queue_head, *queue_tail;
 };
 
@@ -86,7 +97,8 @@ typedef struct pending_scrape {
     am_http_deferred_t *answer;
     am_format_t fmt;
     bool gzip;
-    uint64_t begun; /* uv_hrtime when rendering began */
+    uint64_t begun;         /* uv_hrtime when its turn came */
+    uint64_t merge_held_ns; /* several workers: the longest a worker was held */
 } pending_scrape_t;
 
 static double now_seconds(void)
@@ -204,58 +216,81 @@ static void read_queued_datagrams(worker_t *w)
         am_ingest_read_now(w->unix_in);
 }
 
-/* Several workers: merges every worker's registry into a fresh snapshot and
- * sums their counters into st, all workers paused (so the scrape is one
- * consistent snapshot); rendering then runs unlocked. NULL when out of
- * memory. */
-static am_registry_t *snapshot_workers(server_t *s, am_selfstats_t *st)
+/* 0, or -ENOMEM. */
+static int merge_begin(merge_t *m)
 {
-    am_registry_t *snap = am_registry_new(NULL);
-    if (snap)
-        am_registry_enable_gauge_stamps(snap);
-    bool ok = snap != NULL;
-    lock_workers(s);
-    for (unsigned i = 0; i < s->nworkers; i++) {
-        worker_t *w = &s->workers[i];
-        if (ok && am_registry_merge(snap, w->registry) != 0)
-            ok = false;
-        am_selfstats_add_ingest(st, &w->stats);
-        s->worker_datagrams[i] =
-            w->stats.datagrams[AM_TRANSPORT_UDP] + w->stats.datagrams[AM_TRANSPORT_UNIX];
-    }
-    unlock_workers(s);
-    if (!ok) {
-        am_registry_free(snap);
-        return NULL;
-    }
-    st->worker_datagrams = s->worker_datagrams;
-    st->nworkers = s->nworkers;
-    return snap;
+    memset(m, 0, sizeof(*m));
+    m->snap = am_registry_new(NULL);
+    if (!m->snap)
+        return -ENOMEM;
+    am_registry_enable_gauge_stamps(m->snap);
+    return 0;
 }
 
-/* Begins a scrape of everything as it is now: one worker's registry as a
- * snapshot it keeps feeding, or the merge of several. NULL when out of
- * memory. */
-static am_scrape_t *begin_scrape(server_t *s, am_format_t fmt, bool gzip)
+/* One step: the current worker's next families for up to budget_ns, that
+ * worker alone held. 1 when every worker is merged, 0 when more remain,
+ * -ENOMEM. */
+static int merge_step(server_t *s, merge_t *m, uint64_t budget_ns)
+{
+    worker_t *w = &s->workers[m->worker];
+    uint64_t t0 = uv_hrtime();
+    if (w->threaded)
+        pthread_mutex_lock(&w->mu);
+    int rc = am_registry_merge_step(m->snap, w->registry, &m->cursor, budget_ns);
+    if (w->threaded)
+        pthread_mutex_unlock(&w->mu);
+    uint64_t held = uv_hrtime() - t0;
+    if (held > m->longest_ns)
+        m->longest_ns = held;
+    if (rc == 1 && ++m->worker < s->nworkers)
+        rc = 0; /* the next worker, from its first family */
+    return rc;
+}
+
+/* The counters a scrape reports: the server's own and every worker's (each
+ * worker held in turn). */
+static void scrape_selfstats(server_t *s, am_selfstats_t *st)
 {
     const am_http_stats_t *hs = am_http_server_stats(s->http);
     s->stats.http_requests = hs->requests;
     s->stats.http_bad_requests = hs->bad_requests;
     s->stats.http_connections_rejected = hs->connections_rejected;
     s->stats.http_connections_open = hs->connections_open;
-    if (s->nworkers == 1)
-        read_queued_datagrams(&s->workers[0]);
-    am_selfstats_t st = s->stats;
+    *st = s->stats;
     if (s->nworkers == 1) {
-        am_selfstats_add_ingest(&st, &s->workers[0].stats);
+        am_selfstats_add_ingest(st, &s->workers[0].stats);
+        return;
+    }
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        if (w->threaded)
+            pthread_mutex_lock(&w->mu);
+        am_selfstats_add_ingest(st, &w->stats);
+        s->worker_datagrams[i] =
+            w->stats.datagrams[AM_TRANSPORT_UDP] + w->stats.datagrams[AM_TRANSPORT_UNIX];
+        if (w->threaded)
+            pthread_mutex_unlock(&w->mu);
+    }
+    st->worker_datagrams = s->worker_datagrams;
+    st->nworkers = s->nworkers;
+}
+
+/* Begins rendering: one worker's registry as a snapshot it keeps feeding,
+ * or a finished merge (m->snap, taken over even on failure). NULL when out
+ * of memory. */
+static am_scrape_t *begin_render(server_t *s, merge_t *m, am_format_t fmt, bool gzip)
+{
+    am_selfstats_t st;
+    if (s->nworkers == 1) {
+        read_queued_datagrams(&s->workers[0]);
+        scrape_selfstats(s, &st);
         return am_scrape_begin(s->workers[0].registry, false, fmt, gzip, &st);
     }
-    am_registry_t *snap = snapshot_workers(s, &st);
-    if (!snap)
-        return NULL;
-    am_scrape_t *sc = am_scrape_begin(snap, true, fmt, gzip, &st);
+    scrape_selfstats(s, &st);
+    am_scrape_t *sc = am_scrape_begin(m->snap, true, fmt, gzip, &st);
     if (!sc)
-        am_registry_free(snap);
+        am_registry_free(m->snap);
+    m->snap = NULL;
     return sc;
 }
 
@@ -264,7 +299,17 @@ static am_scrape_t *begin_scrape(server_t *s, am_format_t fmt, bool gzip)
 static void render_metrics_now(server_t *s, am_format_t fmt, am_buf_t *body)
 {
     uint64_t t0 = uv_hrtime();
-    am_scrape_t *sc = begin_scrape(s, fmt, false);
+    merge_t m = {0};
+    am_scrape_t *sc = NULL;
+    if (s->nworkers == 1 || merge_begin(&m) == 0) {
+        int rc = 0;
+        while (s->nworkers > 1 && rc == 0)
+            rc = merge_step(s, &m, UINT64_MAX);
+        if (rc >= 0)
+            sc = begin_render(s, &m, fmt, false);
+        else
+            am_registry_free(m.snap);
+    }
     if (!sc) {
         body->failed = true; /* answered 500 */
         return;
@@ -282,43 +327,73 @@ static void render_metrics_now(server_t *s, am_format_t fmt, am_buf_t *body)
 
 static void on_scrape_idle(uv_idle_t *h);
 
+/* The active scrape failed (out of memory): answered 500. */
+static void fail_active_scrape(server_t *s)
+{
+    pending_scrape_t *p = s->scrape_active;
+    s->scrape_active = NULL;
+    am_buf_t failed;
+    am_buf_init(&failed, 0);
+    failed.failed = true; /* answered 500 */
+    am_log(AM_LOG_ERROR, "event=render_failed path=/metrics error=\"out of memory\"");
+    am_http_deferred_finish(p->answer, &failed, false);
+    free(p);
+}
+
+/* Takes the next queued /metrics request, if none is active: one worker's
+ * registry begins rendering at once; several workers' are merged first. */
 static void start_next_scrape(server_t *s)
 {
-    while (!s->scrape && s->queue_head) {
+    while (!s->scrape_active && s->queue_head) {
         pending_scrape_t *p = s->queue_head;
         s->queue_head = p->next;
         if (!s->queue_head)
             s->queue_tail = NULL;
         p->begun = uv_hrtime();
-        s->scrape = begin_scrape(s, p->fmt, p->gzip);
-        if (s->scrape) {
-            s->scrape_active = p;
+        s->scrape_active = p;
+        if (s->nworkers > 1 ? merge_begin(&s->merge) == 0
+                            : (s->scrape = begin_render(s, NULL, p->fmt, p->gzip)) != NULL) {
             uv_idle_start(&s->scrape_idle, on_scrape_idle);
             return;
         }
-        am_buf_t failed;
-        am_buf_init(&failed, 0);
-        failed.failed = true; /* answered 500 */
-        am_log(AM_LOG_ERROR, "event=render_failed path=/metrics error=\"out of memory\"");
-        am_http_deferred_finish(p->answer, &failed, false);
-        free(p);
+        fail_active_scrape(s);
     }
-    if (!s->scrape)
+    if (!s->scrape_active)
         uv_idle_stop(&s->scrape_idle);
 }
 
-/* Renders the current scrape for one step; a finished one is answered and
- * the next begins. */
+/* One step of the active scrape: merging, then rendering; a finished one
+ * is answered and the next begins. */
 static void run_scrape(server_t *s, uint64_t budget_ns)
 {
-    am_scrape_t *sc = s->scrape;
-    if (!sc || !am_scrape_step(sc, budget_ns))
-        return;
     pending_scrape_t *p = s->scrape_active;
+    if (!p)
+        return;
+    if (s->merge.snap) {
+        int rc = merge_step(s, &s->merge, budget_ns);
+        if (rc == 0)
+            return;
+        p->merge_held_ns = s->merge.longest_ns;
+        if (rc > 0)
+            s->scrape = begin_render(s, &s->merge, p->fmt, p->gzip);
+        am_registry_free(s->merge.snap); /* NULL unless merging failed */
+        s->merge.snap = NULL;
+        if (!s->scrape) {
+            fail_active_scrape(s);
+            start_next_scrape(s);
+        }
+        return; /* rendering starts on the next turn */
+    }
+    am_scrape_t *sc = s->scrape;
+    if (!am_scrape_step(sc, budget_ns))
+        return;
     s->scrape = NULL;
     s->scrape_active = NULL;
     s->stats.last_scrape_seconds = (double)(uv_hrtime() - p->begun) / 1e9;
-    s->stats.last_scrape_longest_pause_seconds = (double)am_scrape_longest_pause_ns(sc) / 1e9;
+    /* What held up ingest: render steps on the one loop; with several
+     * workers only the merge held them (rendering runs on a copy). */
+    uint64_t held = s->nworkers > 1 ? p->merge_held_ns : am_scrape_longest_pause_ns(sc);
+    s->stats.last_scrape_longest_pause_seconds = (double)held / 1e9;
     am_log(AM_LOG_DEBUG, "event=scrape seconds=%.6f longest_pause_seconds=%.6f",
            s->stats.last_scrape_seconds, s->stats.last_scrape_longest_pause_seconds);
     bool gzipped;
@@ -340,7 +415,15 @@ static void on_scrape_idle(uv_idle_t *h)
 /* Stopping: every owed /metrics answer is rendered and sent now. */
 static void finish_scrapes_now(server_t *s)
 {
-    while (s->scrape)
+    while (s->scrape_active)
+        run_scrape(s, UINT64_MAX);
+}
+
+/* A reload may remove families: a merge in progress is finished first (its
+ * cursor points into a worker's family list). */
+static void finish_merge_now(server_t *s)
+{
+    while (s->merge.snap)
         run_scrape(s, UINT64_MAX);
 }
 
@@ -506,6 +589,7 @@ static int apply_config(server_t *s, const am_config_t *cfg)
 
 static void reload(server_t *s)
 {
+    finish_merge_now(s);
     if (!s->opts->config_path) {
         am_log(AM_LOG_INFO, "event=reload_skipped reason=\"no config file\"");
         return;

@@ -181,6 +181,33 @@ class Daemon:
 SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
 
 
+def owe_scrapes(d, n):
+    """n raw connections, each with one GET /metrics sent (Connection:
+    close); returns once the daemon has read them (an answer from a later
+    connection, /health, comes between the scrapes' steps)."""
+    clients = []
+    for _ in range(n):
+        c = socket.create_connection(("127.0.0.1", d.http_port), timeout=20)
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        clients.append(c)
+    status, _, _ = d.get("/health")
+    assert status == 200
+    return clients
+
+
+def read_answer(c):
+    """Reads one raw HTTP answer to the end of the connection: (head, body)."""
+    data = b""
+    while True:
+        chunk = c.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    c.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
 def parse_labels(text):
     labels = {}
     i = 0

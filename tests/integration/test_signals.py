@@ -7,7 +7,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from amtest import Daemon, run_tests, sample_value  # noqa: E402
+from amtest import Daemon, owe_scrapes, read_answer, run_tests, sample_value  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="alice-sig-")
 
@@ -45,27 +45,13 @@ def test_sigterm_during_scrapes_answers_them():
             time.sleep(0.002)
     s.close()
     d.wait_samples(len(lines), timeout=30)
-    clients = []
-    for _ in range(3):
-        c = socket.create_connection(("127.0.0.1", d.http_port), timeout=20)
-        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        clients.append(c)
-    # A request the daemon has not read when SIGTERM lands is dropped: wait
-    # for an answer from a later connection (/health is answered at once,
-    # between the scrapes' steps), so the scrapes are owed by then.
-    status, _, _ = d.get("/health")
-    assert status == 200
+    # A request the daemon has not read when SIGTERM lands is dropped:
+    # owe_scrapes returns once they are read.
+    clients = owe_scrapes(d, 3)
     d.signal(signal.SIGHUP)  # no config file: logged and skipped
     d.signal(signal.SIGTERM)
     for c in clients:
-        data = b""
-        while True:
-            chunk = c.recv(1 << 20)
-            if not chunk:
-                break
-            data += chunk
-        c.close()
-        head, _, body = data.partition(b"\r\n\r\n")
+        head, body = read_answer(c)
         assert head.startswith(b"HTTP/1.1 200"), head[:200]
         n = sum(1 for ln in body.decode().splitlines() if ln.startswith("late_f"))
         assert n == len(lines), n

@@ -18,7 +18,6 @@
 
 /* ---- helpers ---- */
 
-
 /* A worker's registry: stamps, optionally a directory, optionally the catalog. */
 static am_registry_t *worker(am_famdir_t *d, const am_limits_t *limits, bool catalog)
 {
@@ -193,6 +192,55 @@ START_TEST(merge_equals_one_registry)
         am_registry_free(w[i]);
     am_famdir_free(d);
     am_registry_free(one);
+}
+END_TEST
+
+START_TEST(merge_in_steps)
+{
+    /* am_registry_merge_step with no budget merges one family per step and
+     * ends with what am_registry_merge gives; a family appended to the
+     * source mid-merge is taken, a change to a family already merged is
+     * not (it belongs to the next scrape). */
+    static const char *const lines[] = {
+        "s.a:1|c|#k:x", "s.b:2|g", "s.c:3|ms|#k:y", "s.d:4|h", "s.a:5|c|#k:z", "s.e:6|c",
+    };
+    am_famdir_t *d = am_famdir_new();
+    am_registry_t *w = worker(d, NULL, false);
+    for (int i = 0; i < NELEMS(lines); i++)
+        ck_line(w, lines[i], AM_OK);
+    am_registry_t *whole = snapshot(), *stepped = snapshot();
+    ck_assert_int_eq(am_registry_merge(whole, w), 0);
+
+    const am_family_t *cursor = NULL;
+    int steps = 0, rc;
+    while ((rc = am_registry_merge_step(stepped, w, &cursor, 0)) == 0) {
+        steps++;
+        ck_assert_ptr_nonnull(cursor);
+        ck_assert_uint_eq(am_registry_family_count(stepped), (size_t)steps);
+    }
+    ck_assert_int_eq(rc, 1);
+    ck_assert_ptr_null(cursor);
+    ck_assert_int_eq(steps + 1, 5); /* s.a s.b s.c s.d s.e_total */
+    char *a = sorted_exposition(whole), *b = sorted_exposition(stepped);
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+    am_registry_free(stepped);
+
+    stepped = snapshot();
+    cursor = NULL;
+    ck_assert_int_eq(am_registry_merge_step(stepped, w, &cursor, 0), 0); /* s.a merged */
+    ck_line(w, "s.a:100|c|#k:x", AM_OK);                                 /* too late */
+    ck_line(w, "s.late:7|c", AM_OK);                                     /* appended */
+    while ((rc = am_registry_merge_step(stepped, w, &cursor, 0)) == 0)
+        ;
+    ck_assert_int_eq(rc, 1);
+    ck_assert(value(stepped, "s_a_total", "x") == 1.0);
+    ck_assert(value(stepped, "s_late_total", "") == 7.0);
+    am_registry_free(stepped);
+    am_registry_free(whole);
+    am_registry_free(w);
+    am_famdir_free(d);
 }
 END_TEST
 
@@ -418,7 +466,6 @@ START_TEST(directory_auto_create_off_still_copies_known_families)
 }
 END_TEST
 
-
 START_TEST(directory_define_applies_to_every_worker)
 {
     am_famdir_t *d = am_famdir_new();
@@ -489,6 +536,7 @@ static Suite *merge_suite(void)
     TCase *m = tcase_create("merge");
     tcase_add_test(m, merge_counters_histograms_summaries_add_up);
     tcase_add_test(m, merge_equals_one_registry);
+    tcase_add_test(m, merge_in_steps);
     tcase_add_test(m, merge_set_gauges_union_members);
     tcase_add_loop_test(m, merge_stamped_gauges, 0,
                         (int)(sizeof(gauge_cases) / sizeof(gauge_cases[0])));
