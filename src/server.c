@@ -712,6 +712,17 @@ static int open_ingest(server_t *s)
                "coalesce_ms=%u",
                o->statsd_host, am_ingest_port(w0->udp), am_ingest_rcvbuf(w0->udp), s->nworkers,
                am_ingest_coalesce_ms(w0->udp));
+        /* The kernel reports twice what it grants; without CAP_NET_ADMIN it
+         * grants at most net.core.rmem_max (212992 bytes by default), which
+         * a burst at full speed fills in well under a millisecond. */
+        if (o->receive_buffer_bytes > 0 && am_ingest_rcvbuf(w0->udp) / 2 < o->receive_buffer_bytes)
+            am_log(AM_LOG_WARN,
+                   "event=receive_buffer_capped transport=udp requested=%d granted=%d "
+                   "msg=\"the kernel capped the UDP receive buffer at net.core.rmem_max: bursts "
+                   "may be dropped (alice_metricsd_receive_errors_total does not see them; the "
+                   "kernel's RcvbufErrors does) and wake-ups are not coalesced; raise "
+                   "net.core.rmem_max (sysctl) or grant the daemon CAP_NET_ADMIN\"",
+                   o->receive_buffer_bytes, am_ingest_rcvbuf(w0->udp) / 2);
     }
     if (o->unix_path) {
         /* One socket, read by worker 0 (Unix senders are few and local). */

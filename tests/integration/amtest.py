@@ -41,10 +41,10 @@ class Daemon:
     """`alice metrics-server` on port 0 (HTTP) and a free UDP port."""
 
     def __init__(self, args=(), env=None, udp=True, unix=None, log_level="info",
-                 timeout=10.0, statsd_flags=True):
+                 timeout=10.0, statsd_flags=True, prefix=()):
         self.udp_port = free_udp_port() if udp else 0
         self.unix = unix
-        cmd = [ALICE_BIN, "--log-level", log_level, "metrics-server",
+        cmd = list(prefix) + [ALICE_BIN, "--log-level", log_level, "metrics-server",
                "--host", "127.0.0.1", "--port", "0"]
         if statsd_flags:
             cmd += ["--statsd-host", "127.0.0.1", "--statsd-port", str(self.udp_port)]

@@ -304,4 +304,30 @@ def test_scrape_right_after_a_burst_sees_all_of_it():
         assert st == 200 and b'"udp":1000' in body, body
 
 
+def test_capped_receive_buffer_is_reported():
+    """Unprivileged, the kernel caps the receive buffer at net.core.rmem_max:
+    the daemon says so at startup, with what it asked and what it got."""
+    import shutil
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or not setpriv:
+        raise Skip("needs root and setpriv to start the daemon unprivileged")
+    with open("/proc/sys/net/core/rmem_max") as f:
+        rmem_max = int(f.read())
+    want = 2 * rmem_max if rmem_max < (512 << 20) else 1 << 30
+    if want <= rmem_max:
+        raise Skip("net.core.rmem_max is at the flag's maximum")
+    drop = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    with Daemon(args=["--receive-buffer-bytes", str(want)], prefix=drop) as d:
+        line = d.wait_log(r"event=receive_buffer_capped transport=udp")
+        assert line, d.log
+        assert "requested=%d granted=%d" % (want, rmem_max) in line, line
+        assert "net.core.rmem_max" in line
+        d.send("alice_events_published_total:1|c|#event_type:capped")
+        d.wait_samples(1)
+    with Daemon() as d:  # root: SO_RCVBUFFORCE, nothing capped
+        d.send("x:1|c")
+        d.wait_samples(1)
+        assert not any("receive_buffer_capped" in ln for ln in d.log), d.log
+
+
 run_tests(globals())
