@@ -1533,8 +1533,7 @@ static bool series_reserve(am_family_t *f, size_t n)
     return true;
 }
 
-/* One family of src into dst. */
-static int merge_family(am_registry_t *dst, const am_family_t *sf)
+int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
 {
     am_family_t *df = find_family(dst, sf->def.name, strlen(sf->def.name));
     if (!df) {
@@ -1584,9 +1583,15 @@ int am_registry_merge_step(am_registry_t *dst, const am_registry_t *src, const a
     }
     uint64_t t0 = budget_ns == UINT64_MAX ? 0 : monotonic_ns();
     while (sf) {
-        int rc = merge_family(dst, sf);
-        if (rc != 0)
-            return rc;
+        /* With a snapshot open on src, only the families still pending:
+         * the others were merged early or are newer than the snapshot. */
+        if (!src->snap_fn || snap_pending(sf)) {
+            int rc = am_registry_merge_family(dst, sf);
+            if (rc != 0)
+                return rc;
+            if (src->snap_fn)
+                am_registry_snapshot_taken((am_registry_t *)src, sf);
+        }
         sf = sf->next;
         if (sf && budget_ns != UINT64_MAX && monotonic_ns() - t0 >= budget_ns) {
             *cursor = sf;

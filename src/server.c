@@ -63,10 +63,16 @@ typedef struct worker {
 
 /* Several workers: the scrape's merged copy, built a few families per step
  * with one worker held at a time (am_registry_merge_step), so that no
- * worker waits longer than one step (about 1 ms, or one family). */
+ * worker waits longer than one step (about 1 ms, or one family). Still one
+ * consistent snapshot: every worker's registry opens a snapshot at the same
+ * moment (all held), and a worker about to change a family not yet merged
+ * merges it first (merge_early, on the worker's thread). */
 typedef struct merge {
+    pthread_mutex_t mu; /* snap and failed: the main thread and merge_early */
+    bool mu_ready;
     am_registry_t *snap; /* NULL: no merge in progress */
-    unsigned worker;     /* being merged */
+    bool failed;         /* out of memory in merge_early */
+    unsigned worker;     /* being merged; its snapshot and later ones open */
     const am_family_t *cursor;
     uint64_t longest_ns; /* the longest a worker was held */
 } merge_t;
@@ -216,33 +222,84 @@ static void read_queued_datagrams(worker_t *w)
         am_ingest_read_now(w->unix_in);
 }
 
-/* 0, or -ENOMEM. */
-static int merge_begin(merge_t *m)
+/* A family a worker is about to change, merged as it is (worker thread,
+ * which holds its mutex: the lock order is worker, then merge). */
+static void merge_early(void *ctx, const am_family_t *f, size_t index)
 {
-    memset(m, 0, sizeof(*m));
-    m->snap = am_registry_new(NULL);
-    if (!m->snap)
+    (void)index;
+    merge_t *m = ctx;
+    pthread_mutex_lock(&m->mu);
+    if (!m->failed && am_registry_merge_family(m->snap, f) != 0)
+        m->failed = true;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* Opens the snapshot on every worker at one moment (all held). 0, or
+ * -ENOMEM. */
+static int merge_begin(server_t *s, merge_t *m)
+{
+    am_registry_t *snap = am_registry_new(NULL);
+    if (!snap)
         return -ENOMEM;
-    am_registry_enable_gauge_stamps(m->snap);
+    am_registry_enable_gauge_stamps(snap);
+    m->snap = snap;
+    m->failed = false;
+    m->worker = 0;
+    m->cursor = NULL;
+    m->longest_ns = 0;
+    lock_workers(s);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        am_registry_snapshot_begin(s->workers[i].registry, merge_early, m);
+    unlock_workers(s);
     return 0;
 }
 
+static void lock_worker(worker_t *w)
+{
+    if (w->threaded)
+        pthread_mutex_lock(&w->mu);
+}
+
+static void unlock_worker(worker_t *w)
+{
+    if (w->threaded)
+        pthread_mutex_unlock(&w->mu);
+}
+
+/* Out of memory: closes the snapshots still open, frees the copy. */
+static void merge_abort(server_t *s, merge_t *m)
+{
+    for (unsigned i = m->worker; i < s->nworkers; i++) {
+        lock_worker(&s->workers[i]);
+        am_registry_snapshot_end(s->workers[i].registry);
+        unlock_worker(&s->workers[i]);
+    }
+    am_registry_free(m->snap);
+    m->snap = NULL;
+}
+
 /* One step: the current worker's next families for up to budget_ns, that
- * worker alone held. 1 when every worker is merged, 0 when more remain,
- * -ENOMEM. */
+ * worker alone held. 1 when every worker is merged (m->snap complete), 0
+ * when more remain, -ENOMEM (the merge is abandoned, m->snap freed). */
 static int merge_step(server_t *s, merge_t *m, uint64_t budget_ns)
 {
     worker_t *w = &s->workers[m->worker];
     uint64_t t0 = uv_hrtime();
-    if (w->threaded)
-        pthread_mutex_lock(&w->mu);
+    lock_worker(w);
+    pthread_mutex_lock(&m->mu);
     int rc = am_registry_merge_step(m->snap, w->registry, &m->cursor, budget_ns);
-    if (w->threaded)
-        pthread_mutex_unlock(&w->mu);
+    if (m->failed && rc >= 0)
+        rc = -ENOMEM;
+    pthread_mutex_unlock(&m->mu);
+    if (rc == 1)
+        am_registry_snapshot_end(w->registry);
+    unlock_worker(w);
     uint64_t held = uv_hrtime() - t0;
     if (held > m->longest_ns)
         m->longest_ns = held;
-    if (rc == 1 && ++m->worker < s->nworkers)
+    if (rc < 0)
+        merge_abort(s, m);
+    else if (rc == 1 && ++m->worker < s->nworkers)
         rc = 0; /* the next worker, from its first family */
     return rc;
 }
@@ -263,13 +320,11 @@ static void scrape_selfstats(server_t *s, am_selfstats_t *st)
     }
     for (unsigned i = 0; i < s->nworkers; i++) {
         worker_t *w = &s->workers[i];
-        if (w->threaded)
-            pthread_mutex_lock(&w->mu);
+        lock_worker(w);
         am_selfstats_add_ingest(st, &w->stats);
         s->worker_datagrams[i] =
             w->stats.datagrams[AM_TRANSPORT_UDP] + w->stats.datagrams[AM_TRANSPORT_UNIX];
-        if (w->threaded)
-            pthread_mutex_unlock(&w->mu);
+        unlock_worker(w);
     }
     st->worker_datagrams = s->worker_datagrams;
     st->nworkers = s->nworkers;
@@ -294,21 +349,23 @@ static am_scrape_t *begin_render(server_t *s, merge_t *m, am_format_t fmt, bool 
     return sc;
 }
 
+static void finish_merge_now(server_t *s);
+
 /* The whole scrape at once, into body (uncompressed: the HTTP module may
  * gzip it): while stopping, or when a deferred answer could not be set up. */
 static void render_metrics_now(server_t *s, am_format_t fmt, am_buf_t *body)
 {
     uint64_t t0 = uv_hrtime();
-    merge_t m = {0};
     am_scrape_t *sc = NULL;
-    if (s->nworkers == 1 || merge_begin(&m) == 0) {
-        int rc = 0;
-        while (s->nworkers > 1 && rc == 0)
-            rc = merge_step(s, &m, UINT64_MAX);
-        if (rc >= 0)
-            sc = begin_render(s, &m, fmt, false);
-        else
-            am_registry_free(m.snap);
+    if (s->nworkers == 1) {
+        sc = begin_render(s, NULL, fmt, false);
+    } else {
+        finish_merge_now(s); /* one merge at a time: the active scrape's first */
+        int rc = merge_begin(s, &s->merge);
+        while (rc == 0)
+            rc = merge_step(s, &s->merge, UINT64_MAX);
+        if (rc > 0)
+            sc = begin_render(s, &s->merge, fmt, false);
     }
     if (!sc) {
         body->failed = true; /* answered 500 */
@@ -351,7 +408,7 @@ static void start_next_scrape(server_t *s)
             s->queue_tail = NULL;
         p->begun = uv_hrtime();
         s->scrape_active = p;
-        if (s->nworkers > 1 ? merge_begin(&s->merge) == 0
+        if (s->nworkers > 1 ? merge_begin(s, &s->merge) == 0
                             : (s->scrape = begin_render(s, NULL, p->fmt, p->gzip)) != NULL) {
             uv_idle_start(&s->scrape_idle, on_scrape_idle);
             return;
@@ -376,8 +433,6 @@ static void run_scrape(server_t *s, uint64_t budget_ns)
         p->merge_held_ns = s->merge.longest_ns;
         if (rc > 0)
             s->scrape = begin_render(s, &s->merge, p->fmt, p->gzip);
-        am_registry_free(s->merge.snap); /* NULL unless merging failed */
-        s->merge.snap = NULL;
         if (!s->scrape) {
             fail_active_scrape(s);
             start_next_scrape(s);
@@ -828,6 +883,9 @@ static void free_server(server_t *s)
     for (unsigned i = 0; s->workers && i < s->nworkers; i++)
         free_worker(&s->workers[i]);
     am_famdir_free(s->dir); /* after every registry that used it */
+    am_registry_free(s->merge.snap);
+    if (s->merge.mu_ready)
+        pthread_mutex_destroy(&s->merge.mu);
     free(s->workers);
     free(s->worker_datagrams);
     free(s);
@@ -889,6 +947,12 @@ int am_server_run(const am_server_opts_t *opts)
         free_server(s);
         return 1;
     }
+    if (pthread_mutex_init(&s->merge.mu, NULL) != 0) {
+        uv_loop_close(&s->loop);
+        free_server(s);
+        return 1;
+    }
+    s->merge.mu_ready = true;
     uv_idle_init(&s->loop, &s->scrape_idle);
     s->scrape_idle.data = s;
     s->scrape_idle_ready = true;

@@ -363,4 +363,60 @@ def test_scrapes_merge_in_steps_and_survive_sighup():
         assert "step_gone_sum 1" not in m and "# TYPE step_gone histogram" in m, m[-2000:]
 
 
+def test_scrape_is_one_snapshot_across_workers():
+    """Lines for two families always arrive in the same datagram, from many
+    senders (so both workers get them), while scrapes run: every scrape must
+    show the two totals equal (one consistent snapshot, SPEC), although the
+    merge copies the families at different moments."""
+    import threading
+    with Daemon(args=["--workers", "2"]) as d:
+        # The two families are created first and last, with enough series
+        # between them that a merge copies them several steps apart.
+        socks = senders(8)
+        for s in socks:
+            s.sendto(b"pair.first:0|c", ("127.0.0.1", d.udp_port))
+        d.wait_samples(len(socks))
+        filler = ["pad.f%d:1|c|#k:v%d" % (f, i) for f in range(20) for i in range(1500)]
+        for k in range(0, len(filler), 20):
+            socks[(k // 20) % len(socks)].sendto("\n".join(filler[k:k + 20]).encode(),
+                                                 ("127.0.0.1", d.udp_port))
+            if k % 2000 == 0:
+                time.sleep(0.002)
+        d.wait_samples(len(socks) + len(filler), timeout=30)
+        for s in socks:
+            s.sendto(b"pair.zlast:0|c", ("127.0.0.1", d.udp_port))
+        d.wait_samples(2 * len(socks) + len(filler))
+        stop = threading.Event()
+        sent = [0]
+
+        def send():
+            payload = b"pair.first:1|c\npair.zlast:1|c"
+            i = 0
+            while not stop.is_set() and i < 2000000:
+                socks[i % len(socks)].sendto(payload, ("127.0.0.1", d.udp_port))
+                i += 1
+                if i % 50 == 0:
+                    time.sleep(0.0005)
+            sent[0] = i
+        t = threading.Thread(target=send)
+        t.start()
+        try:
+            checked = 0
+            deadline = time.monotonic() + 20
+            while checked < 15 and time.monotonic() < deadline:
+                m = d.metrics()
+                a = sample_value(m, "pair_first_total")
+                b = sample_value(m, "pair_zlast_total")
+                if a is None or b is None:
+                    continue
+                assert a == b, (a, b)
+                checked += 1
+        finally:
+            stop.set()
+            t.join(30)
+            close_all(socks)
+        assert checked == 15, checked
+        assert sent[0] > 0
+
+
 run_tests(globals())

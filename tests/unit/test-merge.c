@@ -195,6 +195,14 @@ START_TEST(merge_equals_one_registry)
 }
 END_TEST
 
+/* A snapshot callback that merges the family it is given (as the
+ * server's merge_early does). */
+static void merge_into(void *ctx, const am_family_t *f, size_t index)
+{
+    (void)index;
+    ck_assert_int_eq(am_registry_merge_family(ctx, f), 0);
+}
+
 START_TEST(merge_in_steps)
 {
     /* am_registry_merge_step with no budget merges one family per step and
@@ -237,6 +245,32 @@ START_TEST(merge_in_steps)
     ck_assert_int_eq(rc, 1);
     ck_assert(value(stepped, "s_a_total", "x") == 1.0);
     ck_assert(value(stepped, "s_late_total", "") == 7.0);
+    am_registry_free(stepped);
+
+    /* With a snapshot open on the source, as the server merges: a family
+     * about to change is merged first, as it was (the callback); a step
+     * skips it afterwards; a family created after the begin waits. */
+    am_registry_t *at_begin = snapshot();
+    ck_assert_int_eq(am_registry_merge(at_begin, w), 0);
+    stepped = snapshot();
+    am_registry_snapshot_begin(w, merge_into, stepped);
+    cursor = NULL;
+    ck_assert_int_eq(am_registry_merge_step(stepped, w, &cursor, 0), 0); /* s.a */
+    ck_line(w, "s.c:9|ms|#k:y", AM_OK);  /* pending: merged early, as it was */
+    ck_line(w, "s.b:100|g", AM_OK);      /* pending too */
+    ck_line(w, "s.newer:1|c", AM_OK);    /* after the begin: not in this copy */
+    ck_line(w, "s.a:100|c|#k:x", AM_OK); /* taken already: not seen */
+    while ((rc = am_registry_merge_step(stepped, w, &cursor, 0)) == 0)
+        ;
+    ck_assert_int_eq(rc, 1);
+    am_registry_snapshot_end(w);
+    ck_assert_ptr_null(am_registry_find(stepped, "s_newer_total"));
+    a = sorted_exposition(at_begin);
+    b = sorted_exposition(stepped);
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+    am_registry_free(at_begin);
     am_registry_free(stepped);
     am_registry_free(whole);
     am_registry_free(w);
