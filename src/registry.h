@@ -126,7 +126,9 @@ const double *am_series_values(const am_series_t *s);
  * fn(ctx, f, index) with f as it was, then counts f as taken: fn must render
  * it there and then. Families created after begin are not part of the
  * snapshot. end forgets the snapshot (families not taken stay unrendered).
- * One snapshot at a time; the caller's loop serialises everything. */
+ * One snapshot at a time. fn runs on the thread that changes r, under
+ * whatever serialises r (one loop; a worker's mutex for the merge of
+ * several, see am_registry_merge_step). */
 typedef void (*am_snapshot_fn)(void *ctx, const am_family_t *f, size_t index);
 size_t am_registry_snapshot_begin(am_registry_t *r, am_snapshot_fn fn, void *ctx);
 void am_registry_snapshot_taken(am_registry_t *r, const am_family_t *f);
