@@ -21,7 +21,9 @@ to another, and prints a markdown table:
            enough for the receive buffer to overflow.
   scrape   100k and 1M series loaded through the Unix socket (blocking sends:
            lossless), N scrapes of /metrics in text and gzip: median/max ms,
-           body bytes, server CPU per scrape; RSS per series from VmRSS.
+           body bytes, server CPU per scrape; RSS per series from VmRSS; the
+           same with --workers 2 (--scrape-workers): the merge's longest
+           hold on a worker.
   workers  1 vs 2 ingest workers when the daemon has --workers.
 
 Lines per CPU-second = lines counted / the server's own CPU time over the run:
@@ -710,9 +712,10 @@ def last_pause_ms(text):
     raise BenchError("no alice_metricsd_last_scrape_longest_pause_seconds in the scrape")
 
 
-def scrape_run(args, procs, tmp, nseries, nscrapes):
-    srv = Alice(procs, tmp, "unix", args.server_cpu, args.alice)
-    row = {"series": nseries, "scrapes": nscrapes}
+def scrape_run(args, procs, tmp, nseries, nscrapes, workers=1):
+    extra = ["--workers", str(workers)] if workers > 1 else []
+    srv = Alice(procs, tmp, "unix", args.server_cpu, args.alice, extra)
+    row = {"series": nseries, "scrapes": nscrapes, "workers": workers}
     try:
         srv.start()
         # Warm the receive slab (its pages are touched on first use) with the
@@ -912,6 +915,8 @@ def parse_args(argv):
     ap.add_argument("--scrape-series", default=None,
                     help="comma list [100000,1000000; --quick 100000; --smoke 10000]; 0 = none")
     ap.add_argument("--scrapes", type=int, default=10, help="scrapes timed per format [10]")
+    ap.add_argument("--scrape-workers", default="1,2",
+                    help="comma list of --workers values for the scrape rows [1,2]")
     ap.add_argument("--json", help="also write every figure as JSON here")
     a = ap.parse_args(argv)
     if a.quick or a.smoke:
@@ -919,6 +924,7 @@ def parse_args(argv):
     if a.scrape_series is None:
         a.scrape_series = "10000" if a.smoke else "100000" if a.quick else "100000,1000000"
     a.scrape_series = [int(x) for x in a.scrape_series.split(",") if int(x) > 0]
+    a.scrape_workers = [int(x) for x in a.scrape_workers.split(",") if int(x) > 0] or [1]
     if a.smoke:
         a.scrapes = min(a.scrapes, 3)
         a.no_collectd = True
@@ -1088,26 +1094,28 @@ def section_scrape(run):
     a = run.args
     print("## Scrape and memory (families of 10,000 series, 3 tags, loaded over the Unix "
           "socket)\n")
-    print("| series | format | median ms | max ms | longest ingest pause ms | body bytes | "
-          "server CPU ms/scrape | RSS bytes/series | label value bytes/series | "
+    print("| series | workers | format | median ms | max ms | longest ingest pause ms | "
+          "body bytes | server CPU ms/scrape | RSS bytes/series | label value bytes/series | "
           "RSS beyond label values |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     run.results["scrape"] = []
     for n in a.scrape_series:
-        r = scrape_run(a, run.procs, run.tmp, n, a.scrapes)
-        run.results["scrape"].append(r)
-        if "error" in r:
-            print("| %s | error: %s |||||||||" % (ifmt(n), r["error"]))
-            run.failures.append("scrape %d: %s" % (n, r["error"]))
-            continue
-        for fmt in ("text", "gzip"):
-            s = r[fmt]
-            print("| %s | %s | %.1f | %.1f | %.2f | %s | %.1f | %.0f | %.1f | %.0f |" % (
-                ifmt(n), fmt, s["median_ms"], s["max_ms"], s["longest_ingest_pause_ms"],
-                ifmt(s["body_bytes"]),
-                s["server_cpu_ms_per_scrape"], r["rss_bytes_per_series"],
-                r["label_value_bytes_per_series"], r["rss_beyond_label_values"]))
-    print()
+        for w in a.scrape_workers:
+            r = scrape_run(a, run.procs, run.tmp, n, a.scrapes, w)
+            run.results["scrape"].append(r)
+            if "error" in r:
+                print("| %s | %d | error: %s |||||||||" % (ifmt(n), w, r["error"]))
+                run.failures.append("scrape %d, %d workers: %s" % (n, w, r["error"]))
+                continue
+            for fmt in ("text", "gzip"):
+                s = r[fmt]
+                print("| %s | %d | %s | %.1f | %.1f | %.2f | %s | %.1f | %.0f | %.1f | %.0f |" % (
+                    ifmt(n), w, fmt, s["median_ms"], s["max_ms"], s["longest_ingest_pause_ms"],
+                    ifmt(s["body_bytes"]), s["server_cpu_ms_per_scrape"],
+                    r["rss_bytes_per_series"], r["label_value_bytes_per_series"],
+                    r["rss_beyond_label_values"]))
+    print("\nWith workers, the longest ingest pause is the longest a worker was held by "
+          "one merge step (rendering runs on the merged copy).\n")
 
 
 def section_workers(run):
