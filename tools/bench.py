@@ -110,6 +110,21 @@ def cpu_seconds(pid):
     return sum(cpu_times(pid))
 
 
+def steal_seconds(cpu):
+    """Time the hypervisor ran something else on this CPU (/proc/stat
+    steal), in seconds; None when unknown. A virtual machine's receiver
+    that is not running drops what arrives, whatever its code."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                parts = line.split()
+                if parts[0] == "cpu%s" % cpu and len(parts) > 8:
+                    return int(parts[8]) / CLK_TCK
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -516,6 +531,7 @@ def ingest_scenario(args, procs, tmp, make_server, transport, lpd, tags, seconds
         cpu0 = wait_quiet(srv.pid, budget=3)
         user0, sys0 = cpu_times(srv.pid)
         snmp0 = udp_rcvbuf_errors()
+        steal0 = steal_seconds(args.server_cpu)
         sock0 = udp_socket_stats(srv.udp_port) if transport == "udp" else None
         lg = run_loadgen(args, procs, srv,
                          ["--lines-per-datagram", str(lpd), "--series", str(series),
@@ -525,6 +541,7 @@ def ingest_scenario(args, procs, tmp, make_server, transport, lpd, tags, seconds
         cpu1 = drain(srv, expected=c0 + sent if transport == "unix" else None)
         user1, sys1 = cpu_times(srv.pid)
         snmp1 = udp_rcvbuf_errors()
+        steal1 = steal_seconds(args.server_cpu)
         sock1 = udp_socket_stats(srv.udp_port) if transport == "udp" else None
         c1, rej = srv.counts()
         counted = c1 - c0
@@ -539,6 +556,9 @@ def ingest_scenario(args, procs, tmp, make_server, transport, lpd, tags, seconds
             "lines_per_cpu_s": counted / cpu if cpu > 0 else None,
             "lines_per_wall_s": counted / elapsed if elapsed > 0 else None,
             "loadgen_cpu_s": float(lg["cpu"]),
+            # Share of the run the hypervisor took the server's CPU away.
+            "server_cpu_steal": round((steal1 - steal0) / elapsed, 3)
+            if steal0 is not None and steal1 is not None and elapsed > 0 else None,
             # Where the server's time went, per line counted: its own code
             # (user) and the kernel's receive path (system).
             "user_ns_per_line": 1e9 * (user1 - user0) / counted if counted else None,
@@ -1015,6 +1035,20 @@ def section_ingest(run, transports, lpds):
                     run.failures.append("%s %s %d: nothing counted" % (kind, tr, lpd))
 
 
+def note_steal(run):
+    """Says when the hypervisor took the server's CPU away for a noticeable
+    part of a run: lines lost and slow figures then say little about us."""
+    worst = [(r.get("server_cpu_steal") or 0, r) for r in run.results["ingest"]]
+    worst = [(st, r) for st, r in worst if st >= 0.05]
+    if worst:
+        st, r = max(worst, key=lambda x: x[0])
+        run.note("the hypervisor took CPU %s away for up to %.0f%% of a run (%d of %d ingest "
+                 "runs over 5%%; worst: %s %s %d lines/datagram): losses and figures of those "
+                 "runs reflect the host" % (run.args.server_cpu, 100 * st, len(worst),
+                                            len(run.results["ingest"]), r["server"],
+                                            r["transport"], r["lines_per_datagram"]))
+
+
 def section_collectd(run, transports, lpds):
     """collectd side by side with us: plain names, UDP only (its statsd
     plugin has no Unix socket)."""
@@ -1175,6 +1209,7 @@ def run_all(run, argv):
     if not a.no_ingest:
         section_ingest(run, transports, lpds)
         section_collectd(run, transports, lpds)
+        note_steal(run)
         print("## Ingest (%s series, counters, full speed)\n" % ifmt(a.series))
         print_ingest(run.results["ingest"], run.nulls)
         print()
