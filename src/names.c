@@ -75,9 +75,14 @@ int am_namedex_reserve(am_namedex_t *x, size_t extra)
     return 0;
 }
 
-static uint64_t name_hash(const char *name)
+/* def's owned names and their hashes; how many. */
+static size_t owned_hashed(const am_family_def_t *def, char names[][AM_OWNED_NAME_MAX],
+                           uint64_t hashes[AM_OWNED_NAMES])
 {
-    return am_hash(name, strlen(name));
+    size_t k = am_owned_names(def, names);
+    for (size_t i = 0; i < k; i++)
+        hashes[i] = am_hash(names[i], strlen(names[i]));
+    return k;
 }
 
 int am_namedex_add(am_namedex_t *x, const am_family_def_t *def)
@@ -85,9 +90,10 @@ int am_namedex_add(am_namedex_t *x, const am_family_def_t *def)
     if (am_namedex_reserve(x, 1) != 0)
         return -ENOMEM;
     char names[AM_OWNED_NAMES][AM_OWNED_NAME_MAX];
-    size_t k = am_owned_names(def, names);
+    uint64_t hashes[AM_OWNED_NAMES];
+    size_t k = owned_hashed(def, names, hashes);
     for (size_t i = 0; i < k; i++) {
-        uint64_t h = name_hash(names[i]);
+        uint64_t h = hashes[i];
         size_t j = h & (x->cap - 1);
         while (x->slots[j].def)
             j = (j + 1) & (x->cap - 1);
@@ -121,16 +127,15 @@ void am_namedex_remove(am_namedex_t *x, const am_family_def_t *def)
     if (!x->cap)
         return;
     char names[AM_OWNED_NAMES][AM_OWNED_NAME_MAX];
-    size_t k = am_owned_names(def, names);
+    uint64_t hashes[AM_OWNED_NAMES];
+    size_t k = owned_hashed(def, names, hashes);
     size_t mask = x->cap - 1;
     for (size_t i = 0; i < k; i++) {
-        uint64_t h = name_hash(names[i]);
-        for (size_t j = h & mask; x->slots[j].def; j = (j + 1) & mask) {
-            if (x->slots[j].def == def && x->slots[j].kind == i) {
-                delete_at(x, j);
-                break;
-            }
-        }
+        size_t j = hashes[i] & mask;
+        while (x->slots[j].def && !(x->slots[j].def == def && x->slots[j].kind == i))
+            j = (j + 1) & mask;
+        if (x->slots[j].def)
+            delete_at(x, j);
     }
 }
 
@@ -140,13 +145,13 @@ const am_family_def_t *am_namedex_clash(const am_namedex_t *x, const am_family_d
     if (!x->cap)
         return NULL;
     char names[AM_OWNED_NAMES][AM_OWNED_NAME_MAX];
-    size_t k = am_owned_names(def, names);
+    uint64_t hashes[AM_OWNED_NAMES];
+    size_t k = owned_hashed(def, names, hashes);
     size_t mask = x->cap - 1;
     for (size_t i = 0; i < k; i++) {
-        uint64_t h = name_hash(names[i]);
-        for (size_t j = h & mask; x->slots[j].def; j = (j + 1) & mask) {
+        for (size_t j = hashes[i] & mask; x->slots[j].def; j = (j + 1) & mask) {
             const am_namedex_slot_t *s = &x->slots[j];
-            if (s->hash != h || s->def == except)
+            if (s->hash != hashes[i] || s->def == except)
                 continue;
             /* A hash match: confirm with the owner's name itself. */
             char theirs[AM_OWNED_NAMES][AM_OWNED_NAME_MAX];
