@@ -332,7 +332,8 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
 
 static int parse_limits(const ctx_t *c, json_t *lim, am_config_t *out)
 {
-    static const char *const keys[] = {"max_series_per_family", "max_series", "max_families", NULL};
+    static const char *const keys[] = {"max_series_per_family", "max_series", "max_families",
+                                       "max_set_members", NULL};
     if (!json_is_object(lim))
         return fail(c, "limits", "must be an object");
     if (check_keys(c, lim, "limits", keys))
@@ -356,6 +357,12 @@ static int parse_limits(const ctx_t *c, json_t *lim, am_config_t *out)
     if (rc == 0) {
         out->limits.max_families = (size_t)x;
         out->has_limits[2] = true;
+    }
+    if ((rc = get_int(c, lim, "limits", "max_set_members", 0, 1000000000, &x)) < 0)
+        return -1;
+    if (rc == 0) {
+        out->limits.max_set_members = (size_t)x;
+        out->has_limits[3] = true;
     }
     return 0;
 }
@@ -635,6 +642,8 @@ void am_config_apply_limits(const am_config_t *c, am_limits_t *l)
         l->max_series = c->limits.max_series;
     if (c->has_limits[2])
         l->max_families = c->limits.max_families;
+    if (c->has_limits[3])
+        l->max_set_members = c->limits.max_set_members;
     if (c->has_auto_create)
         l->auto_create = c->limits.auto_create;
 }

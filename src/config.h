@@ -15,11 +15,11 @@ typedef struct am_config {
     char *statsd_host;
     int statsd_port;
     char *unix_path;
-    int log_level; /* am_log_level_t or -1 */
+    int log_level;             /* am_log_level_t or -1 */
     long receive_buffer_bytes; /* -1 unset */
     int workers;               /* ingest workers, 1..64; -1 unset */
 
-    bool has_limits[3]; /* per family, total, families */
+    bool has_limits[4]; /* per family, total, families, set members */
     am_limits_t limits;
     bool has_auto_create;
 

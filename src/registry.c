@@ -52,8 +52,9 @@ struct am_famdir {
     size_t n;
     size_t nauto; /* live auto-created entries: limits.max_families */
     famdir_entry_t *all;
-    am_namedex_t names;    /* sample names of the live entries */
-    atomic_size_t nseries; /* summed over families and workers */
+    am_namedex_t names;         /* sample names of the live entries */
+    atomic_size_t nseries;      /* summed over families and workers */
+    atomic_size_t nset_members; /* summed over set series and workers */
 };
 
 struct am_family {
@@ -83,6 +84,7 @@ struct am_registry {
     size_t nfamilies;
     size_t nauto;
     size_t nseries;
+    size_t nset_members; /* over every set series: limits.max_set_members */
     am_family_t *first, *last;
     am_namedex_t names;  /* sample names the families own */
     uint64_t generation; /* bumped whenever series or families may be freed */
@@ -119,6 +121,9 @@ void am_limits_default(am_limits_t *l)
     l->max_series_per_family = 10000;
     l->max_series = 1000000;
     l->max_families = 1000;
+    /* 8-16 bytes each (a member's hash in a table at most 3/4 full): at
+     * most 16 MB, whatever a sender makes up. */
+    l->max_set_members = 1u << 20;
     l->auto_create = true;
 }
 
@@ -195,15 +200,44 @@ static void set_free(am_set_t *set)
     }
 }
 
+/* Gives back n set members to the limit. */
+static void give_set_members(am_registry_t *r, size_t n)
+{
+    r->nset_members -= n;
+    if (r->dir)
+        atomic_fetch_sub_explicit(&r->dir->nset_members, n, memory_order_relaxed);
+}
+
+/* One more set member, within limits.max_set_members (counted over every
+ * worker with a directory); false when the limit is reached. */
+static bool take_set_member(am_registry_t *r)
+{
+    if (r->dir) {
+        if (atomic_fetch_add_explicit(&r->dir->nset_members, 1, memory_order_relaxed) >=
+            r->limits.max_set_members) {
+            atomic_fetch_sub_explicit(&r->dir->nset_members, 1, memory_order_relaxed);
+            return false;
+        }
+    } else if (r->nset_members >= r->limits.max_set_members) {
+        return false;
+    }
+    r->nset_members++;
+    return true;
+}
+
 static void family_free_series(am_registry_t *r, am_family_t *f)
 {
     am_series_t *s = f->first;
+    size_t members = 0;
     while (s) {
         am_series_t *next = s->next;
+        if (s->set)
+            members += s->set->n;
         set_free(s->set);
         free(s);
         s = next;
     }
+    give_set_members(r, members);
     r->nseries -= f->nseries;
     if (f->shared) {
         atomic_fetch_sub_explicit(&f->shared->nseries, f->nseries, memory_order_relaxed);
@@ -439,6 +473,7 @@ am_famdir_t *am_famdir_new(void)
         return NULL;
     }
     atomic_init(&d->nseries, 0);
+    atomic_init(&d->nset_members, 0);
     return d;
 }
 
@@ -1183,8 +1218,12 @@ static am_reason_t update_series(am_registry_t *r, am_family_t *f, am_series_t *
             if (f->def.is_set) {
                 uint64_t mh = am_hash(s->set_value.p, s->set_value.n);
                 if (!set_contains(se->set, mh)) {
-                    if (se->set->n >= AM_MAX_SET_MEMBERS || !set_insert(se->set, mh))
+                    if (se->set->n >= AM_MAX_SET_MEMBERS || !take_set_member(r))
                         return AM_REJECT_CARDINALITY;
+                    if (!set_insert(se->set, mh)) {
+                        give_set_members(r, 1);
+                        return AM_REJECT_CARDINALITY;
+                    }
                 }
                 se->v[0] = se->set->n;
                 break;
@@ -1491,7 +1530,7 @@ static void merge_stamped_gauge(double *d, const double *s)
         d[GAUGE_DELTA_AT] = s[GAUGE_DELTA_AT];
 }
 
-static int merge_series(am_family_t *df, am_series_t *d, const am_family_t *sf,
+static int merge_series(am_registry_t *dst, am_family_t *df, am_series_t *d, const am_family_t *sf,
                         const am_series_t *s)
 {
     switch (df->def.type) {
@@ -1505,6 +1544,7 @@ static int merge_series(am_family_t *df, am_series_t *d, const am_family_t *sf,
                         break;
                     if (!set_insert(d->set, ss->slots[i]))
                         return -ENOMEM;
+                    dst->nset_members++; /* counted, not limited: a copy */
                 }
                 d->v[0] = d->set->n;
             } else if (df->nvalues >= GAUGE_STAMPED_VALUES && sf->nvalues >= GAUGE_STAMPED_VALUES) {
@@ -1560,7 +1600,7 @@ int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
             if (!d)
                 return -ENOMEM;
         }
-        if (merge_series(df, d, sf, s) != 0)
+        if (merge_series(dst, df, d, sf, s) != 0)
             return -ENOMEM;
     }
     return 0;

@@ -58,6 +58,7 @@ typedef struct am_limits {
     size_t max_series_per_family; /* default 10,000 */
     size_t max_series;            /* total, default 1,000,000 */
     size_t max_families;          /* auto-created, default 1,000 */
+    size_t max_set_members;       /* over every set series, default 1,048,576 */
     bool auto_create;
 } am_limits_t;
 

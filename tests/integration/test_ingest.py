@@ -330,4 +330,22 @@ def test_capped_receive_buffer_is_reported():
         assert not any("receive_buffer_capped" in ln for ln in d.log), d.log
 
 
+def test_set_members_past_the_total_are_refused_and_counted():
+    """limits.max_set_members bounds the memory sets take, whatever a
+    sender makes up: members past it are refused as cardinality, members
+    seen before keep counting."""
+    cfg = os.path.join(TMP, "sets.json")
+    with open(cfg, "w") as f:
+        f.write('{"limits": {"max_set_members": 100}}')
+    with Daemon(args=["--config", cfg]) as d:
+        for k in range(0, 150, 25):
+            d.send("\n".join("visitors:u%d|s|#page:p%d" % (i, i % 3) for i in range(k, k + 25)))
+        d.send("visitors:u0|s|#page:p0")
+        d.wait_samples(151)
+        m = d.metrics()
+        assert sample_value(m, "alice_metricsd_samples_rejected_total", reason="cardinality") == 50
+        total = sum(sample_value(m, "visitors", page="p%d" % p) for p in range(3))
+        assert total == 100.0, m
+
+
 run_tests(globals())

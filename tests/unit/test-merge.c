@@ -481,6 +481,29 @@ START_TEST(directory_limits_count_every_worker)
 }
 END_TEST
 
+START_TEST(directory_set_members_count_every_worker)
+{
+    /* One budget of set members over every worker; a freed registry's
+     * members come back to it. */
+    am_limits_t l;
+    am_limits_default(&l);
+    l.max_set_members = 3;
+    am_famdir_t *d = am_famdir_new();
+    am_registry_t *w0 = worker(d, &l, false), *w1 = worker(d, &l, false);
+    ck_line(w0, "seen:a|s", AM_OK);
+    ck_line(w1, "seen:a|s", AM_OK); /* counted on each worker */
+    ck_line(w1, "seen:b|s", AM_OK);
+    ck_line(w0, "seen:c|s", AM_REJECT_CARDINALITY);
+    ck_line(w0, "seen:a|s", AM_OK);
+    am_registry_free(w1);
+    ck_line(w0, "seen:c|s", AM_OK);
+    ck_line(w0, "seen:d|s", AM_OK);
+    ck_line(w0, "seen:e|s", AM_REJECT_CARDINALITY);
+    am_registry_free(w0);
+    am_famdir_free(d);
+}
+END_TEST
+
 START_TEST(directory_auto_create_off_still_copies_known_families)
 {
     am_limits_t l;
@@ -582,6 +605,7 @@ static Suite *merge_suite(void)
     TCase *d = tcase_create("directory");
     tcase_add_test(d, directory_first_definition_wins);
     tcase_add_test(d, directory_limits_count_every_worker);
+    tcase_add_test(d, directory_set_members_count_every_worker);
     tcase_add_test(d, directory_auto_create_off_still_copies_known_families);
     tcase_add_test(d, directory_define_applies_to_every_worker);
     suite_add_tcase(s, d);

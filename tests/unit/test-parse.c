@@ -890,6 +890,8 @@ static void limits_from(const json_t *vec, am_limits_t *l)
             l->max_series = v;
         else if (strcmp(key, "max_families") == 0)
             l->max_families = v;
+        else if (strcmp(key, "max_set_members") == 0)
+            l->max_set_members = v;
         else
             ck_abort_msg("unknown limit '%s'", key);
     }

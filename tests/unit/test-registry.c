@@ -873,6 +873,42 @@ START_TEST(test_set_limits_lowered)
 }
 END_TEST
 
+/* Set members count against one budget over every set series: past it a
+ * new member is refused, members seen before still count, and a series'
+ * members come back to the budget when it is freed (a redefinition). */
+START_TEST(test_set_members_total_limit)
+{
+    am_limits_t lim;
+    am_limits_default(&lim);
+    lim.max_set_members = 5;
+    am_registry_t *r = new_registry(false, &lim);
+    ck_line(r, "users:a|s|#team:x", AM_OK);
+    ck_line(r, "users:b|s|#team:x", AM_OK);
+    ck_line(r, "users:a|s|#team:y", AM_OK); /* the same member in another series counts */
+    ck_line(r, "visits:p|s", AM_OK);
+    ck_line(r, "visits:q|s", AM_OK);
+    ck_line(r, "visits:r|s", AM_REJECT_CARDINALITY);
+    ck_line(r, "users:c|s|#team:y", AM_REJECT_CARDINALITY);
+    ck_line(r, "users:b|s|#team:x", AM_OK);                 /* seen before: no new member */
+    ck_line(r, "users:a|s|#team:z", AM_REJECT_CARDINALITY); /* a new series' first member */
+    ck_assert_double_eq(must_get(r, "visits", L(""))[0], 2);
+    ck_assert_double_eq(must_get(r, "users", L("x"))[0], 2);
+    /* Redefined (labels change): users' 3 members are freed, and come back. */
+    am_family_def_t def = {.name = S("users"),
+                           .help = S("h"),
+                           .type = AM_FAMILY_GAUGE,
+                           .is_set = true,
+                           .nlabels = 1,
+                           .labels = {S("region")}};
+    ck_assert_int_eq(am_registry_define(r, &def), 0);
+    ck_line(r, "users:a|s|#region:eu", AM_OK);
+    ck_line(r, "users:b|s|#region:eu", AM_OK);
+    ck_line(r, "visits:r|s", AM_OK);
+    ck_line(r, "visits:s|s", AM_REJECT_CARDINALITY);
+    am_registry_free(r);
+}
+END_TEST
+
 /* ---- define / replace ---- */
 
 START_TEST(test_define_same_shape_keeps_series)
@@ -1280,6 +1316,7 @@ static Suite *registry_suite(void)
 
     tc = tcase_create("auto");
     tcase_add_test(tc, test_auto_family_shapes);
+    tcase_add_test(tc, test_set_members_total_limit);
     tcase_add_test(tc, test_default_buckets_are_client_python);
     tcase_add_test(tc, test_auto_counter_total_suffix);
     tcase_add_test(tc, test_auto_labels_sorted);
