@@ -1656,6 +1656,12 @@ size_t am_registry_family_count(const am_registry_t *r)
     return r->nfamilies;
 }
 
+size_t am_registry_set_member_count(const am_registry_t *r)
+{
+    return r->dir ? atomic_load_explicit(&r->dir->nset_members, memory_order_relaxed)
+                  : r->nset_members;
+}
+
 size_t am_registry_series_count(const am_registry_t *r)
 {
     return r->nseries;

@@ -103,6 +103,9 @@ size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n, am
  * order within a family. */
 size_t am_registry_family_count(const am_registry_t *r);
 size_t am_registry_series_count(const am_registry_t *r);
+/* Set members counted against limits.max_set_members: this registry's, or
+ * with a directory every worker's. */
+size_t am_registry_set_member_count(const am_registry_t *r);
 const am_family_t *am_registry_first(const am_registry_t *r);
 const am_family_t *am_family_next(const am_family_t *f);
 const am_family_def_t *am_family_def(const am_family_t *f);

@@ -75,6 +75,10 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
     }
     single(b, "alice_metricsd_families", "Metric families currently defined.", AM_FAMILY_GAUGE,
            (double)am_registry_family_count(r), fmt);
+    single(b, "alice_metricsd_set_members",
+           "Set members held over every set series (with workers, summed over them), against "
+           "limits.max_set_members.",
+           AM_FAMILY_GAUGE, (double)st->set_members, fmt);
 
     name = "alice_metricsd_config_reloads_total";
     am_expose_family_header(b, name, "SIGHUP config reloads, by result.", AM_FAMILY_COUNTER, fmt);

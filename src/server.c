@@ -316,8 +316,11 @@ static void scrape_selfstats(server_t *s, am_selfstats_t *st)
     *st = s->stats;
     if (s->nworkers == 1) {
         am_selfstats_add_ingest(st, &s->workers[0].stats);
+        st->set_members = am_registry_set_member_count(s->workers[0].registry);
         return;
     }
+    /* The directory's atomic: no worker need be held for it. */
+    st->set_members = am_registry_set_member_count(s->workers[0].registry);
     for (unsigned i = 0; i < s->nworkers; i++) {
         worker_t *w = &s->workers[i];
         lock_worker(w);

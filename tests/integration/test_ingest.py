@@ -346,6 +346,7 @@ def test_set_members_past_the_total_are_refused_and_counted():
         assert sample_value(m, "alice_metricsd_samples_rejected_total", reason="cardinality") == 50
         total = sum(sample_value(m, "visitors", page="p%d" % p) for p in range(3))
         assert total == 100.0, m
+        assert sample_value(m, "alice_metricsd_set_members") == 100.0
 
 
 run_tests(globals())

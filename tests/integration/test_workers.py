@@ -419,4 +419,22 @@ def test_scrape_is_one_snapshot_across_workers():
         assert sent[0] > 0
 
 
+def test_set_members_gauge_sums_workers():
+    """alice_metricsd_set_members counts what limits.max_set_members counts:
+    every worker's members (one seen by both workers counts twice)."""
+    with Daemon(args=["--workers", "2"]) as d:
+        socks = senders(8)
+        for i, s in enumerate(socks):
+            for k in range(5):
+                s.sendto(b"members:m%d|s" % (i * 5 + k), ("127.0.0.1", d.udp_port))
+            s.sendto(b"members:shared|s", ("127.0.0.1", d.udp_port))
+        close_all(socks)
+        d.wait_samples(48)
+        m = d.metrics()
+        assert sample_value(m, "members") == 41.0, m  # 40 + "shared", merged
+        held = sample_value(m, "alice_metricsd_set_members")
+        workers_seen = sum(1 for v in worker_datagrams(m).values() if v > 0)
+        assert held == 40 + workers_seen, (held, workers_seen)
+
+
 run_tests(globals())
