@@ -187,20 +187,21 @@ int am_registry_merge(am_registry_t *dst, const am_registry_t *src)
 int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
     __attribute__((warn_unused_result));
 
-/* am_registry_merge a few families at a time, so that a worker is held for
- * one step, not the whole merge. *cursor is NULL at the start (the first
- * family) and is left at the next family to merge. A step merges families
- * until budget_ns has passed (at least one; UINT64_MAX: all). 1 when src has
- * no family left, 0 when more remain, -ENOMEM as above. Between steps src
- * must lose no family (no am_registry_define on it mid-merge).
+/* am_registry_merge one family at a time, so that a worker need be held
+ * for a few families, not the whole merge (the caller decides how many per
+ * hold). *cursor is NULL at the start (the first family) and is left at the
+ * next family to merge. Merges one family: 0 when more remain, 1 when src
+ * has none left, -ENOMEM as above. Between calls src may gain families
+ * (those appended before the cursor passes the end are merged) but must
+ * lose none: no am_registry_define on src mid-merge.
  * For a consistent copy, open a snapshot on src first
  * (am_registry_snapshot_begin, with a callback that merges the family it is
- * given with am_registry_merge_family): a step then merges only the
- * families still pending and marks them taken, so every family is copied as
- * it was at the begin, whether by a step or early by the callback, and
+ * given with am_registry_merge_family): a step then merges only the next
+ * family still pending and marks it taken, so every family is copied as it
+ * was at the begin, whether by a step or early by the callback, and
  * families created after the begin wait for the next copy. */
-int am_registry_merge_step(am_registry_t *dst, const am_registry_t *src, const am_family_t **cursor,
-                           uint64_t budget_ns) __attribute__((warn_unused_result));
+int am_registry_merge_step(am_registry_t *dst, const am_registry_t *src, const am_family_t **cursor)
+    __attribute__((warn_unused_result));
 
 /* Free a definition's strings (for defs built by config/catalog). */
 void am_family_def_clear(am_family_def_t *def);

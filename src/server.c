@@ -87,7 +87,7 @@ struct server {
     unsigned nworkers;
     worker_t *workers;
     am_famdir_t *dir;           /* several workers only */
-    uint64_t *worker_datagrams; /* scrape scratch, several workers only */
+    uint64_t *worker_datagrams; /* scrape and /health scratch, one per worker */
     /* /metrics answers, rendered by the idle handle one at a time, in
      * arrival order: the one rendering and the ones waiting. */
     uv_idle_t scrape_idle;
@@ -192,20 +192,44 @@ static void on_batch(void *ctx, bool begin)
     }
 }
 
+static void lock_worker(worker_t *w)
+{
+    if (w->threaded)
+        pthread_mutex_lock(&w->mu);
+}
+
+static void unlock_worker(worker_t *w)
+{
+    if (w->threaded)
+        pthread_mutex_unlock(&w->mu);
+}
+
 /* The main thread takes every worker's mutex, in order (a consistent
  * snapshot: every worker paused between two batches). */
 static void lock_workers(server_t *s)
 {
     for (unsigned i = 0; i < s->nworkers; i++)
-        if (s->workers[i].threaded)
-            pthread_mutex_lock(&s->workers[i].mu);
+        lock_worker(&s->workers[i]);
 }
 
 static void unlock_workers(server_t *s)
 {
     for (unsigned i = s->nworkers; i-- > 0;)
-        if (s->workers[i].threaded)
-            pthread_mutex_unlock(&s->workers[i].mu);
+        unlock_worker(&s->workers[i]);
+}
+
+/* Adds every worker's ingest counters into st (each worker held in turn)
+ * and notes each one's datagrams in s->worker_datagrams. */
+static void add_worker_ingest(server_t *s, am_selfstats_t *st)
+{
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        lock_worker(w);
+        am_selfstats_add_ingest(st, &w->stats);
+        s->worker_datagrams[i] =
+            w->stats.datagrams[AM_TRANSPORT_UDP] + w->stats.datagrams[AM_TRANSPORT_UNIX];
+        unlock_worker(w);
+    }
 }
 
 /* ---- HTTP ---- */
@@ -254,18 +278,6 @@ static int merge_begin(server_t *s, merge_t *m)
     return 0;
 }
 
-static void lock_worker(worker_t *w)
-{
-    if (w->threaded)
-        pthread_mutex_lock(&w->mu);
-}
-
-static void unlock_worker(worker_t *w)
-{
-    if (w->threaded)
-        pthread_mutex_unlock(&w->mu);
-}
-
 /* Out of memory: closes the snapshots still open, frees the copy. */
 static void merge_abort(server_t *s, merge_t *m)
 {
@@ -278,16 +290,20 @@ static void merge_abort(server_t *s, merge_t *m)
     m->snap = NULL;
 }
 
-/* One step: the current worker's next families for up to budget_ns, that
- * worker alone held. 1 when every worker is merged (m->snap complete), 0
- * when more remain, -ENOMEM (the merge is abandoned, m->snap freed). */
+/* One step: the current worker's next families for up to budget_ns (at
+ * least one), that worker alone held. 1 when every worker is merged
+ * (m->snap complete), 0 when more remain, -ENOMEM (the merge is abandoned,
+ * m->snap freed). */
 static int merge_step(server_t *s, merge_t *m, uint64_t budget_ns)
 {
     worker_t *w = &s->workers[m->worker];
     uint64_t t0 = uv_hrtime();
     lock_worker(w);
     pthread_mutex_lock(&m->mu);
-    int rc = am_registry_merge_step(m->snap, w->registry, &m->cursor, budget_ns);
+    int rc;
+    do
+        rc = am_registry_merge_step(m->snap, w->registry, &m->cursor);
+    while (rc == 0 && uv_hrtime() - t0 < budget_ns);
     if (m->failed && rc >= 0)
         rc = -ENOMEM;
     pthread_mutex_unlock(&m->mu);
@@ -314,23 +330,13 @@ static void scrape_selfstats(server_t *s, am_selfstats_t *st)
     s->stats.http_connections_rejected = hs->connections_rejected;
     s->stats.http_connections_open = hs->connections_open;
     *st = s->stats;
-    if (s->nworkers == 1) {
-        am_selfstats_add_ingest(st, &s->workers[0].stats);
-        st->set_members = am_registry_set_member_count(s->workers[0].registry);
-        return;
-    }
-    /* The directory's atomic: no worker need be held for it. */
+    add_worker_ingest(s, st);
+    /* With workers, the directory's atomic: no worker need be held. */
     st->set_members = am_registry_set_member_count(s->workers[0].registry);
-    for (unsigned i = 0; i < s->nworkers; i++) {
-        worker_t *w = &s->workers[i];
-        lock_worker(w);
-        am_selfstats_add_ingest(st, &w->stats);
-        s->worker_datagrams[i] =
-            w->stats.datagrams[AM_TRANSPORT_UDP] + w->stats.datagrams[AM_TRANSPORT_UNIX];
-        unlock_worker(w);
+    if (s->nworkers > 1) {
+        st->worker_datagrams = s->worker_datagrams;
+        st->nworkers = s->nworkers;
     }
-    st->worker_datagrams = s->worker_datagrams;
-    st->nworkers = s->nworkers;
 }
 
 /* Begins rendering: one worker's registry as a snapshot it keeps feeding,
@@ -522,16 +528,7 @@ static void render_health(server_t *s, am_buf_t *body)
     json_int_t families, series;
     if (s->nworkers == 1)
         read_queued_datagrams(&s->workers[0]);
-    for (unsigned i = 0; i < s->nworkers; i++) {
-        worker_t *w = &s->workers[i];
-        if (w->threaded)
-            pthread_mutex_lock(&w->mu);
-        am_selfstats_add_ingest(&st, &w->stats);
-        s->worker_datagrams[i] =
-            w->stats.datagrams[AM_TRANSPORT_UDP] + w->stats.datagrams[AM_TRANSPORT_UNIX];
-        if (w->threaded)
-            pthread_mutex_unlock(&w->mu);
-    }
+    add_worker_ingest(s, &st);
     if (s->dir) {
         families = (json_int_t)am_famdir_family_count(s->dir);
         series = (json_int_t)am_famdir_series_count(s->dir);

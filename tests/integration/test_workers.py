@@ -343,8 +343,9 @@ def test_scrapes_merge_in_steps_and_survive_sighup():
             if dur:
                 assert 0 < held <= dur, (held, dur)
                 ratios.append(held / dur)
+        # Stepped: 0.09-0.13 here; one hold for the whole merge: 0.28-0.36.
         print("held/duration", ["%.3f" % r for r in ratios], file=sys.stderr)
-        assert min(ratios) < 0.5, ratios
+        assert min(ratios) < 0.2, ratios
 
         # Scrapes owed, then a reload whose histogram step_gone owns
         # step_gone_sum: the auto gauge of that name is removed.

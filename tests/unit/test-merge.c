@@ -205,7 +205,7 @@ static void merge_into(void *ctx, const am_family_t *f, size_t index)
 
 START_TEST(merge_in_steps)
 {
-    /* am_registry_merge_step with no budget merges one family per step and
+    /* am_registry_merge_step merges one family per step and
      * ends with what am_registry_merge gives; a family appended to the
      * source mid-merge is taken, a change to a family already merged is
      * not (it belongs to the next scrape). */
@@ -221,7 +221,7 @@ START_TEST(merge_in_steps)
 
     const am_family_t *cursor = NULL;
     int steps = 0, rc;
-    while ((rc = am_registry_merge_step(stepped, w, &cursor, 0)) == 0) {
+    while ((rc = am_registry_merge_step(stepped, w, &cursor)) == 0) {
         steps++;
         ck_assert_ptr_nonnull(cursor);
         ck_assert_uint_eq(am_registry_family_count(stepped), (size_t)steps);
@@ -237,10 +237,10 @@ START_TEST(merge_in_steps)
 
     stepped = snapshot();
     cursor = NULL;
-    ck_assert_int_eq(am_registry_merge_step(stepped, w, &cursor, 0), 0); /* s.a merged */
-    ck_line(w, "s.a:100|c|#k:x", AM_OK);                                 /* too late */
-    ck_line(w, "s.late:7|c", AM_OK);                                     /* appended */
-    while ((rc = am_registry_merge_step(stepped, w, &cursor, 0)) == 0)
+    ck_assert_int_eq(am_registry_merge_step(stepped, w, &cursor), 0); /* s.a merged */
+    ck_line(w, "s.a:100|c|#k:x", AM_OK);                              /* too late */
+    ck_line(w, "s.late:7|c", AM_OK);                                  /* appended */
+    while ((rc = am_registry_merge_step(stepped, w, &cursor)) == 0)
         ;
     ck_assert_int_eq(rc, 1);
     ck_assert(value(stepped, "s_a_total", "x") == 1.0);
@@ -255,12 +255,12 @@ START_TEST(merge_in_steps)
     stepped = snapshot();
     am_registry_snapshot_begin(w, merge_into, stepped);
     cursor = NULL;
-    ck_assert_int_eq(am_registry_merge_step(stepped, w, &cursor, 0), 0); /* s.a */
+    ck_assert_int_eq(am_registry_merge_step(stepped, w, &cursor), 0); /* s.a */
     ck_line(w, "s.c:9|ms|#k:y", AM_OK);  /* pending: merged early, as it was */
     ck_line(w, "s.b:100|g", AM_OK);      /* pending too */
     ck_line(w, "s.newer:1|c", AM_OK);    /* after the begin: not in this copy */
     ck_line(w, "s.a:100|c|#k:x", AM_OK); /* taken already: not seen */
-    while ((rc = am_registry_merge_step(stepped, w, &cursor, 0)) == 0)
+    while ((rc = am_registry_merge_step(stepped, w, &cursor)) == 0)
         ;
     ck_assert_int_eq(rc, 1);
     am_registry_snapshot_end(w);
