@@ -291,9 +291,11 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
     o.workers = (int)workers;
     o.config_path = f.config.value;
     o.log_level_fixed = log_level_given;
-    am_config_free(&cfg); /* the server loads it again: one code path for start and SIGHUP */
+    /* o borrows host and socket strings from cfg: cfg lives until the server
+     * returns (the server loads the file again for the registry, one code
+     * path for start and SIGHUP). */
     am_hash_seed_init();
-    return am_server_run(&o);
+    rc = am_server_run(&o);
 out:
     am_config_free(&cfg);
     return rc;

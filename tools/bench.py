@@ -355,6 +355,9 @@ class Alice(Server):
         with open(self.log, "w") as logf:
             self.p = self.procs.start(pin(self.cpu, cmd), stdin=subprocess.DEVNULL,
                                       stdout=logf, stderr=subprocess.STDOUT)
+        # "started" comes after every socket is open: the HTTP port is logged
+        # before the ingest sockets, so waiting for it alone races the senders.
+        self._wait_log(self.log, r"event=started ")
         m = self._wait_log(self.log, r"event=listening transport=http addr=\S+ port=(\d+)")
         self.http_port = int(m.group(1))
         return self

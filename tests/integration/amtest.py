@@ -41,11 +41,12 @@ class Daemon:
     """`alice metrics-server` on port 0 (HTTP) and a free UDP port."""
 
     def __init__(self, args=(), env=None, udp=True, unix=None, log_level="info",
-                 timeout=10.0, statsd_flags=True, prefix=()):
+                 timeout=10.0, statsd_flags=True, prefix=(), http_flags=True):
         self.udp_port = free_udp_port() if udp else 0
         self.unix = unix
-        cmd = list(prefix) + [ALICE_BIN, "--log-level", log_level, "metrics-server",
-               "--host", "127.0.0.1", "--port", "0"]
+        cmd = list(prefix) + [ALICE_BIN, "--log-level", log_level, "metrics-server"]
+        if http_flags:
+            cmd += ["--host", "127.0.0.1", "--port", "0"]
         if statsd_flags:
             cmd += ["--statsd-host", "127.0.0.1", "--statsd-port", str(self.udp_port)]
         if unix:
@@ -58,14 +59,18 @@ class Daemon:
         self.log = []
         self._pending = b""
         self.http_port = None
-        want = {"http"} | ({"udp"} if udp else set()) | ({"unix"} if unix else set())
+        want = {"http", "started"} | ({"udp"} if udp else set()) | ({"unix"} if unix else set())
         seen = set()
         deadline = time.monotonic() + timeout
-        while seen != want:
+        # every socket logged, then "started": only then is the daemon ready
+        while not want <= seen:
             line = self._readline(deadline)
             if line is None:
                 self.stop()
                 raise RuntimeError("daemon did not start: " + "".join(self.log))
+            if "event=started " in line:
+                seen.add("started")
+                continue
             m = LISTEN_RE.search(line)
             if m:
                 seen.add(m.group(1))

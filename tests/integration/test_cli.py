@@ -129,6 +129,62 @@ def test_env_and_precedence():
         d.stop()
 
 
+def _server_section_daemon(server, flags):
+    """A daemon whose settings come from the config file's server section
+    (server: dict), plus the given flags for what it leaves out."""
+    import json
+    cfg = write("server-%d.json" % len(os.listdir(TMP)), json.dumps({"server": server}))
+    udp = server.get("statsd_port", 0)
+    if "--statsd-port" in flags:
+        udp = int(flags[flags.index("--statsd-port") + 1])
+    d = Daemon(args=["--config", cfg] + flags, statsd_flags=False, http_flags=False,
+               udp=udp != 0, unix=server.get("unix"))
+    d.udp_port = udp
+    return d
+
+
+def test_config_server_section_starts_the_daemon():
+    """Every key of the config's server section is what the daemon uses, alone
+    and all together (the strings they hold outlive the parse)."""
+    udp = free_udp_port()
+    sock = os.path.join(TMP, "from-config.sock")
+    everything = {"host": "127.0.0.1", "port": 0, "statsd_host": "127.0.0.1",
+                  "statsd_port": udp, "unix": sock, "log_level": "info",
+                  "receive_buffer_bytes": 1048576, "workers": 2}
+    with _server_section_daemon(everything, []) as d:
+        assert d.wait_log(r"transport=udp addr=127.0.0.1 port=%d" % udp), d.log
+        assert d.wait_log(r"transport=unix path=%s" % re.escape(sock)), d.log
+        assert d.wait_log(r"transport=http addr=127.0.0.1 "), d.log
+        d.send("cfg_udp_total:1|c")
+        d.send("cfg_unix_total:2|c", transport="unix")
+        d.wait_samples(2)
+        body = d.metrics()
+        assert "cfg_udp_total 1" in body and "cfg_unix_total 2" in body, body
+    assert not os.path.exists(sock)
+    # each key alone; flags fill in the rest (a flag beats the file)
+    alone = {
+        "host": (["--port", "0", "--statsd-port", "0"], r"transport=http addr=127.0.0.1 "),
+        "port": (["--host", "127.0.0.1", "--statsd-port", "0"], r"transport=http "),
+        "statsd_host": (["--host", "127.0.0.1", "--port", "0", "--statsd-port", str(udp)],
+                        r"transport=udp addr=127.0.0.1 port=%d" % udp),
+        "statsd_port": (["--host", "127.0.0.1", "--port", "0"],
+                        r"transport=udp addr=127.0.0.1 port=%d" % udp),
+        "unix": (["--host", "127.0.0.1", "--port", "0", "--statsd-port", "0"],
+                 r"transport=unix path=%s" % re.escape(sock)),
+        "log_level": (["--host", "127.0.0.1", "--port", "0", "--statsd-port", "0"],
+                      r"transport=http "),
+        "receive_buffer_bytes": (["--host", "127.0.0.1", "--port", "0", "--statsd-port",
+                                  str(udp)], r"transport=udp "),
+        "workers": (["--host", "127.0.0.1", "--port", "0", "--statsd-port", str(udp)],
+                    r"workers=2"),
+    }
+    for key, (flags, expect) in alone.items():
+        with _server_section_daemon({key: everything[key]}, flags) as d:
+            assert d.wait_log(expect), (key, d.log)
+            status, _, _ = d.get("/health")
+            assert status == 200, key
+
+
 def test_log_level_after_subcommand_and_any_case():
     d = Daemon(args=["--log-level", "DEBUG"], log_level="error")
     try:
