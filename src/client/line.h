@@ -1,6 +1,6 @@
 /* line: builds and checks StatsD lines for alice-emit and libalice.
  *
- * The grammar has one home, the daemon's parser (src/parse.c): a line built
+ * The grammar has one home, the daemon's parser (src/wire/parse.c): a line built
  * here is accepted for sending only if am_parse_line() accepts it. What the
  * parser cannot see is a part that changes the line's structure (a ':' in a
  * name starts the values, a ',' in a label value starts another tag), so

@@ -2,7 +2,7 @@
  *
  * am_emit_main() is the whole program. The pieces below it are exposed for
  * the unit tests: argument parsing and line building never send anything,
- * and every line they build has passed the daemon's parser (src/parse.c)
+ * and every line they build has passed the daemon's parser (src/wire/parse.c)
  * through src/client/line.c. */
 #pragma once
 

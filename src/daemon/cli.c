@@ -14,9 +14,7 @@
 #include "hash.h"
 #include "log.h"
 #include "server.h"
-#ifdef AM_HAVE_EMIT
 #include "emit.h"
-#endif
 
 #define EXIT_USAGE 2
 
@@ -391,10 +389,8 @@ int am_cli_main(int argc, char **argv)
         fputs(usage_top, stdout);
         return 0;
     }
-#ifdef AM_HAVE_EMIT
     if (strcmp(cmd, "emit") == 0)
         return am_emit_main(sub_argc, sub_argv);
-#endif
     fprintf(stderr, "alice: unknown command '%s'\n%s", cmd, usage_top);
     return EXIT_USAGE;
 }
