@@ -18,6 +18,7 @@
 #include "addr.h"
 #include "am_config.h"
 #include "line.h"
+#include "table.h"
 
 #define DEFAULT_INTERVAL_MS   1000u
 #define DEFAULT_UDP_DATAGRAM  8192u  /* DogStatsD's advice for loopback UDP */
@@ -48,10 +49,8 @@ typedef struct series {
 } series_t;
 
 typedef struct series_table {
-    series_t **slots; /* owned, with the entries; linear probing, NULL = empty */
-    size_t cap;       /* power of two, or 0 before the first insert */
-    size_t count;
-    size_t max; /* count never passes it: further series are checked per call */
+    am_table_t table; /* series_t *, owned with the entries; at most half full */
+    size_t max;       /* entries never pass it: further series are checked per call */
     series_t *dirty;
 } series_table_t;
 
@@ -279,25 +278,17 @@ static bool series_match(const series_t *e, const parts_t *pt)
 
 static series_t *series_find(const series_table_t *t, const parts_t *pt)
 {
-    if (!t->cap)
-        return NULL;
-    size_t mask = t->cap - 1;
-    for (size_t i = (size_t)pt->hash & mask;; i = (i + 1) & mask) {
-        series_t *e = t->slots[i];
-        if (!e)
-            return NULL;
-        if (e->hash == pt->hash && series_match(e, pt))
-            return e;
-    }
+    size_t i;
+    for (series_t **e = am_table_first(&t->table, pt->hash, &i); e;
+         e = am_table_next(&t->table, &i))
+        if ((*e)->hash == pt->hash && series_match(*e, pt))
+            return *e;
+    return NULL;
 }
 
-static void series_place(series_t **slots, size_t cap, series_t *e)
+static uint64_t series_hash(const void *entry)
 {
-    size_t mask = cap - 1;
-    size_t i = (size_t)e->hash & mask;
-    while (slots[i])
-        i = (i + 1) & mask;
-    slots[i] = e;
+    return (*(series_t *const *)entry)->hash;
 }
 
 /* Returns the new entry, or NULL when memory ran out (the series then
@@ -305,18 +296,8 @@ static void series_place(series_t **slots, size_t cap, series_t *e)
 static series_t *series_insert(series_table_t *t, uint64_t h, const char *key, size_t n,
                                size_t name_len, size_t nlabels)
 {
-    if ((t->count + 1) * 2 > t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        series_t **slots = calloc(cap, sizeof(*slots));
-        if (!slots)
-            return NULL;
-        for (size_t i = 0; i < t->cap; i++)
-            if (t->slots[i])
-                series_place(slots, cap, t->slots[i]);
-        free(t->slots);
-        t->slots = slots;
-        t->cap = cap;
-    }
+    if (am_table_reserve(&t->table, t->table.n + 1) != 0)
+        return NULL;
     series_t *e = malloc(sizeof(*e) + n);
     if (!e)
         return NULL;
@@ -326,17 +307,17 @@ static series_t *series_insert(series_table_t *t, uint64_t h, const char *key, s
     e->nlabels = nlabels;
     e->key_len = n;
     memcpy(e->key, key, n);
-    series_place(t->slots, t->cap, e);
-    t->count++;
+    *(series_t **)am_table_add(&t->table, h) = e; /* room reserved */
     return e;
 }
 
 static void series_free(series_table_t *t)
 {
-    for (size_t i = 0; i < t->cap; i++)
-        free(t->slots[i]);
-    free(t->slots);
-    memset(t, 0, sizeof(*t));
+    size_t i = 0;
+    series_t **e;
+    while ((e = am_table_each(&t->table, &i)))
+        free(*e);
+    am_table_free(&t->table);
 }
 
 /* A number line's series, as its key: "name:|type|#k:v,...". */
@@ -387,7 +368,7 @@ static int series_get(alice_client *c, const char *name, const char *type,
     if (am_line_validate(line, k->len + 1, nlabels) != AM_OK)
         return refuse(c, -EINVAL);
     /* An aggregated series must fit a datagram with two values spliced in. */
-    if (c->series.count < c->series.max && k->len + 2 * AM_LINE_NUM_MAX + 2 <= c->max) {
+    if (c->series.table.n < c->series.max && k->len + 2 * AM_LINE_NUM_MAX + 2 <= c->max) {
         k->series = series_insert(&c->series, pt.hash, k->scratch, k->len, k->name_len, nlabels);
         if (k->series) {
             k->series->is_gauge = type[0] == 'g';
@@ -572,6 +553,7 @@ int alice_open_opts(alice_client **out, const char *addr, const alice_options *o
     bool manual = o.flags & ALICE_MANUAL_FLUSH;
     c->locking = !(o.flags & ALICE_UNLOCKED);
     c->aggregate = o.flags & ALICE_AGGREGATE;
+    am_table_init(&c->series.table, sizeof(series_t *), 50, series_hash);
     c->series.max = o.max_keys ? o.max_keys : DEFAULT_MAX_KEYS;
     unsigned ms = o.flush_interval_ms ? o.flush_interval_ms : DEFAULT_INTERVAL_MS;
     c->interval_ns = manual ? 0 : (uint64_t)ms * 1000000u;

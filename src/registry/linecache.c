@@ -1,60 +1,38 @@
 #include "linecache.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 void am_linecache_init(am_linecache_t *c, size_t max_entries)
 {
     memset(c, 0, sizeof(*c));
+    am_table_init(&c->table, sizeof(am_linecache_entry_t), 75, NULL);
     c->max_entries = max_entries;
 }
 
 void am_linecache_free(am_linecache_t *c)
 {
-    free(c->slots);
-    memset(c, 0, sizeof(*c));
+    am_table_free(&c->table);
 }
 
 void am_linecache_clear(am_linecache_t *c)
 {
-    if (c->slots)
-        memset(c->slots, 0, c->cap * sizeof(*c->slots));
-    c->n = 0;
-}
-
-static void put(am_linecache_entry_t *slots, size_t cap, const am_linecache_entry_t *e)
-{
-    size_t mask = cap - 1;
-    size_t i = e->h[0] & mask;
-    while (slots[i].h[0] || slots[i].h[1])
-        i = (i + 1) & mask;
-    slots[i] = *e;
+    am_table_clear(&c->table);
 }
 
 void am_linecache_insert(am_linecache_t *c, const uint64_t h[2], void *family, void *series)
 {
-    if (!h[0] && !h[1])
-        return; /* the free marker; odds 2^-128 */
-    if (c->n >= c->max_entries)
-        am_linecache_clear(c); /* churn: start over rather than fill with dead keys */
-    if ((c->n + 1) * 4 > c->cap * 3) {
-        size_t ncap = c->cap ? c->cap * 2 : 1024;
-        am_linecache_entry_t *ns = calloc(ncap, sizeof(*ns));
-        if (!ns)
+    am_linecache_entry_t *e = am_linecache_find(c, h);
+    if (!e) {
+        if (c->table.n >= c->max_entries)
+            am_linecache_clear(c); /* churn: start over rather than fill with dead keys */
+        /* The first insert sizes the cache for a typical sender population. */
+        if (!c->table.cap && am_table_reserve(&c->table, 768) != 0)
             return;
-        for (size_t i = 0; i < c->cap; i++)
-            if (c->slots[i].h[0] || c->slots[i].h[1])
-                put(ns, ncap, &c->slots[i]);
-        free(c->slots);
-        c->slots = ns;
-        c->cap = ncap;
+        e = am_table_add(&c->table, h[0]);
+        if (!e)
+            return;
     }
-    am_linecache_entry_t e = {{h[0], h[1]}, family, series};
-    am_linecache_entry_t *old = am_linecache_find(c, h);
-    if (old) {
-        *old = e;
-        return;
-    }
-    put(c->slots, c->cap, &e);
-    c->n++;
+    e->h[1] = h[1];
+    e->family = family;
+    e->series = series;
 }

@@ -14,16 +14,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "table.h"
+
 typedef struct am_linecache_entry {
-    uint64_t h[2];
-    void *family;
-    void *series;
+    uint64_t h[2]; /* h[0] as am_table_hash stores it */
+    void *family;  /* borrowed: valid while the registry generation holds */
+    void *series;  /* borrowed, likewise */
 } am_linecache_entry_t;
 
 typedef struct am_linecache {
-    am_linecache_entry_t *slots; /* owned; h[0] == 0 && h[1] == 0 marks free */
-    size_t cap;                  /* power of two, or 0 */
-    size_t n;
+    am_table_t table;    /* of am_linecache_entry_t, at most 75% full */
     size_t max_entries;  /* reaching it clears the cache */
     uint64_t generation; /* registry generation the entries belong to */
 } am_linecache_t;
@@ -34,16 +34,19 @@ void am_linecache_clear(am_linecache_t *c);
 
 static inline am_linecache_entry_t *am_linecache_find(const am_linecache_t *c, const uint64_t h[2])
 {
-    if (!c->cap)
-        return NULL;
-    size_t mask = c->cap - 1;
-    for (size_t i = h[0] & mask;; i = (i + 1) & mask) {
-        am_linecache_entry_t *e = &c->slots[i];
-        if (e->h[0] == h[0] && e->h[1] == h[1])
+    uint64_t h0 = am_table_hash(h[0]);
+    size_t i;
+    for (am_linecache_entry_t *e = am_table_first(&c->table, h0, &i); e;
+         e = am_table_next(&c->table, &i))
+        if (e->h[0] == h0 && e->h[1] == h[1])
             return e;
-        if (!e->h[0] && !e->h[1])
-            return NULL;
-    }
+    return NULL;
+}
+
+/* Brings the slot a lookup of h starts at into the cache. */
+static inline void am_linecache_prefetch(const am_linecache_t *c, const uint64_t h[2])
+{
+    am_table_prefetch(&c->table, h[0]);
 }
 
 /* Remembers h -> (family, series). Allocation failure just means no

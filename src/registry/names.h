@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "registry.h"
+#include "table.h"
 
 #define AM_OWNED_NAMES    6
 #define AM_OWNED_NAME_MAX 256 /* names are at most 207 bytes: '_' + 200 + "_total" */
@@ -26,12 +27,8 @@
 /* The sample names def's family owns, into out; how many. */
 size_t am_owned_names(const am_family_def_t *def, char out[][AM_OWNED_NAME_MAX]);
 
-typedef struct am_namedex_slot am_namedex_slot_t;
-
 typedef struct am_namedex {
-    am_namedex_slot_t *slots; /* open addressing, linear probing, power-of-2 size */
-    size_t cap;
-    size_t n;
+    am_table_t table; /* owned: (hash, definition, which name), at most half full */
 } am_namedex_t;
 
 /* A zeroed am_namedex_t is an empty index. */

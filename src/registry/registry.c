@@ -13,6 +13,7 @@
 #include "hash.h"
 #include "linecache.h"
 #include "names.h"
+#include "table.h"
 
 struct am_series {
     am_series_t *next; /* creation order, for rendering */
@@ -23,12 +24,11 @@ struct am_series {
     double v[]; /* family->nvalues doubles, then key_len key bytes */
 };
 
-/* Distinct members of a set gauge, as 64-bit hashes (0 marks a free slot).
- * A collision between two members needs ~2^32 members: far past the cap. */
+/* Distinct members of a set gauge, as 64-bit hashes in a hash-first table
+ * (the entry is the hash) at most 75% full. A collision between two
+ * members needs ~2^32 members: far past the cap. */
 typedef struct am_set {
-    uint64_t *slots;
-    uint32_t cap;
-    uint32_t n;
+    am_table_t members;
 } am_set_t;
 
 /* One family of the directory shared by the workers' registries (see
@@ -45,10 +45,8 @@ typedef struct famdir_entry {
 } famdir_entry_t;
 
 struct am_famdir {
-    pthread_mutex_t mu;   /* guards everything but the atomics */
-    famdir_entry_t **tab; /* live entries, open addressing by name hash */
-    size_t cap;
-    size_t n;
+    pthread_mutex_t mu; /* guards everything but the atomics */
+    am_table_t live;    /* famdir_entry_t *: the live entries, by name hash */
     size_t nauto; /* live auto-created entries: limits.max_families */
     famdir_entry_t *all;
     am_namedex_t names;         /* sample names of the live entries */
@@ -69,8 +67,7 @@ struct am_family {
     famdir_entry_t *shared; /* directory entry (multi-worker registries), else NULL */
     uint64_t name_hash;
     am_family_t *next;
-    am_series_t **slots; /* open addressing, linear probing, power-of-2 size */
-    size_t cap;
+    am_table_t series; /* am_series_t *, by key hash; owns nothing */
     size_t nseries;
     am_series_t *first, *last;
     size_t nvalues;
@@ -78,8 +75,7 @@ struct am_family {
 
 struct am_registry {
     am_limits_t limits;
-    am_family_t **ftab; /* open addressing by name hash */
-    size_t fcap;
+    am_table_t families; /* am_family_t *, by name hash; owns nothing */
     size_t nfamilies;
     size_t nauto;
     size_t nseries;
@@ -194,9 +190,22 @@ static char *series_key_ptr(const am_family_t *f, const am_series_t *s)
 static void set_free(am_set_t *set)
 {
     if (set) {
-        free(set->slots);
+        am_table_free(&set->members);
         free(set);
     }
+}
+
+static am_set_t *set_new(void)
+{
+    am_set_t *set = malloc(sizeof(*set));
+    if (set)
+        am_table_init(&set->members, sizeof(uint64_t), 75, NULL);
+    return set;
+}
+
+static size_t set_count(const am_set_t *set)
+{
+    return set->members.n;
 }
 
 /* Gives back n set members to the limit. */
@@ -231,7 +240,7 @@ static void family_free_series(am_registry_t *r, am_family_t *f)
     while (s) {
         am_series_t *next = s->next;
         if (s->set)
-            members += s->set->n;
+            members += set_count(s->set);
         set_free(s->set);
         free(s);
         s = next;
@@ -242,42 +251,26 @@ static void family_free_series(am_registry_t *r, am_family_t *f)
         atomic_fetch_sub_explicit(&f->shared->nseries, f->nseries, memory_order_relaxed);
         atomic_fetch_sub_explicit(&r->dir->nseries, f->nseries, memory_order_relaxed);
     }
-    free(f->slots);
-    f->slots = NULL;
-    f->cap = 0;
+    am_table_free(&f->series);
     f->nseries = 0;
     f->first = f->last = NULL;
 }
 
-static bool series_grow(am_family_t *f)
+static uint64_t series_hash(const void *entry)
 {
-    size_t ncap = f->cap ? f->cap * 2 : 8;
-    am_series_t **ns = calloc(ncap, sizeof(*ns));
-    if (!ns)
-        return false;
-    for (am_series_t *s = f->first; s; s = s->next) {
-        size_t i = s->hash & (ncap - 1);
-        while (ns[i])
-            i = (i + 1) & (ncap - 1);
-        ns[i] = s;
-    }
-    free(f->slots);
-    f->slots = ns;
-    f->cap = ncap;
-    return true;
+    return (*(am_series_t *const *)entry)->hash;
 }
 
-/* Finds the series with this key or the empty slot it would go to. */
-static am_series_t **series_slot(am_family_t *f, uint64_t h, const char *key, size_t len)
+/* The series with this key (hash h), or NULL. */
+static am_series_t *find_series(const am_family_t *f, uint64_t h, const char *key, size_t len)
 {
-    size_t mask = f->cap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        am_series_t *s = f->slots[i];
-        if (!s)
-            return &f->slots[i];
+    size_t i;
+    for (am_series_t **e = am_table_first(&f->series, h, &i); e; e = am_table_next(&f->series, &i)) {
+        am_series_t *s = *e;
         if (s->hash == h && s->key_len == len && memcmp(series_key_ptr(f, s), key, len) == 0)
-            return &f->slots[i];
+            return s;
     }
+    return NULL;
 }
 
 /* ---- families ---- */
@@ -289,37 +282,29 @@ static void family_free(am_registry_t *r, am_family_t *f)
     free(f);
 }
 
-static bool ftab_grow(am_registry_t *r)
+static uint64_t family_hash(const void *entry)
 {
-    size_t ncap = r->fcap ? r->fcap * 2 : 64;
-    am_family_t **nt = calloc(ncap, sizeof(*nt));
-    if (!nt)
-        return false;
-    for (am_family_t *f = r->first; f; f = f->next) {
-        size_t i = f->name_hash & (ncap - 1);
-        while (nt[i])
-            i = (i + 1) & (ncap - 1);
-        nt[i] = f;
+    return (*(am_family_t *const *)entry)->name_hash;
+}
+
+/* The slot holding the family of this name, or NULL. */
+static am_family_t **family_slot(const am_registry_t *r, const char *name, size_t len)
+{
+    uint64_t h = am_hash(name, len);
+    size_t i;
+    for (am_family_t **e = am_table_first(&r->families, h, &i); e;
+         e = am_table_next(&r->families, &i)) {
+        const am_family_t *f = *e;
+        if (f->name_hash == h && strncmp(f->def.name, name, len) == 0 && f->def.name[len] == '\0')
+            return e;
     }
-    free(r->ftab);
-    r->ftab = nt;
-    r->fcap = ncap;
-    return true;
+    return NULL;
 }
 
 static am_family_t *find_family(const am_registry_t *r, const char *name, size_t len)
 {
-    if (!r->fcap)
-        return NULL;
-    uint64_t h = am_hash(name, len);
-    size_t mask = r->fcap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        am_family_t *f = r->ftab[i];
-        if (!f)
-            return NULL;
-        if (f->name_hash == h && strncmp(f->def.name, name, len) == 0 && f->def.name[len] == '\0')
-            return f;
-    }
+    am_family_t **e = family_slot(r, name, len);
+    return e ? *e : NULL;
 }
 
 const am_family_t *am_registry_find(const am_registry_t *r, const char *name)
@@ -330,9 +315,8 @@ const am_family_t *am_registry_find(const am_registry_t *r, const char *name)
 /* Steals def's strings on success. */
 static am_family_t *add_family(am_registry_t *r, am_family_def_t *def, bool catalogued)
 {
-    if ((r->nfamilies + 1) * 4 > r->fcap * 3 && !ftab_grow(r))
-        return NULL;
-    if (am_namedex_reserve(&r->names, 1) != 0)
+    if (am_table_reserve(&r->families, r->families.n + 1) != 0 ||
+        am_namedex_reserve(&r->names, 1) != 0)
         return NULL;
     am_family_t *f = calloc(1, sizeof(*f));
     if (!f)
@@ -343,11 +327,9 @@ static am_family_t *add_family(am_registry_t *r, am_family_def_t *def, bool cata
     memset(def, 0, sizeof(*def));
     f->catalogued = catalogued;
     f->nvalues = values_per_series(&f->def, r->stamped);
+    am_table_init(&f->series, sizeof(am_series_t *), 75, series_hash);
     f->name_hash = am_hash(f->def.name, strlen(f->def.name));
-    size_t i = f->name_hash & (r->fcap - 1);
-    while (r->ftab[i])
-        i = (i + 1) & (r->fcap - 1);
-    r->ftab[i] = f;
+    *(am_family_t **)am_table_add(&r->families, f->name_hash) = f; /* room reserved */
     if (r->last)
         r->last->next = f;
     else
@@ -368,10 +350,7 @@ am_registry_t *am_registry_new(const am_limits_t *limits)
         r->limits = *limits;
     else
         am_limits_default(&r->limits);
-    if (!ftab_grow(r)) {
-        free(r);
-        return NULL;
-    }
+    am_table_init(&r->families, sizeof(am_family_t *), 75, family_hash);
     /* Room for every series of a full registry in two spellings (tags in
      * another order, say); churn past that clears it. */
     am_linecache_init(&r->cache, 2 * r->limits.max_series);
@@ -388,7 +367,7 @@ void am_registry_free(am_registry_t *r)
         family_free(r, f);
         f = next;
     }
-    free(r->ftab);
+    am_table_free(&r->families);
     am_namedex_free(&r->names);
     am_linecache_free(&r->cache);
     free(r->dgram_index);
@@ -429,7 +408,7 @@ static am_family_t *family_of(const am_family_def_t *def)
     return (am_family_t *)((const char *)def - offsetof(am_family_t, def));
 }
 
-/* Unlinks and frees f; the family table is rebuilt (removal is rare). */
+/* Unlinks and frees f. */
 static void remove_family(am_registry_t *r, am_family_t *f)
 {
     am_family_t **pp = &r->first;
@@ -445,13 +424,7 @@ static void remove_family(am_registry_t *r, am_family_t *f)
     if (!f->catalogued)
         r->nauto--;
     am_namedex_remove(&r->names, &f->def);
-    memset(r->ftab, 0, r->fcap * sizeof(*r->ftab));
-    for (am_family_t *g = r->first; g; g = g->next) {
-        size_t i = g->name_hash & (r->fcap - 1);
-        while (r->ftab[i])
-            i = (i + 1) & (r->fcap - 1);
-        r->ftab[i] = g;
-    }
+    am_table_remove(&r->families, family_slot(r, f->def.name, strlen(f->def.name)));
     family_free(r, f);
 }
 
@@ -459,15 +432,18 @@ static void remove_family(am_registry_t *r, am_family_t *f)
 
 static int define_locked(am_registry_t *r, am_family_def_t *copy_in, famdir_entry_t *e);
 
+static uint64_t dir_entry_hash(const void *entry)
+{
+    return (*(famdir_entry_t *const *)entry)->name_hash;
+}
+
 am_famdir_t *am_famdir_new(void)
 {
     am_famdir_t *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
-    d->cap = 64;
-    d->tab = calloc(d->cap, sizeof(*d->tab));
-    if (!d->tab || pthread_mutex_init(&d->mu, NULL) != 0) {
-        free(d->tab);
+    am_table_init(&d->live, sizeof(famdir_entry_t *), 75, dir_entry_hash);
+    if (pthread_mutex_init(&d->mu, NULL) != 0) {
         free(d);
         return NULL;
     }
@@ -485,7 +461,7 @@ void am_famdir_free(am_famdir_t *d)
         am_family_def_clear(&e->def);
         free(e);
     }
-    free(d->tab);
+    am_table_free(&d->live);
     am_namedex_free(&d->names);
     pthread_mutex_destroy(&d->mu);
     free(d);
@@ -494,7 +470,7 @@ void am_famdir_free(am_famdir_t *d)
 size_t am_famdir_family_count(am_famdir_t *d)
 {
     pthread_mutex_lock(&d->mu);
-    size_t n = d->n;
+    size_t n = d->live.n;
     pthread_mutex_unlock(&d->mu);
     return n;
 }
@@ -504,45 +480,31 @@ size_t am_famdir_series_count(const am_famdir_t *d)
     return atomic_load_explicit(&d->nseries, memory_order_relaxed);
 }
 
-static void dir_put(famdir_entry_t **tab, size_t cap, famdir_entry_t *e)
+/* The slot of the live entry of this name, or NULL. Caller holds d->mu. */
+static famdir_entry_t **dir_slot(const am_famdir_t *d, const char *name, size_t len)
 {
-    size_t i = e->name_hash & (cap - 1);
-    while (tab[i])
-        i = (i + 1) & (cap - 1);
-    tab[i] = e;
+    uint64_t h = am_hash(name, len);
+    size_t i;
+    for (famdir_entry_t **s = am_table_first(&d->live, h, &i); s; s = am_table_next(&d->live, &i)) {
+        const famdir_entry_t *e = *s;
+        if (e->name_hash == h && strncmp(e->def.name, name, len) == 0 && e->def.name[len] == '\0')
+            return s;
+    }
+    return NULL;
 }
 
 /* Caller holds d->mu. */
 static famdir_entry_t *dir_find(const am_famdir_t *d, const char *name, size_t len)
 {
-    uint64_t h = am_hash(name, len);
-    size_t mask = d->cap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        famdir_entry_t *e = d->tab[i];
-        if (!e)
-            return NULL;
-        if (e->name_hash == h && strncmp(e->def.name, name, len) == 0 && e->def.name[len] == '\0')
-            return e;
-    }
+    famdir_entry_t **s = dir_slot(d, name, len);
+    return s ? *s : NULL;
 }
 
 /* Adds a copy of def as a live entry; NULL when out of memory. Caller holds
  * d->mu. */
 static famdir_entry_t *dir_add(am_famdir_t *d, const am_family_def_t *def, bool catalogued)
 {
-    if ((d->n + 1) * 4 > d->cap * 3) {
-        size_t ncap = d->cap * 2;
-        famdir_entry_t **nt = calloc(ncap, sizeof(*nt));
-        if (!nt)
-            return NULL;
-        for (size_t i = 0; i < d->cap; i++)
-            if (d->tab[i])
-                dir_put(nt, ncap, d->tab[i]);
-        free(d->tab);
-        d->tab = nt;
-        d->cap = ncap;
-    }
-    if (am_namedex_reserve(&d->names, 1) != 0)
+    if (am_table_reserve(&d->live, d->live.n + 1) != 0 || am_namedex_reserve(&d->names, 1) != 0)
         return NULL;
     famdir_entry_t *e = calloc(1, sizeof(*e));
     if (!e)
@@ -557,27 +519,21 @@ static famdir_entry_t *dir_add(am_famdir_t *d, const am_family_def_t *def, bool 
     atomic_init(&e->nseries, 0);
     e->next_all = d->all;
     d->all = e;
-    dir_put(d->tab, d->cap, e);
-    d->n++;
+    *(famdir_entry_t **)am_table_add(&d->live, e->name_hash) = e; /* room reserved */
     if (!catalogued)
         d->nauto++;
     return e;
 }
 
 /* Takes e out of the table (not out of memory: workers may still point at
- * it) and rebuilds the table from the list of all entries: no allocation.
- * Caller holds d->mu. */
+ * it). Caller holds d->mu. */
 static void dir_remove(am_famdir_t *d, famdir_entry_t *e)
 {
     e->removed = true;
-    d->n--;
     if (!e->catalogued)
         d->nauto--;
     am_namedex_remove(&d->names, &e->def);
-    memset(d->tab, 0, d->cap * sizeof(*d->tab));
-    for (famdir_entry_t *x = d->all; x; x = x->next_all)
-        if (!x->removed)
-            dir_put(d->tab, d->cap, x);
+    am_table_remove(&d->live, dir_slot(d, e->def.name, strlen(e->def.name)));
 }
 
 /* The directory side of am_registry_define: the same replacement rules.
@@ -934,51 +890,26 @@ static am_reason_t check_finite(const am_family_def_t *def, const double *v, con
     return AM_OK;
 }
 
+/* Adds member hash h (an add that finds it there is a no-op); false when
+ * out of memory. */
 static bool set_insert(am_set_t *set, uint64_t h)
 {
-    if (h == 0)
-        h = 1;
-    if ((set->n + 1) * 4 > (uint64_t)set->cap * 3) {
-        uint32_t ncap = set->cap ? set->cap * 2 : 16;
-        uint64_t *ns = calloc(ncap, sizeof(*ns));
-        if (!ns)
-            return false;
-        for (uint32_t i = 0; i < set->cap; i++) {
-            uint64_t v = set->slots[i];
-            if (!v)
-                continue;
-            uint32_t j = (uint32_t)v & (ncap - 1);
-            while (ns[j])
-                j = (j + 1) & (ncap - 1);
-            ns[j] = v;
-        }
-        free(set->slots);
-        set->slots = ns;
-        set->cap = ncap;
-    }
-    uint32_t j = (uint32_t)h & (set->cap - 1);
-    while (set->slots[j]) {
-        if (set->slots[j] == h)
+    h = am_table_hash(h);
+    size_t i;
+    for (uint64_t *e = am_table_first(&set->members, h, &i); e; e = am_table_next(&set->members, &i))
+        if (*e == h)
             return true;
-        j = (j + 1) & (set->cap - 1);
-    }
-    set->slots[j] = h;
-    set->n++;
-    return true;
+    return am_table_add(&set->members, h) != NULL;
 }
 
 static bool set_contains(const am_set_t *set, uint64_t h)
 {
-    if (h == 0)
-        h = 1;
-    if (!set->cap)
-        return false;
-    uint32_t j = (uint32_t)h & (set->cap - 1);
-    while (set->slots[j]) {
-        if (set->slots[j] == h)
+    h = am_table_hash(h);
+    size_t i;
+    for (const uint64_t *e = am_table_first(&set->members, h, &i); e;
+         e = am_table_next(&set->members, &i))
+        if (*e == h)
             return true;
-        j = (j + 1) & (set->cap - 1);
-    }
     return false;
 }
 
@@ -999,9 +930,8 @@ static void observe(am_family_t *f, am_series_t *s, double x, double w)
 static am_series_t *new_series(am_registry_t *r, am_family_t *f, uint64_t h, const char *key,
                                size_t klen)
 {
-    if ((f->nseries + 1) * 4 > f->cap * 3 && !series_grow(f))
+    if (am_table_reserve(&f->series, f->series.n + 1) != 0)
         return NULL;
-    am_series_t **slot = series_slot(f, h, key, klen);
     am_series_t *se = calloc(1, sizeof(*se) + f->nvalues * sizeof(double) + klen + 1);
     if (!se)
         return NULL;
@@ -1009,13 +939,13 @@ static am_series_t *new_series(am_registry_t *r, am_family_t *f, uint64_t h, con
     se->key_len = (uint32_t)klen;
     memcpy(series_key_ptr(f, se), key, klen);
     if (f->def.is_set) {
-        se->set = calloc(1, sizeof(*se->set));
+        se->set = set_new();
         if (!se->set) {
             free(se);
             return NULL;
         }
     }
-    *slot = se;
+    *(am_series_t **)am_table_add(&f->series, h) = se; /* room reserved */
     if (f->last)
         f->last->next = se;
     else
@@ -1117,10 +1047,8 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
     rc = build_key(def, s, key, sizeof(key), &klen);
     uint64_t h = am_hash(key, klen);
     am_series_t *se = NULL;
-    if (rc == AM_OK && f && f->cap) {
-        am_series_t **slot = series_slot(f, h, key, klen);
-        se = *slot;
-    }
+    if (rc == AM_OK && f)
+        se = find_series(f, h, key, klen);
     if (rc == AM_OK) {
         double zeros[2] = {0, 0};
         rc = check_finite(def, se ? se->v : zeros, s);
@@ -1217,14 +1145,14 @@ static am_reason_t update_series(am_registry_t *r, am_family_t *f, am_series_t *
             if (f->def.is_set) {
                 uint64_t mh = am_hash(s->set_value.p, s->set_value.n);
                 if (!set_contains(se->set, mh)) {
-                    if (se->set->n >= AM_MAX_SET_MEMBERS || !take_set_member(r))
+                    if (set_count(se->set) >= AM_MAX_SET_MEMBERS || !take_set_member(r))
                         return AM_REJECT_CARDINALITY;
                     if (!set_insert(se->set, mh)) {
                         give_set_members(r, 1);
                         return AM_REJECT_CARDINALITY;
                     }
                 }
-                se->v[0] = se->set->n;
+                se->v[0] = (double)set_count(se->set);
                 break;
             }
             for (size_t i = 0; i < s->nvalues; i++)
@@ -1435,8 +1363,7 @@ scan_ahead(const am_registry_t *r, const char *p, size_t n, size_t pos, line_ahe
         out->len = lend - pos;
         if (out->cacheable) {
             line_key(&out->sk, out->h);
-            if (r->cache.cap)
-                __builtin_prefetch(&r->cache.slots[out->h[0] & (r->cache.cap - 1)]);
+            am_linecache_prefetch(&r->cache, out->h);
         }
         return lend + 1;
     }
@@ -1535,17 +1462,18 @@ static int merge_series(am_registry_t *dst, am_family_t *df, am_series_t *d, con
     switch (df->def.type) {
         case AM_FAMILY_GAUGE:
             if (df->def.is_set) {
-                const am_set_t *ss = s->set;
-                for (uint32_t i = 0; ss && i < ss->cap; i++) {
-                    if (!ss->slots[i] || set_contains(d->set, ss->slots[i]))
+                const uint64_t *m;
+                size_t i = 0;
+                while (s->set && (m = am_table_each(&s->set->members, &i))) {
+                    if (set_contains(d->set, *m))
                         continue;
-                    if (d->set->n >= AM_MAX_SET_MEMBERS)
+                    if (set_count(d->set) >= AM_MAX_SET_MEMBERS)
                         break;
-                    if (!set_insert(d->set, ss->slots[i]))
+                    if (!set_insert(d->set, *m))
                         return -ENOMEM;
                     dst->nset_members++; /* counted, not limited: a copy */
                 }
-                d->v[0] = d->set->n;
+                d->v[0] = (double)set_count(d->set);
             } else if (df->nvalues >= GAUGE_STAMPED_VALUES && sf->nvalues >= GAUGE_STAMPED_VALUES) {
                 merge_stamped_gauge(d->v, s->v);
             } else {
@@ -1566,10 +1494,7 @@ static int merge_series(am_registry_t *dst, am_family_t *df, am_series_t *d, con
  * one would otherwise rehash it a dozen times). */
 static bool series_reserve(am_family_t *f, size_t n)
 {
-    while ((n + 1) * 4 > f->cap * 3)
-        if (!series_grow(f))
-            return false;
-    return true;
+    return am_table_reserve(&f->series, n) == 0;
 }
 
 int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
@@ -1593,7 +1518,7 @@ int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
         return -ENOMEM;
     for (const am_series_t *s = sf->first; s; s = s->next) {
         const char *key = series_key_ptr(sf, s);
-        am_series_t *d = *series_slot(df, s->hash, key, s->key_len);
+        am_series_t *d = find_series(df, s->hash, key, s->key_len);
         if (!d) {
             d = new_series(dst, df, s->hash, key, s->key_len);
             if (!d)

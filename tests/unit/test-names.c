@@ -102,7 +102,7 @@ START_TEST(test_matches_pairwise_comparison)
             am_namedex_remove(&x, &pool[i]);
             live[i] = false;
         }
-    ck_assert_uint_eq(x.n, 0);
+    ck_assert_uint_eq(x.table.n, 0);
     am_namedex_free(&x);
     free_pool();
 }
