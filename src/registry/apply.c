@@ -1,0 +1,679 @@
+/* apply: a line into its series. The full path parses nothing itself: it
+ * takes an am_sample_t, finds or creates the family (auto-creation) and
+ * the series (key, limits) and applies the values. The hot path takes a
+ * line whose name, type and tags bytes the line cache knows and applies its
+ * values to the series the cache remembers, with no name or tag work. */
+#include "registry-internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "hash.h"
+
+static bool has_suffix(const char *p, size_t n, const char *sfx)
+{
+    size_t k = strlen(sfx);
+    return n >= k && memcmp(p + n - k, sfx, k) == 0;
+}
+
+static bool has_prefix(const char *p, size_t n, const char *pfx)
+{
+    size_t k = strlen(pfx);
+    return n >= k && memcmp(p, pfx, k) == 0;
+}
+
+/* ---- ingest ---- */
+
+static bool type_fits(const am_family_def_t *def, am_type_t t)
+{
+    switch (def->type) {
+        case AM_FAMILY_COUNTER:
+            return t == AM_TYPE_COUNTER;
+        case AM_FAMILY_GAUGE:
+            return def->is_set ? t == AM_TYPE_SET : t == AM_TYPE_GAUGE;
+        case AM_FAMILY_HISTOGRAM:
+        case AM_FAMILY_SUMMARY:
+            return t == AM_TYPE_TIMER || t == AM_TYPE_HISTOGRAM || t == AM_TYPE_DISTRIBUTION;
+    }
+    return false;
+}
+
+static const char *auto_help(am_type_t t)
+{
+    switch (t) {
+        case AM_TYPE_COUNTER:
+            return "Created by alice-metrics from StatsD counter (c) lines.";
+        case AM_TYPE_GAUGE:
+            return "Created by alice-metrics from StatsD gauge (g) lines.";
+        case AM_TYPE_TIMER:
+            return "Created by alice-metrics from StatsD timer (ms) lines, in seconds.";
+        case AM_TYPE_HISTOGRAM:
+            return "Created by alice-metrics from StatsD histogram (h) lines.";
+        case AM_TYPE_DISTRIBUTION:
+            return "Created by alice-metrics from StatsD distribution (d) lines.";
+        case AM_TYPE_SET:
+            return "Created by alice-metrics from StatsD set (s) lines: distinct values seen.";
+    }
+    return "";
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Maps a raw tag key as names are mapped; 0 if invalid after mapping. */
+static size_t map_label(const am_slice_t *raw, char *out, size_t cap)
+{
+    size_t n = am_map_name(raw->p, raw->n, out, cap);
+    if (n == 0 || !am_valid_label_name(out, n))
+        return 0;
+    return n;
+}
+
+static bool reserved_label(am_family_type_t t, const char *p, size_t n)
+{
+    if (t == AM_FAMILY_HISTOGRAM)
+        return n == 2 && memcmp(p, "le", 2) == 0;
+    if (t == AM_FAMILY_SUMMARY)
+        return n == 8 && memcmp(p, "quantile", 8) == 0;
+    return false;
+}
+
+/* The definition a first line gives an unknown name. Nothing is added to
+ * the registry here: the line may still be rejected further right. */
+static am_reason_t auto_def(am_registry_t *r, const char *name, size_t len, const am_sample_t *s,
+                            am_family_def_t *def)
+{
+    if (!r->limits.auto_create)
+        return AM_REJECT_UNKNOWN_FAMILY;
+    memset(def, 0, sizeof(*def));
+    switch (s->type) {
+        case AM_TYPE_COUNTER:
+            def->type = AM_FAMILY_COUNTER;
+            break;
+        case AM_TYPE_GAUGE:
+            def->type = AM_FAMILY_GAUGE;
+            break;
+        case AM_TYPE_SET:
+            def->type = AM_FAMILY_GAUGE;
+            def->is_set = true;
+            break;
+        default:
+            def->type = AM_FAMILY_HISTOGRAM;
+            def->nbuckets = sizeof(am_default_buckets) / sizeof(am_default_buckets[0]);
+            memcpy(def->buckets, am_default_buckets, sizeof(am_default_buckets));
+            break;
+    }
+    def->name = strndup(name, len);
+    def->help = strdup(auto_help(s->type));
+    if (!def->name || !def->help) {
+        am_family_def_clear(def);
+        return AM_REJECT_CARDINALITY;
+    }
+    /* The name clash is a fault of the name and type: met before the tags. */
+    if (am_namedex_clash(r->dir ? &r->dir->names : &r->names, def, NULL)) {
+        am_family_def_clear(def);
+        return AM_REJECT_TYPE_CONFLICT;
+    }
+    char lname[AM_MAX_LABEL_NAME_LEN + 2];
+    for (size_t i = 0; i < s->ntags; i++) {
+        size_t n = map_label(&s->tag_key[i], lname, sizeof(lname));
+        if (n == 0 || reserved_label(def->type, lname, n)) {
+            am_family_def_clear(def);
+            return AM_REJECT_BAD_LABEL;
+        }
+        def->labels[def->nlabels] = strndup(lname, n);
+        if (!def->labels[def->nlabels]) {
+            am_family_def_clear(def);
+            return AM_REJECT_CARDINALITY;
+        }
+        def->nlabels++;
+    }
+    qsort(def->labels, def->nlabels, sizeof(def->labels[0]), cmp_str);
+    return AM_OK;
+}
+
+/* Builds the series key: label values in def's label order, joined by '\0';
+ * a declared label the line lacks is empty. */
+static am_reason_t build_key(const am_family_def_t *def, const am_sample_t *s, char *key,
+                             size_t cap, size_t *klen_out)
+{
+    const am_slice_t *val_at[AM_MAX_LABELS] = {0};
+    char lname[AM_MAX_LABEL_NAME_LEN + 2];
+    for (size_t i = 0; i < s->ntags; i++) {
+        size_t n = map_label(&s->tag_key[i], lname, sizeof(lname));
+        if (n == 0 || reserved_label(def->type, lname, n))
+            return AM_REJECT_BAD_LABEL;
+        size_t k = 0;
+        while (k < def->nlabels &&
+               !(strncmp(def->labels[k], lname, n) == 0 && def->labels[k][n] == '\0'))
+            k++;
+        if (k == def->nlabels)
+            return AM_REJECT_UNDECLARED_LABEL;
+        if (val_at[k]) /* "a.b" and "a_b" in one line */
+            return AM_REJECT_BAD_LABEL;
+        val_at[k] = &s->tag_value[i];
+    }
+    size_t klen = 0;
+    for (size_t k = 0; k < def->nlabels; k++) {
+        size_t vn = val_at[k] ? val_at[k]->n : 0;
+        if (klen + vn + 1 > cap)
+            return AM_REJECT_BAD_LABEL;
+        if (k > 0)
+            key[klen++] = '\0';
+        if (vn)
+            memcpy(key + klen, val_at[k]->p, vn);
+        klen += vn;
+    }
+    *klen_out = klen;
+    return AM_OK;
+}
+
+/* Checks that applying s to values v (zeros for a new series) keeps every
+ * total finite: a huge value or a tiny rate must not turn a series into
+ * Inf or NaN, which no exposition may carry. */
+/* What value i of a counter line adds: value / rate. Most lines have rate 1,
+ * and v / 1.0 is v: no division for them. */
+static inline double counter_increment(const am_sample_t *s, size_t i)
+{
+    return s->rate == 1.0 ? s->values[i] : s->values[i] / s->rate;
+}
+
+/* What a timer, histogram or distribution value observes: milliseconds
+ * become seconds. Divide (not multiply by 0.001): 9 ms must be exactly
+ * 0.009 s. */
+static inline double observed_value(am_type_t type, double x)
+{
+    return type == AM_TYPE_TIMER ? x / 1000.0 : x;
+}
+
+static am_reason_t check_finite(const am_family_def_t *def, const double *v, const am_sample_t *s)
+{
+    switch (def->type) {
+        case AM_FAMILY_COUNTER: {
+            double t = v[0];
+            for (size_t i = 0; i < s->nvalues; i++)
+                t += counter_increment(s, i);
+            return isfinite(t) ? AM_OK : AM_REJECT_BAD_VALUE;
+        }
+        case AM_FAMILY_GAUGE: {
+            if (def->is_set)
+                return AM_OK;
+            double t = v[0];
+            for (size_t i = 0; i < s->nvalues; i++)
+                t = s->delta[i] ? t + s->values[i] : s->values[i];
+            return isfinite(t) ? AM_OK : AM_REJECT_BAD_VALUE;
+        }
+        case AM_FAMILY_HISTOGRAM:
+        case AM_FAMILY_SUMMARY: {
+            double w = 1.0 / s->rate;
+            if (!isfinite(w))
+                return AM_REJECT_BAD_SAMPLE_RATE;
+            double count = v[0] + w * (double)s->nvalues, sum = v[1];
+            for (size_t i = 0; i < s->nvalues; i++)
+                sum += observed_value(s->type, s->values[i]) * w;
+            return isfinite(count) && isfinite(sum) ? AM_OK : AM_REJECT_BAD_VALUE;
+        }
+    }
+    return AM_OK;
+}
+
+static void observe(am_family_t *f, am_series_t *s, double x, double w)
+{
+    s->v[0] += w;
+    s->v[1] += x * w;
+    if (f->def.type != AM_FAMILY_HISTOGRAM)
+        return;
+    size_t nb = f->def.nbuckets;
+    size_t i = 0;
+    /* Buckets are few (15-25): a linear scan beats a binary search here. */
+    while (i < nb && x > f->def.buckets[i])
+        i++;
+    s->v[2 + i] += w;
+}
+
+static am_reason_t update_series(am_registry_t *r, am_family_t *f, am_series_t *se,
+                                 const am_sample_t *s);
+
+static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_t **f_out,
+                              am_series_t **se_out)
+{
+    /* Name: mapped, counters with _total appended. */
+    char name[AM_MAX_NAME_LEN + 8];
+    size_t len = am_map_name(s->name.p, s->name.n, name, AM_MAX_NAME_LEN + 1);
+    if (len == 0)
+        return AM_REJECT_BAD_NAME;
+    /* Our own families: a sender must not be able to forge them. */
+    if (has_prefix(name, len, "alice_metricsd_") || has_prefix(name, len, "process_"))
+        return AM_REJECT_BAD_NAME;
+    if (s->type == AM_TYPE_COUNTER && !has_suffix(name, len, "_total")) {
+        memcpy(name + len, "_total", 6);
+        len += 6;
+    }
+    name[len] = '\0';
+
+    /* Every check runs before anything is added: a rejected line leaves no
+     * family and no series behind. */
+    am_family_t *f = am__family_find(r, name, len);
+    famdir_entry_t *e = NULL; /* directory entry of a family new to this registry */
+    bool dir_locked = false;
+    am_family_def_t fresh;
+    const am_family_def_t *def;
+    am_reason_t rc;
+    if (f) {
+        if (!type_fits(&f->def, s->type))
+            return AM_REJECT_TYPE_CONFLICT;
+        if (am__snap_pending(f))
+            am__snapshot_flush(r, f);
+        def = &f->def;
+    } else {
+        if (r->dir) {
+            /* Slow path of a worker: a name its registry does not have. The
+             * first worker to create a family decides its definition, the
+             * others copy it; the lock is held until the family is added or
+             * the line rejected, so two workers cannot both create it. */
+            pthread_mutex_lock(&r->dir->mu);
+            dir_locked = true;
+            e = am__dir_find(r->dir, name, len);
+        }
+        if (e) {
+            if (!type_fits(&e->def, s->type))
+                rc = AM_REJECT_TYPE_CONFLICT;
+            else if (am_family_def_copy(&fresh, &e->def) != 0)
+                rc = AM_REJECT_CARDINALITY;
+            else
+                rc = AM_OK;
+        } else {
+            rc = auto_def(r, name, len, s, &fresh);
+        }
+        if (rc != AM_OK)
+            goto out; /* fresh holds nothing */
+        def = &fresh;
+    }
+
+    char key[AM_MAX_KEY_LEN];
+    size_t klen = 0;
+    rc = build_key(def, s, key, sizeof(key), &klen);
+    uint64_t h = am_hash(key, klen);
+    am_series_t *se = NULL;
+    if (rc == AM_OK && f)
+        se = am__series_find(f, h, key, klen);
+    if (rc == AM_OK) {
+        double zeros[2] = {0, 0};
+        rc = check_finite(def, se ? se->v : zeros, s);
+    }
+    bool taken = false;
+    if (rc == AM_OK && !se) {
+        size_t limit = def->max_series ? def->max_series : r->limits.max_series_per_family;
+        if (r->dir) {
+            /* Limits count the series of every worker (one seen by two
+             * workers counts twice). */
+            if (!f && !e && r->dir->nauto >= r->limits.max_families)
+                rc = AM_REJECT_CARDINALITY;
+            else if (!am__shared_take(r->dir, f ? f->shared : e, limit, r->limits.max_series))
+                rc = AM_REJECT_CARDINALITY;
+            else
+                taken = true;
+        } else if ((f ? f->nseries : 0) >= limit || r->nseries >= r->limits.max_series ||
+                   (!f && r->nauto >= r->limits.max_families)) {
+            rc = AM_REJECT_CARDINALITY;
+        }
+    }
+    if (rc != AM_OK) {
+        if (!f)
+            am_family_def_clear(&fresh);
+        goto out;
+    }
+    if (!f) {
+        rc = AM_REJECT_CARDINALITY; /* out of memory below: counted, not fatal */
+        if (r->dir && !e) {
+            e = am__dir_add(r->dir, &fresh, false);
+            if (!e) {
+                am_family_def_clear(&fresh);
+                goto give_back;
+            }
+            atomic_fetch_add_explicit(&e->nseries, 1, memory_order_relaxed);
+        }
+        f = am__family_add(r, &fresh, e ? e->catalogued : false);
+        if (!f) {
+            am_family_def_clear(&fresh);
+            goto give_back;
+        }
+        f->shared = e;
+    }
+    if (dir_locked) {
+        pthread_mutex_unlock(&r->dir->mu);
+        dir_locked = false;
+    }
+    if (!se) {
+        se = am__series_new(r, f, h, key, klen);
+        if (!se) {
+            rc = AM_REJECT_CARDINALITY;
+            goto give_back;
+        }
+    }
+    *f_out = f;
+    *se_out = se;
+    return update_series(r, f, se, s);
+
+give_back:
+    if (taken)
+        am__shared_give(r->dir, f ? f->shared : e, 1);
+out:
+    if (dir_locked)
+        pthread_mutex_unlock(&r->dir->mu);
+    return rc;
+}
+
+/* Applies an accepted line's values to its series. Cannot fail but for a
+ * set over its member limit. */
+/* A stamped gauge's bookkeeping for am_registry_merge, after its values
+ * were applied: when it was last set, what was added since, and when. */
+static void stamp_gauge(const am_registry_t *r, am_series_t *se, const am_sample_t *s)
+{
+    for (size_t i = 0; i < s->nvalues; i++) {
+        if (s->delta[i]) {
+            se->v[GAUGE_DELTA] += s->values[i];
+            se->v[GAUGE_DELTA_AT] = r->clock;
+        } else {
+            se->v[GAUGE_DELTA] = 0;
+            se->v[GAUGE_SET_AT] = r->clock;
+        }
+    }
+}
+
+static am_reason_t update_series(am_registry_t *r, am_family_t *f, am_series_t *se,
+                                 const am_sample_t *s)
+{
+    switch (f->def.type) {
+        case AM_FAMILY_COUNTER:
+            for (size_t i = 0; i < s->nvalues; i++)
+                se->v[0] += counter_increment(s, i);
+            break;
+        case AM_FAMILY_GAUGE:
+            if (f->def.is_set) {
+                uint64_t mh = am_hash(s->set_value.p, s->set_value.n);
+                if (!am__set_contains(se->set, mh)) {
+                    if (am__set_count(se->set) >= AM_MAX_SET_MEMBERS || !am__set_member_take(r))
+                        return AM_REJECT_CARDINALITY;
+                    if (!am__set_insert(se->set, mh)) {
+                        am__set_members_give(r, 1);
+                        return AM_REJECT_CARDINALITY;
+                    }
+                }
+                se->v[0] = (double)am__set_count(se->set);
+                break;
+            }
+            for (size_t i = 0; i < s->nvalues; i++)
+                se->v[0] = s->delta[i] ? se->v[0] + s->values[i] : s->values[i];
+            if (f->nvalues > 1) /* several workers only */
+                stamp_gauge(r, se, s);
+            break;
+        case AM_FAMILY_HISTOGRAM:
+        case AM_FAMILY_SUMMARY: {
+            double w = 1.0 / s->rate;
+            for (size_t i = 0; i < s->nvalues; i++)
+                observe(f, se, observed_value(s->type, s->values[i]), w);
+            break;
+        }
+    }
+    return AM_OK;
+}
+
+am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s)
+{
+    am_family_t *f;
+    am_series_t *se;
+    return apply_full(r, s, &f, &se);
+}
+
+/* The values of a line whose name, type and tags the cache vouches for,
+ * beyond the shortcut in apply_cached. Anything unusual returns non-OK and
+ * the caller takes the full path, which finds and counts the exact reason. */
+static __attribute__((noinline)) am_reason_t apply_cached_values(am_registry_t *r, am_family_t *f,
+                                                                 am_series_t *se,
+                                                                 const am_skeleton_t *sk,
+                                                                 am_sample_t *s)
+{
+    if (am__snap_pending(f))
+        am__snapshot_flush(r, f); /* the shortcuts left it to us (fast_type) */
+    const char *v = sk->values.p, *end = sk->values.p + sk->values.n;
+    s->type = sk->type_id;
+    s->rate = sk->rate;
+    s->nvalues = 0;
+    for (;;) {
+        const char *sep = v;
+        while (sep < end && *sep != ':')
+            sep++;
+        const char *vend = sep;
+        if (sep == end)
+            sep = NULL;
+        size_t k = s->nvalues;
+        size_t vn = (size_t)(vend - v);
+        if (k == AM_MAX_VALUES)
+            return AM_REJECT_BAD_VALUE;
+        /* "1".."999", what counters send, without a call. */
+        if (vn >= 1 && vn <= 3 && v[0] >= '0' && v[0] <= '9' &&
+            (vn < 2 || (v[1] >= '0' && v[1] <= '9')) && (vn < 3 || (v[2] >= '0' && v[2] <= '9')))
+            s->values[k] = vn == 1   ? v[0] - '0'
+                           : vn == 2 ? (v[0] - '0') * 10 + (v[1] - '0')
+                                     : (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
+        else if (!am_parse_number(v, vn, &s->values[k]))
+            return AM_REJECT_BAD_VALUE;
+        if (s->type == AM_TYPE_COUNTER && s->values[k] < 0)
+            return AM_REJECT_NEGATIVE_COUNTER;
+        s->delta[k] = v[0] == '+' || v[0] == '-';
+        s->nvalues++;
+        if (!sep)
+            break;
+        v = sep + 1;
+    }
+    am_reason_t rc = check_finite(&f->def, se->v, s);
+    if (rc != AM_OK)
+        return rc;
+    return update_series(r, f, se, s);
+}
+
+/* The values of a line whose name, type and tags the cache vouches for.
+ * Inlined into the hot loop for its first case; the rest is out of line. */
+static inline __attribute__((always_inline)) am_reason_t
+apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleton_t *sk,
+             am_sample_t *s)
+{
+    const char *v = sk->values.p;
+    /* The commonest line of all: a counter incremented by 1..999 at rate 1
+     * (exactly what apply_cached_values and update_series would do). */
+    if (sk->type_id == AM_TYPE_COUNTER && f->fast_type == AM_FAMILY_COUNTER && sk->rate == 1.0 &&
+        sk->values.n >= 1 && sk->values.n <= 3) {
+        unsigned d0 = (unsigned)(v[0] - '0'), d1 = sk->values.n > 1 ? (unsigned)(v[1] - '0') : 0,
+                 d2 = sk->values.n > 2 ? (unsigned)(v[2] - '0') : 0;
+        if (d0 <= 9 && d1 <= 9 && d2 <= 9) {
+            unsigned x = sk->values.n == 1   ? d0
+                         : sk->values.n == 2 ? d0 * 10 + d1
+                                             : d0 * 100 + d1 * 10 + d2;
+            double t = se->v[0] + x;
+            if (!isfinite(t))
+                return AM_REJECT_BAD_VALUE;
+            se->v[0] = t;
+            return AM_OK;
+        }
+    }
+    /* A timer, histogram or distribution line with one value at rate 1 (a
+     * latency, the next commonest): one number, one observation, no
+     * division for the rate (what apply_cached_values and update_series
+     * would do). Several values do not parse as one number. */
+    double x;
+    if (sk->rate == 1.0 && sk->type_id >= AM_TYPE_TIMER && sk->type_id <= AM_TYPE_DISTRIBUTION &&
+        (f->fast_type == AM_FAMILY_HISTOGRAM || f->fast_type == AM_FAMILY_SUMMARY) &&
+        am_parse_number(v, sk->values.n, &x)) {
+        double y = observed_value(sk->type_id, x);
+        if (!isfinite(se->v[0] + 1.0) || !isfinite(se->v[1] + y))
+            return AM_REJECT_BAD_VALUE;
+        observe(f, se, y, 1.0);
+        return AM_OK;
+    }
+    return apply_cached_values(r, f, se, sk, s);
+}
+
+/* The line cache key: name, type and tags as sent. Each piece's length is
+ * mixed in. The usual "type|#tags" layout is one contiguous piece; other
+ * layouts hash type and tags apart, from another starting point, so the two
+ * never meet. */
+static void line_key(const am_skeleton_t *sk, uint64_t h[2])
+{
+    if (sk->plain) {
+        h[0] = 0x243f6a8885a308d3ULL;
+        h[1] = 0x13198a2e03707344ULL;
+        am_hash2_pair(h, sk->name.p, sk->name.n, sk->rest.p, sk->rest.n);
+    } else {
+        h[0] = 0xa4093822299f31d0ULL;
+        h[1] = 0x082efa98ec4e6c89ULL;
+        am_hash2_more(h, sk->name.p, sk->name.n);
+        am_hash2_more(h, sk->type.p, sk->type.n);
+        am_hash2_more(h, sk->tags.p, sk->tags.n);
+    }
+}
+
+/* A line the cache could not take: the full parse and apply, and the
+ * cache learns the line when it was accepted (cacheable: sk describes it).
+ * Out of line: the hot loop stays small. */
+static __attribute__((noinline)) am_reason_t ingest_slow(am_registry_t *r, const char *p, size_t n,
+                                                         bool cacheable, const uint64_t h[2],
+                                                         am_sample_t *s)
+{
+    am_reason_t rc = am_parse_line(p, n, s);
+    if (rc != AM_OK)
+        return rc;
+    am_family_t *f;
+    am_series_t *se;
+    rc = apply_full(r, s, &f, &se);
+    if (rc == AM_OK && cacheable)
+        am_linecache_insert(&r->cache, h, f, se);
+    return rc;
+}
+
+/* One line whose skeleton and key are known (sk NULL: no skeleton, or not
+ * one the cache keeps): the cache first, else the full parse and apply.
+ * Inlined into both callers: this runs for every line. */
+static inline __attribute__((always_inline)) am_reason_t
+ingest_keyed(am_registry_t *r, const char *p, size_t n, const am_skeleton_t *sk,
+             const uint64_t h[2], am_sample_t *s)
+{
+    if (sk) {
+        if (r->cache.generation != r->generation) {
+            am_linecache_clear(&r->cache);
+            r->cache.generation = r->generation;
+        }
+        am_linecache_entry_t *e = am_linecache_find(&r->cache, h);
+        if (e && apply_cached(r, e->family, e->series, sk, s) == AM_OK)
+            return AM_OK;
+    }
+    return ingest_slow(r, p, n, sk != NULL, h, s);
+}
+
+am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n, am_sample_t *s)
+{
+    am_skeleton_t sk;
+    uint64_t h[2] = {0, 0};
+    bool cacheable = am_parse_skeleton(p, n, &sk) && sk.type_id != AM_TYPE_SET;
+    if (cacheable)
+        line_key(&sk, h);
+    return ingest_keyed(r, p, n, cacheable ? &sk : NULL, h, s);
+}
+
+/* A line of a datagram, scanned and keyed, not yet applied. */
+typedef struct line_ahead {
+    const char *line; /* NULL: no more lines */
+    size_t len;
+    bool cacheable;
+    am_skeleton_t sk;
+    uint64_t h[2];
+} line_ahead_t;
+
+/* Scans the first non-empty line at or after pos into out, computes its key
+ * and prefetches its cache slot; returns where the line after it starts. */
+static inline __attribute__((always_inline)) size_t
+scan_ahead(const am_registry_t *r, const char *p, size_t n, size_t pos, line_ahead_t *out)
+{
+    while (pos < n) {
+        size_t lend;
+        if (am_scan_line(r->dgram_index, p, n, pos, &out->sk, &lend)) {
+            out->cacheable = out->sk.type_id != AM_TYPE_SET;
+        } else {
+            size_t len = lend - pos;
+            if (len == 0 || (len == 1 && p[pos] == '\r')) {
+                pos = lend + 1;
+                continue;
+            }
+            out->cacheable =
+                am_parse_skeleton(p + pos, len, &out->sk) && out->sk.type_id != AM_TYPE_SET;
+        }
+        out->line = p + pos;
+        out->len = lend - pos;
+        if (out->cacheable) {
+            line_key(&out->sk, out->h);
+            am_linecache_prefetch(&r->cache, out->h);
+        }
+        return lend + 1;
+    }
+    out->line = NULL;
+    return n;
+}
+
+/* am_registry_ingest_datagram's fallback: am_parse_datagram's lines, one
+ * am_registry_ingest_line each. */
+typedef struct by_line {
+    am_registry_t *r;
+    am_sample_t *s;
+    am_reject_fn on_reject;
+    void *ctx;
+    size_t accepted;
+} by_line_t;
+
+static void ingest_by_line(void *ctx, const char *line, size_t len)
+{
+    by_line_t *bl = ctx;
+    am_reason_t rc = am_registry_ingest_line(bl->r, line, len, bl->s);
+    if (rc == AM_OK)
+        bl->accepted++;
+    else
+        bl->on_reject(bl->ctx, rc, line, len);
+}
+
+size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n, am_sample_t *s,
+                                   am_reject_fn on_reject, void *ctx)
+{
+    if (!r->dgram_index)
+        r->dgram_index = malloc(sizeof(*r->dgram_index));
+    if (n > AM_DGRAM_INDEX_MAX || !r->dgram_index) {
+        /* Larger than any socket delivers, or out of memory: line by line. */
+        by_line_t bl = {r, s, on_reject, ctx, 0};
+        am_parse_datagram(p, n, ingest_by_line, &bl);
+        return bl.accepted;
+    }
+    am_index_datagram(r->dgram_index, p, n);
+    /* One line of lookahead: the next line is scanned and hashed, and its
+     * cache slot prefetched, before this one is applied, so the slot is in
+     * cache by the time it is probed. Scanning has no side effects: lines
+     * are still applied strictly in order. */
+    size_t accepted = 0;
+    line_ahead_t buf[2], *cur = &buf[0], *next = &buf[1];
+    size_t pos = scan_ahead(r, p, n, 0, cur);
+    while (cur->line) {
+        pos = scan_ahead(r, p, n, pos, next);
+        am_reason_t rc =
+            ingest_keyed(r, cur->line, cur->len, cur->cacheable ? &cur->sk : NULL, cur->h, s);
+        if (rc == AM_OK)
+            accepted++;
+        else
+            on_reject(ctx, rc, cur->line, cur->len);
+        line_ahead_t *t = cur;
+        cur = next;
+        next = t;
+    }
+    return accepted;
+}
+
