@@ -440,38 +440,16 @@ static __attribute__((noinline)) am_reason_t apply_cached_values(am_registry_t *
 {
     if (am__snap_pending(f))
         am__snapshot_flush(r, f); /* the shortcuts left it to us (fast_type) */
-    const char *v = sk->values.p, *end = sk->values.p + sk->values.n;
     s->type = sk->type_id;
     s->rate = sk->rate;
-    s->nvalues = 0;
-    for (;;) {
-        const char *sep = v;
-        while (sep < end && *sep != ':')
-            sep++;
-        const char *vend = sep;
-        if (sep == end)
-            sep = NULL;
-        size_t k = s->nvalues;
-        size_t vn = (size_t)(vend - v);
-        if (k == AM_MAX_VALUES)
-            return AM_REJECT_BAD_VALUE;
-        /* "1".."999", what counters send, without a call. */
-        if (vn >= 1 && vn <= 3 && v[0] >= '0' && v[0] <= '9' &&
-            (vn < 2 || (v[1] >= '0' && v[1] <= '9')) && (vn < 3 || (v[2] >= '0' && v[2] <= '9')))
-            s->values[k] = vn == 1   ? v[0] - '0'
-                           : vn == 2 ? (v[0] - '0') * 10 + (v[1] - '0')
-                                     : (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
-        else if (!am_parse_number(v, vn, &s->values[k]))
-            return AM_REJECT_BAD_VALUE;
-        if (s->type == AM_TYPE_COUNTER && s->values[k] < 0)
-            return AM_REJECT_NEGATIVE_COUNTER;
-        s->delta[k] = v[0] == '+' || v[0] == '-';
-        s->nvalues++;
-        if (!sep)
-            break;
-        v = sep + 1;
-    }
-    am_reason_t rc = check_finite(&f->def, se->v, s);
+    am_reason_t rc = am_parse_values(sk->values.p, sk->values.n, s);
+    if (rc != AM_OK)
+        return rc;
+    if (s->type == AM_TYPE_COUNTER)
+        for (size_t k = 0; k < s->nvalues; k++)
+            if (s->values[k] < 0)
+                return AM_REJECT_NEGATIVE_COUNTER;
+    rc = check_finite(&f->def, se->v, s);
     if (rc != AM_OK)
         return rc;
     return update_series(r, f, se, s);
@@ -484,57 +462,32 @@ apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleto
              am_sample_t *s)
 {
     const char *v = sk->values.p;
-    /* The commonest line of all: a counter incremented by 1..999 at rate 1
+    /* The commonest line of all: a counter incremented by 0..999 at rate 1
      * (exactly what apply_cached_values and update_series would do). */
+    unsigned x;
     if (sk->type_id == AM_TYPE_COUNTER && f->fast_type == AM_FAMILY_COUNTER && sk->rate == 1.0 &&
-        sk->values.n >= 1 && sk->values.n <= 3) {
-        unsigned d0 = (unsigned)(v[0] - '0'), d1 = sk->values.n > 1 ? (unsigned)(v[1] - '0') : 0,
-                 d2 = sk->values.n > 2 ? (unsigned)(v[2] - '0') : 0;
-        if (d0 <= 9 && d1 <= 9 && d2 <= 9) {
-            unsigned x = sk->values.n == 1   ? d0
-                         : sk->values.n == 2 ? d0 * 10 + d1
-                                             : d0 * 100 + d1 * 10 + d2;
-            double t = se->v[0] + x;
-            if (!isfinite(t))
-                return AM_REJECT_BAD_VALUE;
-            se->v[0] = t;
-            return AM_OK;
-        }
+        am_parse_small_count(v, sk->values.n, &x)) {
+        double t = se->v[0] + x;
+        if (!isfinite(t))
+            return AM_REJECT_BAD_VALUE;
+        se->v[0] = t;
+        return AM_OK;
     }
     /* A timer, histogram or distribution line with one value at rate 1 (a
      * latency, the next commonest): one number, one observation, no
      * division for the rate (what apply_cached_values and update_series
      * would do). Several values do not parse as one number. */
-    double x;
+    double raw;
     if (sk->rate == 1.0 && sk->type_id >= AM_TYPE_TIMER && sk->type_id <= AM_TYPE_DISTRIBUTION &&
         (f->fast_type == AM_FAMILY_HISTOGRAM || f->fast_type == AM_FAMILY_SUMMARY) &&
-        am_parse_number(v, sk->values.n, &x)) {
-        double y = observed_value(sk->type_id, x);
+        am_parse_number(v, sk->values.n, &raw)) {
+        double y = observed_value(sk->type_id, raw);
         if (!isfinite(se->v[0] + 1.0) || !isfinite(se->v[1] + y))
             return AM_REJECT_BAD_VALUE;
         observe(f, se, y, 1.0);
         return AM_OK;
     }
     return apply_cached_values(r, f, se, sk, s);
-}
-
-/* The line cache key: name, type and tags as sent. Each piece's length is
- * mixed in. The usual "type|#tags" layout is one contiguous piece; other
- * layouts hash type and tags apart, from another starting point, so the two
- * never meet. */
-static void line_key(const am_skeleton_t *sk, uint64_t h[2])
-{
-    if (sk->plain) {
-        h[0] = 0x243f6a8885a308d3ULL;
-        h[1] = 0x13198a2e03707344ULL;
-        am_hash2_pair(h, sk->name.p, sk->name.n, sk->rest.p, sk->rest.n);
-    } else {
-        h[0] = 0xa4093822299f31d0ULL;
-        h[1] = 0x082efa98ec4e6c89ULL;
-        am_hash2_more(h, sk->name.p, sk->name.n);
-        am_hash2_more(h, sk->type.p, sk->type.n);
-        am_hash2_more(h, sk->tags.p, sk->tags.n);
-    }
 }
 
 /* A line the cache could not take: the full parse and apply, and the
@@ -580,47 +533,29 @@ am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n, a
     uint64_t h[2] = {0, 0};
     bool cacheable = am_parse_skeleton(p, n, &sk) && sk.type_id != AM_TYPE_SET;
     if (cacheable)
-        line_key(&sk, h);
+        am_linecache_key(&sk, h);
     return ingest_keyed(r, p, n, cacheable ? &sk : NULL, h, s);
 }
 
 /* A line of a datagram, scanned and keyed, not yet applied. */
 typedef struct line_ahead {
-    const char *line; /* NULL: no more lines */
-    size_t len;
+    am_dgram_line_t line; /* line.p NULL: no more lines */
     bool cacheable;
-    am_skeleton_t sk;
     uint64_t h[2];
 } line_ahead_t;
 
-/* Scans the first non-empty line at or after pos into out, computes its key
- * and prefetches its cache slot; returns where the line after it starts. */
+/* The next line at or after pos into out, with its cache key computed and
+ * its cache slot prefetched; returns where the line after it starts. */
 static inline __attribute__((always_inline)) size_t
 scan_ahead(const am_registry_t *r, const char *p, size_t n, size_t pos, line_ahead_t *out)
 {
-    while (pos < n) {
-        size_t lend;
-        if (am_scan_line(r->dgram_index, p, n, pos, &out->sk, &lend)) {
-            out->cacheable = out->sk.type_id != AM_TYPE_SET;
-        } else {
-            size_t len = lend - pos;
-            if (len == 0 || (len == 1 && p[pos] == '\r')) {
-                pos = lend + 1;
-                continue;
-            }
-            out->cacheable =
-                am_parse_skeleton(p + pos, len, &out->sk) && out->sk.type_id != AM_TYPE_SET;
-        }
-        out->line = p + pos;
-        out->len = lend - pos;
-        if (out->cacheable) {
-            line_key(&out->sk, out->h);
-            am_linecache_prefetch(&r->cache, out->h);
-        }
-        return lend + 1;
+    pos = am_next_line(r->dgram_index, p, n, pos, &out->line);
+    out->cacheable = out->line.p && out->line.has_skeleton && out->line.sk.type_id != AM_TYPE_SET;
+    if (out->cacheable) {
+        am_linecache_key(&out->line.sk, out->h);
+        am_linecache_prefetch(&r->cache, out->h);
     }
-    out->line = NULL;
-    return n;
+    return pos;
 }
 
 /* am_registry_ingest_datagram's fallback: am_parse_datagram's lines, one
@@ -662,14 +597,14 @@ size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n, am
     size_t accepted = 0;
     line_ahead_t buf[2], *cur = &buf[0], *next = &buf[1];
     size_t pos = scan_ahead(r, p, n, 0, cur);
-    while (cur->line) {
+    while (cur->line.p) {
         pos = scan_ahead(r, p, n, pos, next);
-        am_reason_t rc =
-            ingest_keyed(r, cur->line, cur->len, cur->cacheable ? &cur->sk : NULL, cur->h, s);
+        const am_dgram_line_t *l = &cur->line;
+        am_reason_t rc = ingest_keyed(r, l->p, l->n, cur->cacheable ? &l->sk : NULL, cur->h, s);
         if (rc == AM_OK)
             accepted++;
         else
-            on_reject(ctx, rc, cur->line, cur->len);
+            on_reject(ctx, rc, l->p, l->n);
         line_ahead_t *t = cur;
         cur = next;
         next = t;

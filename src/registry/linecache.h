@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hash.h"
+#include "parse.h"
 #include "table.h"
 
 typedef struct am_linecache_entry {
@@ -47,6 +49,25 @@ static inline am_linecache_entry_t *am_linecache_find(const am_linecache_t *c, c
 static inline void am_linecache_prefetch(const am_linecache_t *c, const uint64_t h[2])
 {
     am_table_prefetch(&c->table, h[0]);
+}
+
+/* The cache key of a line: its name, type and tags as sent (sk). Each
+ * piece's length is mixed in. The usual "type|#tags" layout is one
+ * contiguous piece; other layouts hash type and tags apart, from another
+ * starting point, so the two never meet. */
+static inline void am_linecache_key(const am_skeleton_t *sk, uint64_t h[2])
+{
+    if (sk->plain) {
+        h[0] = 0x243f6a8885a308d3ULL;
+        h[1] = 0x13198a2e03707344ULL;
+        am_hash2_pair(h, sk->name.p, sk->name.n, sk->rest.p, sk->rest.n);
+    } else {
+        h[0] = 0xa4093822299f31d0ULL;
+        h[1] = 0x082efa98ec4e6c89ULL;
+        am_hash2_more(h, sk->name.p, sk->name.n);
+        am_hash2_more(h, sk->type.p, sk->type.n);
+        am_hash2_more(h, sk->tags.p, sk->tags.n);
+    }
 }
 
 /* Remembers h -> (family, series). Allocation failure just means no

@@ -252,6 +252,38 @@ static am_reason_t parse_tags(const char *p, size_t n, am_sample_t *out)
  * api.latency:12.5:7|ms|@0.5|#provider:openai,model:gpt-4|c:abc
  * ^name      ^values ^type ^rate ^tags                     ^ignored extension
  */
+/* A plain loop: the fields of a StatsD line are a few bytes long, where
+ * memchr's call and setup cost more than the scan. */
+static inline const char *scan_for(const char *p, const char *end, char c)
+{
+    while (p < end && *p != c)
+        p++;
+    return p < end ? p : NULL;
+}
+
+am_reason_t am_parse_values(const char *p, size_t n, am_sample_t *out)
+{
+    const char *v = p, *end = p + n;
+    out->nvalues = 0;
+    for (;;) {
+        const char *sep = scan_for(v, end, ':');
+        size_t vn = (size_t)((sep ? sep : end) - v);
+        size_t k = out->nvalues;
+        if (k == AM_MAX_VALUES)
+            return AM_REJECT_BAD_VALUE;
+        unsigned small;
+        if (am_parse_small_count(v, vn, &small))
+            out->values[k] = small;
+        else if (!am_parse_number(v, vn, &out->values[k]))
+            return AM_REJECT_BAD_VALUE;
+        out->delta[k] = v[0] == '+' || v[0] == '-';
+        out->nvalues++;
+        if (!sep)
+            return AM_OK;
+        v = sep + 1;
+    }
+}
+
 am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out)
 {
     if (n > 0 && p[n - 1] == '\r')
@@ -295,21 +327,9 @@ am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out)
         out->set_value.p = vstart;
         out->set_value.n = vlen;
     } else {
-        const char *v = vstart;
-        for (;;) {
-            const char *sep = memchr(v, ':', (size_t)(pipe - v));
-            const char *vend = sep ? sep : pipe;
-            if (out->nvalues == AM_MAX_VALUES)
-                return AM_REJECT_BAD_VALUE;
-            size_t k = out->nvalues;
-            if (!am_parse_number(v, (size_t)(vend - v), &out->values[k]))
-                return AM_REJECT_BAD_VALUE;
-            out->delta[k] = v[0] == '+' || v[0] == '-';
-            out->nvalues++;
-            if (!sep)
-                break;
-            v = sep + 1;
-        }
+        am_reason_t rc = am_parse_values(vstart, vlen, out);
+        if (rc != AM_OK)
+            return rc;
     }
     if (!type_ok)
         return AM_REJECT_BAD_TYPE;
@@ -345,14 +365,6 @@ am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out)
     return AM_OK;
 }
 
-/* A plain loop: the fields of a StatsD line are a few bytes long, where
- * memchr's call and setup cost more than the scan. */
-static inline const char *scan_for(const char *p, const char *end, char c)
-{
-    while (p < end && *p != c)
-        p++;
-    return p < end ? p : NULL;
-}
 
 bool am_parse_skeleton(const char *p, size_t n, am_skeleton_t *out)
 {
@@ -648,6 +660,29 @@ bool am_scan_line(const am_dgram_index_t *ix, const char *dg, size_t n, size_t p
     out->rate = 1.0;
     out->plain = true;
     return true;
+}
+
+size_t am_next_line(const am_dgram_index_t *ix, const char *p, size_t n, size_t pos,
+                    am_dgram_line_t *line)
+{
+    while (pos < n) {
+        size_t lend;
+        if (am_scan_line(ix, p, n, pos, &line->sk, &lend)) {
+            line->has_skeleton = true;
+        } else {
+            size_t len = lend - pos;
+            if (len == 0 || (len == 1 && p[pos] == '\r')) { /* empty lines are fine */
+                pos = lend + 1;
+                continue;
+            }
+            line->has_skeleton = am_parse_skeleton(p + pos, len, &line->sk);
+        }
+        line->p = p + pos;
+        line->n = lend - pos;
+        return lend + 1;
+    }
+    line->p = NULL;
+    return n;
 }
 
 void am_parse_datagram(const char *p, size_t n, am_line_fn fn, void *ctx)

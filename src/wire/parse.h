@@ -99,6 +99,22 @@ void am_index_datagram_bytewise(am_dgram_index_t *ix, const char *p, size_t n);
 bool am_scan_line(const am_dgram_index_t *ix, const char *dg, size_t n, size_t pos,
                   am_skeleton_t *out, size_t *line_end);
 
+/* One line of an indexed datagram, as am_next_line finds it. */
+typedef struct am_dgram_line {
+    const char *p; /* borrowed from the datagram; NULL: no line left */
+    size_t n;
+    bool has_skeleton; /* sk holds what am_parse_skeleton gives the line */
+    am_skeleton_t sk;
+} am_dgram_line_t;
+
+/* The first non-empty line at or after offset pos of a datagram of n bytes
+ * indexed by am_index_datagram (ix), with its skeleton when it has one (the
+ * usual layouts from the index, others from am_parse_skeleton). Returns
+ * where the next line starts (n or past it when none is left); line->p is
+ * NULL when there is no line left. */
+size_t am_next_line(const am_dgram_index_t *ix, const char *p, size_t n, size_t pos,
+                    am_dgram_line_t *line);
+
 /* Calls fn(ctx, line, len) for every non-empty line of a datagram (a lone
  * "\r" is empty too). The reference split: am_registry_ingest_datagram
  * finds the same lines its own way, and the tests and the fuzz harness
@@ -121,5 +137,26 @@ bool am_valid_utf8(const char *p, size_t n);
 /* Parses a whole decimal number ([+-]digits[.digits][e[+-]digits]); rejects
  * hex, inf, nan and anything strtod would take beyond that. */
 bool am_parse_number(const char *p, size_t n, double *out);
+
+/* "0".."999", what counters send, read without a call: true with *out set,
+ * false for anything else (which am_parse_number then reads). */
+static inline bool am_parse_small_count(const char *p, size_t n, unsigned *out)
+{
+    if (n < 1 || n > 3)
+        return false;
+    unsigned d0 = (unsigned)(p[0] - '0'), d1 = n > 1 ? (unsigned)(p[1] - '0') : 0,
+             d2 = n > 2 ? (unsigned)(p[2] - '0') : 0;
+    if (d0 > 9 || d1 > 9 || d2 > 9)
+        return false;
+    *out = n == 1 ? d0 : n == 2 ? d0 * 10 + d1 : d0 * 100 + d1 * 10 + d2;
+    return true;
+}
+
+/* The values field of a line ("1", "0.5:2:+3": DogStatsD packs several),
+ * p borrowed for the call, into out->values, out->delta (a leading sign)
+ * and out->nvalues. AM_OK, or AM_REJECT_BAD_VALUE for an empty or bad
+ * number or more than AM_MAX_VALUES of them. Signs are the caller's
+ * business (a counter's negative value, a gauge's delta). */
+am_reason_t am_parse_values(const char *p, size_t n, am_sample_t *out);
 
 const char *am_type_code(am_type_t t); /* "c", "g", "ms", "h", "d", "s" */
