@@ -2,6 +2,7 @@
  * "several ingest workers"), and the series budgets counted across them. */
 #include "registry-internal.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,7 +109,9 @@ static void dir_remove(am_famdir_t *d, famdir_entry_t *e)
     if (!e->catalogued)
         d->nauto--;
     am_namedex_remove(&d->names, &e->def);
-    am_table_remove(&d->live, dir_slot(d, e->def.name, strlen(e->def.name)));
+    famdir_entry_t **slot = dir_slot(d, e->def.name, strlen(e->def.name));
+    assert(slot && *slot == e);
+    am_table_remove(&d->live, slot);
 }
 
 /* The directory side of am_registry_define: the same replacement rules.

@@ -223,12 +223,15 @@ static void remove_family(am_registry_t *r, am_family_t *f)
     if (!f->catalogued)
         r->nauto--;
     am_namedex_remove(&r->names, &f->def);
-    am_table_remove(&r->families, family_slot(r, f->def.name, strlen(f->def.name)));
+    am_family_t **slot = family_slot(r, f->def.name, strlen(f->def.name));
+    assert(slot && *slot == f);
+    am_table_remove(&r->families, slot);
     family_free(r, f);
 }
 
 void am_registry_use_directory(am_registry_t *r, am_famdir_t *d)
 {
+    assert(!r->first && !r->dir); /* a new registry, before any define */
     r->dir = d;
 }
 

@@ -35,17 +35,20 @@ typedef enum am_family_type {
     AM_FAMILY_SUMMARY,
 } am_family_type_t;
 
-const char *am_family_type_name(am_family_type_t t); /* "counter", ... */
+const char *am_family_type_name(am_family_type_t t); /* "counter", ...: static */
 
 /* A family's definition: from the built-in catalog, the config file, or
- * created from a first line. Owned by the registry once added. */
+ * created from a first line. Its strings are owned by whoever holds the
+ * def and freed by am_family_def_clear (config's and the registry's are
+ * malloc'd), except a catalog def, which borrows static strings and is never
+ * cleared. The registry keeps copies (am_registry_define copies). */
 typedef struct am_family_def {
-    char *name; /* exposition name; counters end in _total */
-    char *help;
+    char *name; /* owned (see above); exposition name; counters end in _total */
+    char *help; /* owned */
     am_family_type_t type;
     bool is_set; /* a gauge fed by `s` lines */
     size_t nlabels;
-    char *labels[AM_MAX_LABELS];
+    char *labels[AM_MAX_LABELS]; /* owned; sorted for auto-created families */
     size_t nbuckets; /* upper bounds, +Inf implied */
     double buckets[AM_MAX_BUCKETS];
     size_t max_series; /* 0 = the registry's per-family default */
@@ -66,7 +69,10 @@ void am_limits_default(am_limits_t *l);
 
 typedef struct am_registry am_registry_t;
 
+/* A new empty registry, owned by the caller (am_registry_free); NULL when
+ * out of memory. limits is copied (NULL: the defaults). */
 am_registry_t *am_registry_new(const am_limits_t *limits);
+/* Frees r and everything it owns: families, series, sets. NULL is fine. */
 void am_registry_free(am_registry_t *r);
 
 /* Adds or replaces a catalogued family; the registry copies def. A family
@@ -76,9 +82,11 @@ void am_registry_free(am_registry_t *r);
  * (>= 0) or -ENOMEM. */
 int am_registry_define(am_registry_t *r, const am_family_def_t *def)
     __attribute__((warn_unused_result));
+/* New limits (copied) for series created from now on. */
 void am_registry_set_limits(am_registry_t *r, const am_limits_t *limits);
 
-/* Applies one parsed line. Returns AM_OK or the reject reason. */
+/* Applies one parsed line (s and the bytes its slices point into are
+ * borrowed for the call). Returns AM_OK or the reject reason. */
 am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s);
 
 /* Parses and applies one raw line (the ingest hot path). A line whose name,
@@ -93,14 +101,17 @@ am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n,
 /* Every line of a datagram (lines end at '\n'; empty ones are skipped), as
  * am_registry_ingest_line would take them one by one, in one pass: the
  * usual layouts find their line end, fields and cache key without a second
- * scan. Calls on_reject(ctx, reason, line, len) for each rejected line and
- * returns how many were accepted. */
+ * scan. Calls on_reject(ctx, reason, line, len) for each rejected line
+ * (line borrowed for that call) and returns how many were accepted. p is
+ * borrowed for the call, scratch is the caller's. */
 typedef void (*am_reject_fn)(void *ctx, am_reason_t reason, const char *line, size_t len);
 size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n, am_sample_t *scratch,
                                    am_reject_fn on_reject, void *ctx);
 
 /* Read side, for rendering. Families in creation order; series in creation
- * order within a family. */
+ * order within a family. Every pointer returned is borrowed from r: valid
+ * until r next changes (a line applied, a define, a merge into it, free),
+ * so a renderer reads between two changes (on the loop that owns r). */
 size_t am_registry_family_count(const am_registry_t *r);
 size_t am_registry_series_count(const am_registry_t *r);
 /* Set members counted against limits.max_set_members: this registry's, or
@@ -112,7 +123,8 @@ const am_family_def_t *am_family_def(const am_family_t *f);
 size_t am_family_series_count(const am_family_t *f);
 const am_series_t *am_family_first_series(const am_family_t *f);
 const am_series_t *am_series_next(const am_series_t *s);
-/* Label values, joined by '\0' in the family's label order. */
+/* Label values, joined by '\0' in the family's label order (not
+ * NUL-terminated: *len bytes). */
 const char *am_series_key(const am_family_t *f, const am_series_t *s, size_t *len);
 /* counter/gauge: v[0]. histogram: v[0]=count, v[1]=sum, v[2+i]=observations
  * in bucket i (not cumulative, i = nbuckets is +Inf). summary: count, sum.
@@ -133,12 +145,13 @@ const double *am_series_values(const am_series_t *s);
  * One snapshot at a time. fn runs on the thread that changes r, under
  * whatever serialises r (one loop; a worker's mutex for the merge of
  * several, see am_registry_merge_step). */
-typedef void (*am_snapshot_fn)(void *ctx, const am_family_t *f, size_t index);
+typedef void (*am_snapshot_fn)(void *ctx, const am_family_t *f, size_t index); /* f: for the call */
 size_t am_registry_snapshot_begin(am_registry_t *r, am_snapshot_fn fn, void *ctx);
 void am_registry_snapshot_taken(am_registry_t *r, const am_family_t *f);
 void am_registry_snapshot_end(am_registry_t *r);
 
-/* Looks a family up by exposition name; NULL if absent. */
+/* Looks a family up by exposition name (borrowed for the call); NULL if
+ * absent. The family is borrowed as the read side's pointers are. */
 const am_family_t *am_registry_find(const am_registry_t *r, const char *name);
 
 /* ---- several ingest workers ----
@@ -154,6 +167,8 @@ const am_family_t *am_registry_find(const am_registry_t *r, const char *name);
  * It is consulted only when a worker meets a family its registry lacks. */
 typedef struct am_famdir am_famdir_t;
 
+/* A new empty directory, owned by the caller (am_famdir_free); NULL when
+ * out of memory. */
 am_famdir_t *am_famdir_new(void);
 /* Only after every registry using d has been freed. */
 void am_famdir_free(am_famdir_t *d);
@@ -203,9 +218,11 @@ int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
 int am_registry_merge_step(am_registry_t *dst, const am_registry_t *src, const am_family_t **cursor)
     __attribute__((warn_unused_result));
 
-/* Free a definition's strings (for defs built by config/catalog). */
+/* Frees a definition's strings (never on a catalog def: its strings are
+ * static) and zeroes it. */
 void am_family_def_clear(am_family_def_t *def);
-/* Deep copy; 0 or -ENOMEM. */
+/* Deep copy: dst owns new strings (free with am_family_def_clear); 0, or
+ * -ENOMEM with dst holding nothing. */
 int am_family_def_copy(am_family_def_t *dst, const am_family_def_t *src)
     __attribute__((warn_unused_result));
 bool am_family_def_same_shape(const am_family_def_t *a, const am_family_def_t *b);

@@ -2,6 +2,7 @@
  * the members of set gauges with the budget they take. */
 #include "registry-internal.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +134,7 @@ void am__family_free_series(am_registry_t *r, am_family_t *f)
         s = next;
     }
     am__set_members_give(r, members);
+    assert(r->nseries >= f->nseries);
     r->nseries -= f->nseries;
     if (f->shared) {
         atomic_fetch_sub_explicit(&f->shared->nseries, f->nseries, memory_order_relaxed);

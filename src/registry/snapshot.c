@@ -3,10 +3,13 @@
  * "scrape snapshots"). */
 #include "registry-internal.h"
 
+#include <assert.h>
+
 /* ---- scrape snapshots ---- */
 
 size_t am_registry_snapshot_begin(am_registry_t *r, am_snapshot_fn fn, void *ctx)
 {
+    assert(!r->snap_fn && fn); /* one snapshot at a time */
     size_t i = 0;
     for (am_family_t *f = r->first; f; f = f->next, i++) {
         f->fast_type = FAST_PENDING;

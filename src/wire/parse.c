@@ -552,23 +552,30 @@ AVX2_TARGET static void index_datagram_avx2(am_dgram_index_t *ix, const char *p,
 }
 #endif
 
-static int use_avx2 = -1; /* -1: not picked yet; then whether AVX2 is used */
+/* Whether am_index_datagram uses AVX2: decided once, before main (so no
+ * thread ever writes it while workers read it), and changed only by
+ * am_index_use_avx2, which tests and benchmarks call before any thread. */
+static bool use_avx2;
+
+__attribute__((constructor)) static void pick_index_kernel(void)
+{
+    (void)am_index_use_avx2(true);
+}
 
 bool am_index_use_avx2(bool on)
 {
 #ifdef AM_INDEX_AVX2
+    __builtin_cpu_init(); /* a constructor may run before libgcc's */
     use_avx2 = on && __builtin_cpu_supports("avx2");
 #else
     (void)on;
-    use_avx2 = 0;
+    use_avx2 = false;
 #endif
     return use_avx2;
 }
 
 void am_index_datagram(am_dgram_index_t *ix, const char *p, size_t n)
 {
-    if (use_avx2 < 0) /* the default: AVX2 where the CPU has it */
-        am_index_use_avx2(true);
 #ifdef AM_INDEX_AVX2
     if (use_avx2)
         index_datagram_avx2(ix, p, n);

@@ -119,7 +119,7 @@ size_t am_next_line(const am_dgram_index_t *ix, const char *p, size_t n, size_t 
  * "\r" is empty too). The reference split: am_registry_ingest_datagram
  * finds the same lines its own way, and the tests and the fuzz harness
  * hold it to this. */
-typedef void (*am_line_fn)(void *ctx, const char *line, size_t len);
+typedef void (*am_line_fn)(void *ctx, const char *line, size_t len); /* line: for the call */
 void am_parse_datagram(const char *p, size_t n, am_line_fn fn, void *ctx);
 
 /* Maps a raw name to its Prometheus form: '.' and '-' become '_', a leading
@@ -159,4 +159,4 @@ static inline bool am_parse_small_count(const char *p, size_t n, unsigned *out)
  * business (a counter's negative value, a gauge's delta). */
 am_reason_t am_parse_values(const char *p, size_t n, am_sample_t *out);
 
-const char *am_type_code(am_type_t t); /* "c", "g", "ms", "h", "d", "s" */
+const char *am_type_code(am_type_t t); /* "c", "g", "ms", "h", "d", "s": static */

@@ -26,7 +26,7 @@ typedef enum am_reason {
         AM_REASON_COUNT
 } am_reason_t;
 
-/* The `reason` label value ("syntax", ...); "ok" for AM_OK. */
+/* The `reason` label value ("syntax", ...); "ok" for AM_OK. Static. */
 const char *am_reason_label(am_reason_t r);
-/* A human sentence for logs and alice-emit. */
+/* A human sentence for logs and alice-emit. Static. */
 const char *am_reason_message(am_reason_t r);
