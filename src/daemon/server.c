@@ -18,6 +18,7 @@
 #include "health.h"
 #include "http.h"
 #include "log.h"
+#include "negotiate.h"
 #include "registry.h"
 #include "scrape.h"
 #include "selfstats.h"
@@ -103,29 +104,32 @@ static am_scrape_t *begin_render(server_t *s, am_format_t fmt, bool gzip)
 
 static void finish_merge_now(server_t *s);
 
-/* The whole scrape at once, into body (uncompressed: the HTTP module may
- * gzip it): while stopping, or when a deferred answer could not be set up. */
-static void render_metrics_now(server_t *s, am_format_t fmt, am_buf_t *body)
+/* The whole scrape at once, into resp's body (gzipped when the client
+ * accepts it): while stopping, or when a deferred answer could not be set
+ * up. */
+static void render_metrics_now(server_t *s, const am_negotiated_t *n, am_http_response_t *resp)
 {
     uint64_t t0 = uv_hrtime();
+    am_buf_t *body = resp->body;
     am_scrape_t *sc = NULL;
     if (!several(s)) {
-        sc = begin_render(s, fmt, false);
+        sc = begin_render(s, n->format, n->gzip);
     } else {
         finish_merge_now(s); /* one merge at a time: the active scrape's first */
         int rc = am_workers_merge_begin(s->workers);
         while (rc == 0)
             rc = am_workers_merge_step(s->workers, UINT64_MAX);
         if (rc == AM_WORKERS_MERGED)
-            sc = begin_render(s, fmt, false);
+            sc = begin_render(s, n->format, n->gzip);
     }
     if (!sc) {
         body->failed = true; /* answered 500 */
         return;
     }
     am_scrape_step(sc, UINT64_MAX);
-    bool gzipped;
-    am_buf_t *out = am_scrape_body(sc, &gzipped);
+    am_buf_t *out = am_scrape_body(sc, &resp->gzipped);
+    if (n->gzip && !resp->gzipped && out->len > 0 && !am_buf_failed(out))
+        am_log(AM_LOG_DEBUG, "event=http_gzip_failed len=%zu", out->len); /* sent plain */
     am_buf_append(body, out->data, out->len);
     if (am_buf_failed(out))
         body->failed = true;
@@ -238,21 +242,21 @@ static void finish_merge_now(server_t *s)
  * stopping). */
 static void serve_metrics(server_t *s, const am_http_request_t *req, am_http_response_t *resp)
 {
-    bool om = am_http_wants_openmetrics(req->accept);
-    am_format_t fmt = om ? AM_FORMAT_OPENMETRICS : AM_FORMAT_TEXT;
-    resp->content_type = om ? AM_CONTENT_TYPE_OPENMETRICS : AM_CONTENT_TYPE_TEXT;
-    resp->compressible = true;
+    am_negotiated_t n;
+    am_negotiate(req->accept, req->accept_encoding, &n);
+    resp->content_type = n.content_type;
+    resp->vary_encoding = true;
     s->stats.scrapes++;
     pending_scrape_t *p = s->stopping ? NULL : calloc(1, sizeof(*p));
     if (p)
         p->answer = am_http_defer(resp);
     if (!p || !p->answer) {
         free(p);
-        render_metrics_now(s, fmt, resp->body);
+        render_metrics_now(s, &n, resp);
         return;
     }
-    p->fmt = fmt;
-    p->gzip = am_http_accepts_gzip(req->accept_encoding);
+    p->fmt = n.format;
+    p->gzip = n.gzip;
     if (s->queue_tail)
         s->queue_tail->next = p;
     else
@@ -309,7 +313,8 @@ static void on_request(void *ctx, const am_http_request_t *req, am_http_response
     if (am_buf_failed(resp->body)) {
         am_buf_reset(resp->body);
         resp->status = 500;
-        resp->compressible = false;
+        resp->vary_encoding = false;
+        resp->gzipped = false;
         resp->content_type = "text/plain; charset=utf-8";
         am_buf_puts(resp->body, "500 out of memory while rendering\n");
         am_log(AM_LOG_ERROR, "event=render_failed path=%.*s", (int)req->path_len, req->path);

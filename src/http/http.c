@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gzip.h"
+#include "ascii.h"
 #include "log.h"
 
 enum {
@@ -152,7 +152,7 @@ typedef struct reply {
     int status;
     const char *content_type;
     const char *allow;
-    bool vary;       /* compressible: caches must key on Accept-Encoding */
+    bool vary;       /* caches must key on Accept-Encoding */
     bool gzip;       /* body holds gzip bytes */
     bool head;       /* HEAD: headers only */
     bool keep_alive; /* false: last response of the connection */
@@ -189,184 +189,6 @@ static const char *reason_phrase(int status)
     }
     const char *s = http_status_str((enum http_status)status);
     return strcmp(s, "<unknown>") == 0 ? "Unknown" : s;
-}
-
-static char ascii_lower(char ch)
-{
-    return ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
-}
-
-/* Case-insensitive (ASCII only, locale-proof) match of [s, e) against lit. */
-static bool span_eq(const char *s, const char *e, const char *lit)
-{
-    size_t n = strlen(lit);
-    if ((size_t)(e - s) != n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (ascii_lower(s[i]) != ascii_lower(lit[i]))
-            return false;
-    }
-    return true;
-}
-
-static bool is_ows(char ch)
-{
-    return ch == ' ' || ch == '\t';
-}
-
-static void trim(const char **s, const char **e)
-{
-    while (*s < *e && is_ows(**s))
-        (*s)++;
-    while (*e > *s && is_ows((*e)[-1]))
-        (*e)--;
-}
-
-/* First sep at or after p outside a quoted-string, or end. */
-static const char *scan_to(const char *p, const char *end, char sep)
-{
-    bool quoted = false;
-    for (; p < end; p++) {
-        if (quoted) {
-            if (*p == '\\' && p + 1 < end)
-                p++;
-            else if (*p == '"')
-                quoted = false;
-        } else if (*p == '"') {
-            quoted = true;
-        } else if (*p == sep) {
-            break;
-        }
-    }
-    return p;
-}
-
-/* qvalue (RFC 9110 12.4.2) in thousandths, -1 when malformed. Lenient only
- * in accepting more than three decimals (truncated). */
-static int parse_q(const char *s, const char *e)
-{
-    if (s < e && *s == '"' && e - s >= 2 && e[-1] == '"') {
-        s++;
-        e--;
-    }
-    if (s == e || (*s != '0' && *s != '1'))
-        return -1;
-    int q = (*s++ - '0') * 1000;
-    if (s == e)
-        return q;
-    if (*s++ != '.')
-        return -1;
-    int scale = 100;
-    for (; s < e; s++) {
-        if (*s < '0' || *s > '9')
-            return -1;
-        q += (*s - '0') * scale;
-        scale /= 10;
-    }
-    return q > 1000 ? -1 : q;
-}
-
-/* One element of a comma list: the token before the first ';' in [*ts, *te),
- * the q parameter (1000 when absent, -1 when malformed) and, when version is
- * not NULL, the span of a version parameter (NULL when absent). */
-typedef struct list_elem {
-    const char *ts, *te;
-    int q;
-    const char *vs, *ve;
-} list_elem_t;
-
-static void parse_elem(const char *s, const char *e, list_elem_t *out)
-{
-    const char *p = scan_to(s, e, ';');
-    out->ts = s;
-    out->te = p;
-    trim(&out->ts, &out->te);
-    out->q = 1000;
-    out->vs = out->ve = NULL;
-    while (p < e) {
-        const char *ps = p + 1;
-        p = scan_to(ps, e, ';');
-        const char *eq = memchr(ps, '=', (size_t)(p - ps));
-        if (!eq)
-            continue;
-        const char *ns = ps, *ne = eq, *vs = eq + 1, *ve = p;
-        trim(&ns, &ne);
-        trim(&vs, &ve);
-        if (span_eq(ns, ne, "q")) {
-            out->q = parse_q(vs, ve);
-        } else if (span_eq(ns, ne, "version")) {
-            if (ve - vs >= 2 && *vs == '"' && ve[-1] == '"') {
-                vs++;
-                ve--;
-            }
-            out->vs = vs;
-            out->ve = ve;
-        }
-    }
-}
-
-bool am_http_wants_openmetrics(const char *accept)
-{
-    if (!accept)
-        return false;
-    const char *p = accept, *end = accept + strlen(accept);
-    int om_q = 0, text_q = 0; /* q = 0 is "not acceptable": never a winner */
-    size_t om_pos = SIZE_MAX, text_pos = SIZE_MAX;
-    for (size_t pos = 0; p < end; pos++) {
-        const char *e = scan_to(p, end, ',');
-        list_elem_t el;
-        parse_elem(p, e, &el);
-        p = e < end ? e + 1 : e;
-        if (el.q < 0)
-            continue; /* a malformed q: we cannot tell what was meant */
-        if (span_eq(el.ts, el.te, "application/openmetrics-text")) {
-            bool ok = !el.vs || span_eq(el.vs, el.ve, "1.0.0") || span_eq(el.vs, el.ve, "0.0.1");
-            if (ok && el.q > om_q) {
-                om_q = el.q;
-                om_pos = pos;
-            }
-        } else if (span_eq(el.ts, el.te, "text/plain") || span_eq(el.ts, el.te, "text/*") ||
-                   span_eq(el.ts, el.te, "*/*")) {
-            if (el.q > text_q) {
-                text_q = el.q;
-                text_pos = pos;
-            }
-        }
-    }
-    return om_q > 0 && (om_q > text_q || (om_q == text_q && om_pos < text_pos));
-}
-
-bool am_http_accepts_gzip(const char *accept_encoding)
-{
-    if (!accept_encoding)
-        return false;
-    const char *p = accept_encoding, *end = p + strlen(p);
-    int gzip_q = -1, star_q = -1;
-    while (p < end) {
-        const char *e = scan_to(p, end, ',');
-        list_elem_t el;
-        parse_elem(p, e, &el);
-        p = e < end ? e + 1 : e;
-        if (el.q < 0)
-            continue;
-        if (span_eq(el.ts, el.te, "gzip") || span_eq(el.ts, el.te, "x-gzip")) {
-            if (el.q > gzip_q)
-                gzip_q = el.q;
-        } else if (span_eq(el.ts, el.te, "*")) {
-            if (el.q > star_q)
-                star_q = el.q;
-        }
-    }
-    /* "*" only speaks for codings not listed by name. */
-    return gzip_q >= 0 ? gzip_q > 0 : star_q > 0;
-}
-
-bool am_http_gzip(const void *in, size_t len, am_buf_t *out)
-{
-    am_gzip_t g;
-    bool ok = am_gzip_begin(&g, len, out) && am_gzip_feed(&g, in, len, true);
-    am_gzip_end(&g);
-    return ok;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -749,12 +571,11 @@ static void header_name_done(conn_t *c)
     c->hvalue = NULL;
     if (c->hname_len > sizeof(c->hname))
         return;
-    const char *s = c->hname, *e = c->hname + c->hname_len;
     bool *seen;
-    if (span_eq(s, e, "accept")) {
+    if (am_ascii_caseeq(c->hname, c->hname_len, "accept")) {
         c->hvalue = &c->accept;
         seen = &c->has_accept;
-    } else if (span_eq(s, e, "accept-encoding")) {
+    } else if (am_ascii_caseeq(c->hname, c->hname_len, "accept-encoding")) {
         c->hvalue = &c->accept_encoding;
         seen = &c->has_accept_encoding;
     } else {
@@ -897,7 +718,6 @@ static void dispatch(conn_t *c)
         .status = 200,
         .content_type = NULL,
         .allow = NULL,
-        .compressible = false,
         .body = &body,
     };
     srv->handler(srv->ctx, &req, &resp);
@@ -908,7 +728,7 @@ static void dispatch(conn_t *c)
         am_http_deferred_t *d = resp.deferred;
         d->conn = c;
         d->content_type = resp.content_type;
-        d->vary = resp.compressible;
+        d->vary = resp.vary_encoding;
         d->head = req.head;
         d->keep_alive = keep;
         c->deferred = d;
@@ -931,24 +751,12 @@ static void dispatch(conn_t *c)
         .status = resp.status,
         .content_type = resp.content_type,
         .allow = resp.allow,
-        .vary = resp.compressible,
+        .vary = resp.vary_encoding,
+        .gzip = resp.gzipped,
         .head = req.head,
         .keep_alive = keep,
         .body = &body,
     };
-    am_buf_t gz;
-    if (resp.compressible && body.len > 0 && am_http_accepts_gzip(req.accept_encoding)) {
-        am_buf_init(&gz, 0);
-        if (am_http_gzip(body.data, body.len, &gz)) {
-            r.gzip = true;
-            r.body = &gz;
-            am_buf_free(&body);
-        } else {
-            /* Uncompressed is still a correct answer. */
-            am_log(AM_LOG_DEBUG, "event=http_gzip_failed len=%zu", body.len);
-            am_buf_free(&gz);
-        }
-    }
     conn_send(c, &r);
 }
 

@@ -2,7 +2,8 @@
  * libuv loop.
  *
  * The module owns connections, parsing, limits, timeouts, keep-alive,
- * pipelining order, HEAD, 400/405 and gzip; it knows nothing of metrics. The
+ * pipelining order, HEAD and 400/405; it knows nothing of metrics, formats
+ * or encodings (negotiate.h decides those, the handler encodes). The
  * server module routes each complete GET/HEAD request to one handler
  * callback that fills a response. */
 #pragma once
@@ -27,7 +28,8 @@ typedef struct am_http_response {
     int status;                        /* default 200 */
     const char *content_type;          /* static string; default "text/plain; charset=utf-8" */
     const char *allow;                 /* static string for an Allow header, or NULL */
-    bool compressible;                 /* the module gzips the body when the client allows it */
+    bool vary_encoding;                /* the answer depends on Accept-Encoding: Vary is sent */
+    bool gzipped;                      /* the body holds gzip bytes: Content-Encoding: gzip */
     am_buf_t *body;                    /* borrowed: the handler appends the body here */
     struct am_http_deferred *deferred; /* set by am_http_defer */
 } am_http_response_t;
@@ -38,7 +40,7 @@ typedef void (*am_http_handler_fn)(void *ctx, const am_http_request_t *req,
 
 /* A response the handler answers later (a scrape rendered between loop
  * turns). In the handler: d = am_http_defer(resp), with content_type and
- * compressible set and the body left empty; NULL when out of memory (then
+ * vary_encoding set and the body left empty; NULL when out of memory (then
  * answer now). The connection then answers nothing else, its pipelined
  * requests waiting, and has no timeout until am_http_deferred_finish, which
  * must come from a later loop callback, exactly once per d, before the
@@ -47,8 +49,7 @@ typedef struct am_http_deferred am_http_deferred_t;
 am_http_deferred_t *am_http_defer(am_http_response_t *resp);
 /* Sends the deferred answer: 200 with body's bytes (taken; the buffer is
  * left empty), or 500 when body failed (out of memory). gzipped: the bytes
- * are gzip (Content-Encoding: gzip); the handler checks Accept-Encoding
- * itself. When the client has gone meanwhile, only frees. Frees d. */
+ * are gzip (Content-Encoding: gzip), as the handler decided. When the client has gone meanwhile, only frees. Frees d. */
 void am_http_deferred_finish(am_http_deferred_t *d, am_buf_t *body, bool gzipped);
 
 typedef struct am_http_limits {
@@ -100,17 +101,3 @@ const am_http_stats_t *am_http_server_stats(const am_http_server_t *srv);
 /* done is always called from a later loop callback, never from inside stop;
  * a second stop is ignored. Pipelined requests not yet answered are dropped. */
 void am_http_server_stop(am_http_server_t *srv, void (*done)(void *ctx), void *ctx);
-
-/* Content negotiation helpers (pure functions, unit tested). */
-
-/* True when the Accept header prefers OpenMetrics text (version 1.0.0, 0.0.1
- * or unversioned) over the 0.0.4 text format, by q-value; ties go to the
- * media range listed first. NULL or empty: false. */
-bool am_http_wants_openmetrics(const char *accept);
-
-/* True when Accept-Encoding allows gzip (gzip or * with q > 0). */
-bool am_http_accepts_gzip(const char *accept_encoding);
-
-/* Gzips in into out (gzip wrapper, fast level). false when zlib failed or
- * out ran out of room. */
-bool am_http_gzip(const void *in, size_t len, am_buf_t *out);

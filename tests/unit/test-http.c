@@ -1,8 +1,9 @@
-/* Unit tests for src/http.c: the negotiation helpers as tables, and the
- * server end to end: a real uv loop runs the server in a second thread while
- * the test body talks to it with plain blocking sockets (every recv bounded
- * by SO_RCVTIMEO, every wait by a deadline). The loop thread only runs the
- * server; results it records are read after the join. */
+/* Unit tests for src/http/http.c, the server end to end, with a handler
+ * that negotiates and gzips as the daemon's does: a real uv loop runs the
+ * server in a second thread while the test body talks to it with plain
+ * blocking sockets (every recv bounded by SO_RCVTIMEO, every wait by a
+ * deadline). The loop thread only runs the server; results it records are
+ * read after the join. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -22,6 +23,8 @@
 #include <zlib.h>
 
 #include "gunzip.h"
+#include "gzip.h"
+#include "negotiate.h"
 
 #define METRICS_TYPE       "text/plain; version=0.0.4; charset=utf-8"
 #define BIG_BODY_BYTES     (16u * 1024 * 1024)
@@ -54,6 +57,33 @@ static void metrics_body(am_buf_t *b)
         am_buf_printf(b, "alice_test_metric{index=\"%d\",label=\"value\"} %d\n", i, i * 7);
 }
 
+/* in[0, len) gzipped into out (appended). false when zlib or memory
+ * failed. */
+static bool gzip_all(const void *in, size_t len, am_buf_t *out)
+{
+    am_gzip_t g;
+    bool ok = am_gzip_begin(&g, len, out) && am_gzip_feed(&g, in, len, true);
+    am_gzip_end(&g);
+    return ok;
+}
+
+/* The body gzipped in place when the client accepts gzip, as the daemon's
+ * /metrics answer is. */
+static void negotiate_gzip(const am_http_request_t *req, am_http_response_t *resp)
+{
+    am_negotiated_t n;
+    am_negotiate(req->accept, req->accept_encoding, &n);
+    resp->vary_encoding = true;
+    if (!n.gzip || resp->body->len == 0)
+        return;
+    am_buf_t z;
+    am_buf_init(&z, 0);
+    ck_assert(gzip_all(resp->body->data, resp->body->len, &z));
+    am_buf_free(resp->body);
+    *resp->body = z;
+    resp->gzipped = true;
+}
+
 static bool path_is(const am_http_request_t *req, const char *p)
 {
     return req->path_len == strlen(p) && memcmp(req->path, p, req->path_len) == 0;
@@ -65,11 +95,11 @@ static void test_handler(void *ctx, const am_http_request_t *req, am_http_respon
     h->handler_calls++;
     if (path_is(req, "/metrics")) {
         resp->content_type = METRICS_TYPE;
-        resp->compressible = true;
         metrics_body(resp->body);
+        negotiate_gzip(req, resp);
     } else if (path_is(req, "/later")) {
         resp->content_type = METRICS_TYPE;
-        resp->compressible = true;
+        resp->vary_encoding = true;
         am_http_deferred_t *d = h->nlater < 8 ? am_http_defer(resp) : NULL;
         if (d)
             h->later[h->nlater++] = d;
@@ -104,7 +134,7 @@ static void send_later(harness_t *h)
         if (gz) {
             am_buf_t z;
             am_buf_init(&z, 0);
-            ck_assert(am_http_gzip(b.data, b.len, &z));
+            ck_assert(gzip_all(b.data, b.len, &z));
             am_buf_free(&b);
             b = z;
         }
@@ -400,100 +430,16 @@ static bool wait_closed(client_t *c, unsigned timeout_ms)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Negotiation helpers                                                       */
+/* Gzip, as handlers use it                                                  */
 
-static const struct {
-    const char *accept;
-    bool om;
-} om_cases[] = {
-    {NULL, false},
-    {"", false},
-    {"text/plain", false},
-    {"application/openmetrics-text", true},
-    /* Prometheus 2.42's default. */
-    {"application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
-     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
-     true},
-    /* Prometheus 3's default, escaping and text 1.0.0 included. */
-    {"application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
-     "application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;"
-     "escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
-     true},
-    {"application/openmetrics-text; version=2.0.0", false},
-    {"application/openmetrics-text;version=0.0.1", true},
-    {"application/openmetrics-text;version=\"1.0.0\";charset=utf-8", true},
-    {"Application/OpenMetrics-Text;Version=1.0.0", true},
-    {"  application/openmetrics-text ; version = 1.0.0 ; q = 0.9 ,\ttext/plain ; q=0.8 ", true},
-    /* Ties go to the range listed first. */
-    {"text/plain;version=0.0.4,application/openmetrics-text;version=1.0.0", false},
-    {"application/openmetrics-text;q=0.5,text/plain;q=0.5", true},
-    {"*/*;q=0.5,application/openmetrics-text;q=0.5", false},
-    /* q=0 means "not acceptable". */
-    {"application/openmetrics-text;q=0", false},
-    {"application/openmetrics-text;q=0.0, text/plain;q=0", false},
-    {"application/openmetrics-text;q=0.2,*/*;q=0.3", false},
-    {"text/*;q=0.1, application/openmetrics-text;q=0.2", true},
-    {"text/plain;version=0.0.4;q=0.5,application/openmetrics-text;version=2.0.0", false},
-    {"*/*", false},
-    {"application/json", false},
-    /* A malformed q drops that range. */
-    {"application/openmetrics-text;q=abc, text/plain;q=0.1", false},
-    {"application/openmetrics-text;q=1.5", false},
-    {",, application/openmetrics-text ,,", true},
-};
-
-START_TEST(test_wants_openmetrics)
-{
-    for (size_t i = 0; i < sizeof(om_cases) / sizeof(om_cases[0]); i++) {
-        ck_assert_msg(am_http_wants_openmetrics(om_cases[i].accept) == om_cases[i].om,
-                      "case %zu: Accept: %s => want %d", i,
-                      om_cases[i].accept ? om_cases[i].accept : "(null)", om_cases[i].om);
-    }
-}
-END_TEST
-
-static const struct {
-    const char *ae;
-    bool gzip;
-} gzip_cases[] = {
-    {NULL, false},
-    {"", false},
-    {"gzip", true},
-    {"GZip", true},
-    {"x-gzip", true},
-    {"deflate, gzip;q=0.5", true},
-    {"gzip;q=0", false},
-    {"gzip ; q=0.000", false},
-    {"*", true},
-    {"*;q=0", false},
-    {"gzip;q=0, *", false}, /* named beats the wildcard */
-    {"br, *;q=0.1", true},
-    {"identity", false},
-    {"deflate, br", false},
-    {" br ; q=1.0 ,\tgzip ; q=0.001 ", true},
-    {"gzip;q=1.001", false},
-    {"gzip;q=0.5;foo=bar", true},
-    {"gzip;q=\"0.5\"", true},
-};
-
-START_TEST(test_accepts_gzip)
-{
-    for (size_t i = 0; i < sizeof(gzip_cases) / sizeof(gzip_cases[0]); i++) {
-        ck_assert_msg(am_http_accepts_gzip(gzip_cases[i].ae) == gzip_cases[i].gzip,
-                      "case %zu: Accept-Encoding: %s => want %d", i,
-                      gzip_cases[i].ae ? gzip_cases[i].ae : "(null)", gzip_cases[i].gzip);
-    }
-}
-END_TEST
-
-START_TEST(test_gzip_helper)
+START_TEST(test_gzip_all)
 {
     am_buf_t in, gz;
     am_buf_init(&in, 0);
     am_buf_init(&gz, 0);
     metrics_body(&in);
     ck_assert(!am_buf_failed(&in));
-    ck_assert(am_http_gzip(in.data, in.len, &gz));
+    ck_assert(gzip_all(in.data, in.len, &gz));
     ck_assert_uint_lt(gz.len, in.len / 2);
     ck_assert_uint_eq((unsigned char)gz.data[0], 0x1f); /* gzip magic */
     ck_assert_uint_eq((unsigned char)gz.data[1], 0x8b);
@@ -506,7 +452,7 @@ START_TEST(test_gzip_helper)
     /* Empty input is still a valid gzip stream; appends after what is there. */
     am_buf_reset(&gz);
     am_buf_puts(&gz, "prefix");
-    ck_assert(am_http_gzip("", 0, &gz));
+    ck_assert(gzip_all("", 0, &gz));
     ck_assert_mem_eq(gz.data, "prefix", 6);
     back = gunzip(gz.data + 6, gz.len - 6, &n);
     ck_assert_uint_eq(n, 0);
@@ -515,7 +461,7 @@ START_TEST(test_gzip_helper)
     /* A buffer that cannot grow enough reports failure. */
     am_buf_t tiny;
     am_buf_init(&tiny, 8);
-    ck_assert(!am_http_gzip(in.data, in.len, &tiny));
+    ck_assert(!gzip_all(in.data, in.len, &tiny));
     am_buf_free(&tiny);
     am_buf_free(&in);
     am_buf_free(&gz);
@@ -1326,10 +1272,8 @@ END_TEST
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
-    TCase *neg = tcase_create("negotiation");
-    tcase_add_test(neg, test_wants_openmetrics);
-    tcase_add_test(neg, test_accepts_gzip);
-    tcase_add_test(neg, test_gzip_helper);
+    TCase *neg = tcase_create("helpers");
+    tcase_add_test(neg, test_gzip_all);
     tcase_add_test(neg, test_limits_default);
     suite_add_tcase(s, neg);
 
