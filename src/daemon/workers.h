@@ -124,8 +124,7 @@ enum {
  * least one), that worker alone held. 0 when more remain,
  * AM_WORKERS_MERGED, or -ENOMEM (the merge is abandoned, its copy freed).
  * Only while am_workers_merging. */
-int am_workers_merge_step(am_workers_t *ws, uint64_t budget_ns)
-    __attribute__((warn_unused_result));
+int am_workers_merge_step(am_workers_t *ws, uint64_t budget_ns) __attribute__((warn_unused_result));
 
 /* A merge is open (begun, neither taken nor abandoned). */
 bool am_workers_merging(const am_workers_t *ws);

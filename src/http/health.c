@@ -11,13 +11,13 @@ void am_health_render(am_buf_t *body, const am_health_t *h)
     uint64_t rejected = 0;
     for (int i = 1; i < AM_REASON_COUNT; i++)
         rejected += st->rejected[i];
-    json_t *o = json_pack(
-        "{s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "status", "ok", "version", AM_VERSION,
-        "uptime_seconds", h->uptime_seconds, "families", (json_int_t)h->families, "series",
-        (json_int_t)h->series, "samples_total", (json_int_t)st->samples, "samples_rejected_total",
-        (json_int_t)rejected, "datagrams_received_total", "udp",
-        (json_int_t)st->datagrams[AM_TRANSPORT_UDP], "unix",
-        (json_int_t)st->datagrams[AM_TRANSPORT_UNIX]);
+    json_t *o =
+        json_pack("{s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "status", "ok", "version",
+                  AM_VERSION, "uptime_seconds", h->uptime_seconds, "families",
+                  (json_int_t)h->families, "series", (json_int_t)h->series, "samples_total",
+                  (json_int_t)st->samples, "samples_rejected_total", (json_int_t)rejected,
+                  "datagrams_received_total", "udp", (json_int_t)st->datagrams[AM_TRANSPORT_UDP],
+                  "unix", (json_int_t)st->datagrams[AM_TRANSPORT_UNIX]);
     if (o && st->nworkers > 1 && st->worker_datagrams) {
         json_t *per = json_array();
         for (unsigned i = 0; per && i < st->nworkers; i++)

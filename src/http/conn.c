@@ -1,0 +1,446 @@
+/* conn: one TCP connection of the HTTP server (see http-internal.h):
+ * reading into its buffer, queueing responses with uv_write (whose queue
+ * keeps them in request order), the one timer that enforces every
+ * timeout, and closing: FIN after the last response, then a lingering
+ * drain so that unread client bytes do not turn into an RST that destroys
+ * the response. */
+#include "http-internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* After the last response and our FIN, unread client bytes are drained for
+ * at most this long (the "lingering close" of nginx and Apache). */
+#define LINGER_MS 2000
+
+#define DEFAULT_CONTENT_TYPE "text/plain; charset=utf-8"
+
+/* Reason phrases of the statuses we produce. */
+#define AM_HTTP_STATUS_MAP(XX)                                                                     \
+    XX(200, "OK")                                                                                  \
+    XX(400, "Bad Request")                                                                         \
+    XX(404, "Not Found")                                                                           \
+    XX(405, "Method Not Allowed")                                                                  \
+    XX(408, "Request Timeout")                                                                     \
+    XX(413, "Content Too Large")                                                                   \
+    XX(431, "Request Header Fields Too Large")                                                     \
+    XX(500, "Internal Server Error")                                                               \
+    XX(503, "Service Unavailable")
+
+/* One queued response: its two buffers live until on_write (libuv: write
+ * buffers end with write_cb). */
+typedef struct wreq {
+    uv_write_t req;
+    char *head; /* owned until on_write */
+    char *body; /* owned until on_write */
+} wreq_t;
+
+static void on_timer(uv_timer_t *t);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void conn_finish(am_http_conn_t *c);
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+#define XX(code, text)                                                                             \
+    case code:                                                                                     \
+        return text;
+        AM_HTTP_STATUS_MAP(XX)
+#undef XX
+        default:
+            break;
+    }
+    const char *s = http_status_str((enum http_status)status);
+    return strcmp(s, "<unknown>") == 0 ? "Unknown" : s;
+}
+
+/* ---- timers ---- */
+
+/* (Re)arms the one timer from the connection's state; deadlines are stored,
+ * so calling it on any state change is idempotent. 0 disables a timeout. */
+void am_http__arm_timer(am_http_conn_t *c)
+{
+    if (c->closing)
+        return;
+    const am_http_limits_t *l = &c->srv->limits;
+    uint64_t start, limit;
+    if (c->lingering) {
+        c->tmode = AM_HTTP_TM_LINGER;
+        start = c->linger_start;
+        limit = LINGER_MS;
+    } else if (c->writes > 0 || c->shutting) {
+        c->tmode = AM_HTTP_TM_WRITE;
+        start = c->write_since;
+        limit = l->write_timeout_ms;
+    } else if (c->deferred) {
+        /* The server owes the answer and bounds its own work. */
+        uv_timer_stop(&c->timer);
+        return;
+    } else if (c->in_request) {
+        c->tmode = AM_HTTP_TM_REQUEST;
+        start = c->request_start;
+        limit = l->request_timeout_ms;
+    } else {
+        c->tmode = AM_HTTP_TM_IDLE;
+        start = c->idle_since;
+        limit = l->idle_timeout_ms;
+    }
+    if (limit == 0) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uint64_t now = uv_now(c->srv->loop);
+    uint64_t due = start + limit < start ? UINT64_MAX : start + limit;
+    uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    am_http_conn_t *c = t->data;
+    am_http_server_t *srv = c->srv;
+    switch (c->tmode) {
+        case AM_HTTP_TM_LINGER:
+            am_http__conn_close(c);
+            return;
+        case AM_HTTP_TM_WRITE: {
+            /* Only a write that makes no progress times out: a big body to a
+             * slow but live reader is fine. */
+            size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+            if (c->writes > 0 && q < c->write_queue_seen) {
+                c->write_queue_seen = q;
+                c->write_since = uv_now(srv->loop);
+                am_http__arm_timer(c);
+                return;
+            }
+            break;
+        }
+        case AM_HTTP_TM_REQUEST:
+            srv->stats.timeouts++;
+            am_log(AM_LOG_DEBUG, "event=http_timeout kind=request");
+            /* A client that sent nothing just goes; a partial request gets
+             * told why. */
+            if (c->request_begun && !c->final) {
+                c->in_request = false;
+                c->roff = c->rlen;
+                am_http__send_simple(c, 408, NULL, false);
+            } else {
+                am_http__conn_close(c);
+            }
+            return;
+        case AM_HTTP_TM_IDLE:
+            break;
+    }
+    srv->stats.timeouts++;
+    am_log(AM_LOG_DEBUG, "event=http_timeout kind=%s",
+           c->tmode == AM_HTTP_TM_IDLE ? "idle" : "write");
+    am_http__conn_close(c);
+}
+
+/* ---- writing ---- */
+
+static const char *http_date(am_http_server_t *srv)
+{
+    static const char wdays[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    if (now != srv->date_sec || !srv->date[0]) {
+        struct tm tm;
+        /* Names by hand: strftime's %a/%b follow the locale. */
+        if (!gmtime_r(&now, &tm) || tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 ||
+            tm.tm_mon > 11)
+            return "Thu, 01 Jan 1970 00:00:00 GMT";
+        int n = snprintf(srv->date, sizeof(srv->date), "%s, %02d %s %04d %02d:%02d:%02d GMT",
+                         wdays[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+                         tm.tm_hour, tm.tm_min, tm.tm_sec);
+        if (n < 0 || (size_t)n >= sizeof(srv->date)) {
+            srv->date[0] = '\0';
+            return "Thu, 01 Jan 1970 00:00:00 GMT";
+        }
+        srv->date_sec = now;
+    }
+    return srv->date;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    wreq_t *w = (wreq_t *)req;
+    am_http_conn_t *c = req->data;
+    free(w->head);
+    free(w->body);
+    free(w);
+    c->writes--;
+    if (c->closing)
+        return; /* UV_ECANCELED from uv_close */
+    if (status < 0) {
+        am_log(AM_LOG_DEBUG, "event=http_write_error error=%s", uv_err_name(status));
+        am_http__conn_close(c);
+        return;
+    }
+    uint64_t now = uv_now(c->srv->loop);
+    c->write_since = now;
+    c->write_queue_seen = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (c->writes == 0)
+        c->idle_since = now;
+    if (c->final) {
+        if (c->writes == 0)
+            conn_finish(c);
+        else
+            am_http__arm_timer(c);
+        return;
+    }
+    /* A pipelined request may have been waiting for room in the queue. */
+    am_http__conn_feed(c);
+    am_http__arm_timer(c);
+}
+
+/* Queues one response. false when the connection had to be closed. */
+bool am_http__conn_send(am_http_conn_t *c, const am_http_reply_t *r)
+{
+    am_http_server_t *srv = c->srv;
+    bool bodyless = r->status < 200 || r->status == 204 || r->status == 304;
+    am_buf_t head;
+    am_buf_init(&head, 0);
+    am_buf_printf(&head, "HTTP/1.1 %d %s\r\n", r->status, reason_phrase(r->status));
+    if (!bodyless) {
+        am_buf_printf(&head, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                      r->content_type ? r->content_type : DEFAULT_CONTENT_TYPE, r->body->len);
+        if (r->gzip)
+            am_buf_puts(&head, "Content-Encoding: gzip\r\n");
+    }
+    if (r->vary)
+        am_buf_puts(&head, "Vary: Accept-Encoding\r\n");
+    if (r->allow)
+        am_buf_printf(&head, "Allow: %s\r\n", r->allow);
+    am_buf_printf(&head, "Date: %s\r\nConnection: %s\r\n\r\n", http_date(srv),
+                  r->keep_alive ? "keep-alive" : "close");
+
+    wreq_t *w = am_buf_failed(&head) || am_buf_failed(r->body) ? NULL : malloc(sizeof(*w));
+    if (!w) {
+        am_log(AM_LOG_WARN, "event=http_oom where=response");
+        am_buf_free(&head);
+        am_buf_free(r->body);
+        am_http__conn_close(c);
+        return false;
+    }
+    uv_buf_t bufs[2];
+    unsigned nbufs = 1;
+    bufs[0] = uv_buf_init(head.data, (unsigned)head.len);
+    if (!r->head && !bodyless && r->body->len > 0)
+        bufs[nbufs++] = uv_buf_init(r->body->data, (unsigned)r->body->len);
+    w->head = am_buf_steal(&head, NULL);
+    w->body = am_buf_steal(r->body, NULL);
+    w->req.data = c;
+    int err = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
+    if (err < 0) {
+        am_log(AM_LOG_DEBUG, "event=http_write_error error=%s", uv_err_name(err));
+        free(w->head);
+        free(w->body);
+        free(w);
+        am_http__conn_close(c);
+        return false;
+    }
+    if (c->writes++ == 0)
+        c->write_since = uv_now(srv->loop);
+    c->write_queue_seen = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (!r->keep_alive)
+        c->final = true;
+    am_http__arm_timer(c);
+    return true;
+}
+
+/* A response the module writes itself: the reason phrase as the body. */
+bool am_http__send_simple(am_http_conn_t *c, int status, const char *allow, bool keep_alive)
+{
+    am_buf_t body;
+    am_buf_init(&body, 0);
+    am_buf_printf(&body, "%s\n", reason_phrase(status));
+    am_http_reply_t r = {
+        .status = status,
+        .content_type = DEFAULT_CONTENT_TYPE,
+        .allow = allow,
+        .keep_alive = keep_alive,
+        .body = &body,
+    };
+    return am_http__conn_send(c, &r);
+}
+
+/* 400/413/431: answer, then close once the answer is out. */
+void am_http__conn_reject(am_http_conn_t *c, int status)
+{
+    c->srv->stats.bad_requests++;
+    am_log(AM_LOG_DEBUG, "event=http_reject status=%d parser=%s", status,
+           http_errno_name(HTTP_PARSER_ERRNO(&c->parser)));
+    c->in_request = false;
+    c->roff = c->rlen;
+    am_http__send_simple(c, status, NULL, false);
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    am_http_conn_t *c = h->data;
+    /* Reading only runs while rbuf holds nothing unparsed, so it is free. */
+    *buf = uv_buf_init(c->rbuf, sizeof(c->rbuf));
+}
+
+void am_http__start_reading(am_http_conn_t *c)
+{
+    if (c->reading || c->closing || c->peer_eof)
+        return;
+    int err = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (err < 0) {
+        am_http__conn_close(c);
+        return;
+    }
+    c->reading = true;
+}
+
+void am_http__stop_reading(am_http_conn_t *c)
+{
+    if (!c->reading)
+        return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    am_http_conn_t *c = s->data;
+    if (c->closing || nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF || c->lingering || (c->writes == 0 && !c->shutting)) {
+            am_http__conn_close(c);
+            return;
+        }
+        /* Half-closed client: finish what is queued, answer nothing new. */
+        c->peer_eof = true;
+        c->final = true;
+        am_http__stop_reading(c);
+        return;
+    }
+    if (c->final)
+        return; /* draining after the last response */
+    c->roff = 0;
+    c->rlen = (size_t)nread;
+    am_http__conn_feed(c);
+}
+
+/* ---- closing ---- */
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    am_http_conn_t *c = h->data;
+    if (--c->open_handles > 0)
+        return;
+    am_http_server_t *srv = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->stats.connections_open--;
+    am_buf_free(&c->url);
+    am_buf_free(&c->accept);
+    am_buf_free(&c->accept_encoding);
+    free(c);
+    am_http__maybe_finish(srv);
+}
+
+/* Closes now; queued writes are cancelled (their callbacks free them). */
+void am_http__conn_close(am_http_conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->deferred) {
+        c->deferred->conn = NULL;
+        c->deferred = NULL;
+    }
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    am_http_conn_t *c = req->data;
+    c->shutting = false;
+    if (c->closing)
+        return;
+    if (status < 0 || c->peer_eof || c->srv->stopping) {
+        am_http__conn_close(c);
+        return;
+    }
+    c->lingering = true;
+    c->linger_start = uv_now(c->srv->loop);
+    am_http__start_reading(c);
+    am_http__arm_timer(c);
+}
+
+/* The last response is out: FIN, then drain until the client closes. */
+static void conn_finish(am_http_conn_t *c)
+{
+    if (c->srv->stopping || c->peer_eof) {
+        am_http__conn_close(c);
+        return;
+    }
+    c->shutdown.data = c;
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        am_http__conn_close(c);
+        return;
+    }
+    c->shutting = true;
+    c->write_since = uv_now(c->srv->loop);
+    am_http__arm_timer(c);
+}
+
+/* ---- accepting ---- */
+
+int am_http__conn_accept(am_http_server_t *srv)
+{
+    am_http_conn_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        am_log(AM_LOG_WARN, "event=http_oom where=accept");
+        return -ENOMEM;
+    }
+    c->srv = srv;
+    int rc = uv_tcp_init(srv->loop, &c->tcp);
+    if (rc < 0) {
+        free(c);
+        return rc;
+    }
+    uv_timer_init(srv->loop, &c->timer); /* cannot fail */
+    c->tcp.data = c->timer.data = c;
+    c->open_handles = 2;
+    am_buf_init(&c->url, 0);
+    am_buf_init(&c->accept, 0);
+    am_buf_init(&c->accept_encoding, 0);
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->stats.connections_open++;
+    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp) < 0) {
+        am_http__conn_close(c);
+        return 0;
+    }
+    srv->stats.connections_accepted++;
+    /* Each response is one write; Nagle would hold back a pipelined
+     * response until the client's delayed ACK. */
+    uv_tcp_nodelay(&c->tcp, 1);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    /* A fresh connection owes its first request within request_timeout. */
+    c->in_request = true;
+    c->request_start = uv_now(srv->loop);
+    am_http__start_reading(c);
+    am_http__arm_timer(c);
+    return 0;
+}

@@ -1,0 +1,179 @@
+/* http-internal: what the HTTP server's own files share, and nobody else
+ * includes. The server is one module (http.h) cut into files by concern:
+ *
+ *   http.c     the server: listener, accepting, start and graceful stop
+ *   conn.c     one TCP connection's I/O: reading, writing responses,
+ *              timers, shutdown, lingering close
+ *   request.c  requests: http-parser callbacks, the handler call, deferred
+ *              answers, pipelining
+ *
+ * Everything runs on the loop given to am_http_server_start. Functions
+ * named am_http__* are called across these files only.
+ *
+ * Ownership: the server owns its connections (the conns list, closing
+ * ones included) and frees itself once the listener and every connection
+ * are closed (am_http__maybe_finish). A connection's memory lives until
+ * both its handles' close callbacks ran (libuv: handle memory only in
+ * close_cb). A deferred answer is owned by the handler until
+ * am_http_deferred_finish; the connection only points at it. */
+#pragma once
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "http.h"
+
+enum {
+    /* One read fills at most this much; also bounds the header bytes parsed
+     * past the limit before we notice. */
+    AM_HTTP_READ_BUF_SIZE = 16 * 1024,
+    /* Longer header names are never one we care about (Accept-Encoding is 15). */
+    AM_HTTP_HEADER_NAME_MAX = 32,
+};
+
+typedef enum am_http_timer_mode {
+    AM_HTTP_TM_REQUEST, /* waiting for (the rest of) a request */
+    AM_HTTP_TM_IDLE,    /* kept alive, nothing in flight */
+    AM_HTTP_TM_WRITE,   /* a write or our shutdown has not completed */
+    AM_HTTP_TM_LINGER,  /* FIN sent, draining the client before close */
+} am_http_timer_mode_t;
+
+typedef struct am_http_conn am_http_conn_t;
+
+struct am_http_server {
+    uv_loop_t *loop; /* borrowed until done() */
+    uv_tcp_t listener;
+    uv_tcp_t spare; /* accepts-and-closes a connection when malloc fails */
+    bool spare_busy;
+    bool accept_stalled; /* a connection waits for uv_accept (see accept_and_close) */
+    http_parser_settings settings;
+    am_http_limits_t limits; /* copied at start */
+    am_http_handler_fn handler;
+    void *ctx; /* the handler's, borrowed */
+    am_http_stats_t stats;
+    int port;
+    am_http_conn_t *conns; /* owned: every conn not yet freed, closing ones included */
+    unsigned rejects_closing;
+    bool start_failed;
+    bool stopping;
+    bool listener_closed;
+    void (*done)(void *ctx);
+    void *done_ctx;  /* borrowed until done() */
+    time_t date_sec; /* Date header cache: formatted once per second */
+    char date[64];
+};
+
+struct am_http_conn {
+    uv_tcp_t tcp; /* handle memory lives until both close callbacks ran */
+    uv_timer_t timer;
+    uv_shutdown_t shutdown;
+    http_parser parser;
+    am_http_server_t *srv;       /* borrowed: the server outlives its conns */
+    am_http_conn_t *prev, *next; /* the server's list */
+    int open_handles;
+
+    /* The request being parsed; buffers (owned) are reused across requests. */
+    am_buf_t url;
+    am_buf_t accept;
+    am_buf_t accept_encoding;
+    bool has_accept;
+    bool has_accept_encoding;
+    char hname[AM_HTTP_HEADER_NAME_MAX];
+    size_t hname_len; /* may exceed sizeof(hname): such a name matches nothing */
+    am_buf_t *hvalue; /* borrowed: where the current header value goes; NULL drops it */
+    bool in_field;    /* the last header callback was on_header_field */
+    size_t header_bytes;
+    uint64_t body_bytes;
+    int reject;   /* status set by a callback that stopped the parser */
+    bool oom;     /* a callback ran out of memory */
+    bool in_body; /* between on_headers_complete and on_message_complete */
+    bool message_done;
+    bool in_request; /* a request is expected or partly read (request timer) */
+    bool request_begun;
+    uint64_t request_start;
+
+    /* rbuf[roff, rlen) is read but not parsed yet (parser paused). */
+    size_t roff, rlen;
+    bool reading;
+    bool peer_eof;
+
+    size_t writes; /* uv_write requests in flight */
+    size_t write_queue_seen;
+    uint64_t write_since;
+    uint64_t idle_since;
+    bool final; /* the last response is queued: parse nothing more */
+    bool shutting;
+    bool lingering;
+    uint64_t linger_start;
+    bool closing;
+    am_http_timer_mode_t tmode;
+    /* The answer the handler owes, or NULL: owned by the handler, which
+     * frees it with am_http_deferred_finish; conn_close unlinks it. */
+    struct am_http_deferred *deferred;
+
+    char rbuf[AM_HTTP_READ_BUF_SIZE]; /* the recv buffer: on_alloc hands it to libuv */
+};
+
+/* An answer owed by the handler (am_http_defer). */
+struct am_http_deferred {
+    am_http_conn_t *conn;     /* borrowed; NULL once the connection is gone */
+    const char *content_type; /* static (see am_http_response_t) */
+    bool vary;
+    bool head;
+    bool keep_alive;
+};
+
+/* What goes on the wire for one response. */
+typedef struct am_http_reply {
+    int status;
+    const char *content_type; /* static */
+    const char *allow;        /* static, or NULL */
+    bool vary;                /* caches must key on Accept-Encoding */
+    bool gzip;                /* body holds gzip bytes */
+    bool head;                /* HEAD: headers only */
+    bool keep_alive;          /* false: last response of the connection */
+    am_buf_t *body;           /* its bytes are stolen (the buffer is left empty) */
+} am_http_reply_t;
+
+/* ---- http.c ---- */
+
+/* Frees a stopping server once its listener and every connection (and
+ * rejected socket) are closed, then calls done. */
+void am_http__maybe_finish(am_http_server_t *srv);
+
+/* ---- conn.c ---- */
+
+/* Accepts one pending connection onto srv (reading, timer armed). 0 (also
+ * when the accept itself failed: the connection is then closing), or
+ * -ENOMEM / a libuv error before a connection existed: the caller must
+ * accept-and-close to keep the listener polled. */
+int am_http__conn_accept(am_http_server_t *srv) __attribute__((warn_unused_result));
+/* Closes now; queued writes are cancelled (their callbacks free them). A
+ * second call is a no-op. */
+void am_http__conn_close(am_http_conn_t *c);
+/* (Re)arms the connection's one timer from its state; idempotent. */
+void am_http__arm_timer(am_http_conn_t *c);
+void am_http__start_reading(am_http_conn_t *c);
+void am_http__stop_reading(am_http_conn_t *c);
+/* Queues one response (r->body's bytes stolen). false when the connection
+ * had to be closed. */
+bool am_http__conn_send(am_http_conn_t *c, const am_http_reply_t *r);
+/* A response the module writes itself: the reason phrase as the body
+ * (allow: static, or NULL). false as am_http__conn_send. */
+bool am_http__send_simple(am_http_conn_t *c, int status, const char *allow, bool keep_alive);
+/* 400/413/431: counted, answered, then closed once the answer is out. */
+void am_http__conn_reject(am_http_conn_t *c, int status);
+
+/* ---- request.c ---- */
+
+/* The http-parser callbacks, into settings. */
+void am_http__parser_settings(http_parser_settings *settings);
+/* Parses rbuf[roff, rlen), answering each complete request. Stops reading
+ * while the write queue is full or an answer is deferred; resumed from
+ * on_write and am_http_deferred_finish. */
+void am_http__conn_feed(am_http_conn_t *c);
