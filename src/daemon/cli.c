@@ -195,6 +195,16 @@ static int resolve_host(const setting_t *s, const char *from_file, const char *d
     return 0;
 }
 
+/* am_server_run's status as the exit code --help promises: 0 clean stop,
+ * 1 a socket could not be bound (or the daemon could not start), 2 bad
+ * config. */
+static int server_exit_code(int rc)
+{
+    if (rc == 0)
+        return 0;
+    return rc == AM_SERVER_BAD_CONFIG ? EXIT_USAGE : 1;
+}
+
 static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
 {
     server_flags_t f;
@@ -293,7 +303,7 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
      * returns (the server loads the file again for the registry, one code
      * path for start and SIGHUP). */
     am_hash_seed_init();
-    rc = am_server_run(&o);
+    rc = server_exit_code(am_server_run(&o));
 out:
     am_config_free(&cfg);
     return rc;
@@ -317,9 +327,8 @@ static int cmd_check_config(int argc, char **argv)
         fprintf(stderr, "alice: config invalid: %s\n", err);
         return 1;
     }
-    printf("%s: ok (%zu families defined, %zu built in, auto_create %s)\n", argv[1],
-           cfg.nfamilies, am_catalog_count(),
-           (cfg.has_auto_create && !cfg.limits.auto_create) ? "off" : "on");
+    printf("%s: ok (%zu families defined, %zu built in, auto_create %s)\n", argv[1], cfg.nfamilies,
+           am_catalog_count(), (cfg.has_auto_create && !cfg.limits.auto_create) ? "off" : "on");
     am_config_free(&cfg);
     return 0;
 }

@@ -16,6 +16,10 @@
 
 #define MAX_CONFIG_BYTES (16u << 20)
 
+/* get_int and get_str: the key is not in the object (not an error: every
+ * key is optional). */
+enum { KEY_ABSENT = 1 };
+
 typedef struct ctx {
     const char *name; /* file name for messages */
     const char *text; /* raw text, to find where a key stands */
@@ -199,6 +203,9 @@ static void path_position(const ctx_t *c, const char *path, int *line, int *col)
     *col = col0;
 }
 
+/* Writes "FILE:LINE:COL: PATH: MESSAGE" (or without the position when the
+ * path is not in the text) into the caller's err; returns -EINVAL, for
+ * `return fail(...)`. */
 __attribute__((format(printf, 3, 4))) static int fail(const ctx_t *c, const char *path,
                                                       const char *fmt, ...)
 {
@@ -213,7 +220,14 @@ __attribute__((format(printf, 3, 4))) static int fail(const ctx_t *c, const char
         snprintf(c->err, c->errlen, "%s:%d:%d: %s: %s", c->name, line, col, path, msg);
     else
         snprintf(c->err, c->errlen, "%s: %s: %s", c->name, path, msg);
-    return -1;
+    return -EINVAL;
+}
+
+/* The same message for an allocation that failed at path; -ENOMEM. */
+static int fail_oom(const ctx_t *c, const char *path)
+{
+    fail(c, path, "out of memory");
+    return -ENOMEM;
 }
 
 static int check_keys(const ctx_t *c, json_t *obj, const char *path, const char *const *allowed)
@@ -241,12 +255,14 @@ static bool valid_ip(const char *s)
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+/* obj.key as an integer in [lo, hi] into *out: 0, KEY_ABSENT, or -EINVAL
+ * (message written). */
 static int get_int(const ctx_t *c, json_t *obj, const char *path, const char *key, long long lo,
                    long long hi, long long *out)
 {
     json_t *v = json_object_get(obj, key);
     if (!v)
-        return 1;
+        return KEY_ABSENT;
     char p[256];
     snprintf(p, sizeof(p), "%s.%s", path, key);
     if (!json_is_integer(v))
@@ -258,11 +274,13 @@ static int get_int(const ctx_t *c, json_t *obj, const char *path, const char *ke
     return 0;
 }
 
+/* obj.key as a non-empty string into *out (a copy the config owns): 0,
+ * KEY_ABSENT, -EINVAL or -ENOMEM (message written). */
 static int get_str(const ctx_t *c, json_t *obj, const char *path, const char *key, char **out)
 {
     json_t *v = json_object_get(obj, key);
     if (!v)
-        return 1;
+        return KEY_ABSENT;
     char p[256];
     snprintf(p, sizeof(p), "%s.%s", path, key);
     if (!json_is_string(v) || json_string_length(v) == 0)
@@ -271,7 +289,7 @@ static int get_str(const ctx_t *c, json_t *obj, const char *path, const char *ke
         return fail(c, p, "must not contain NUL");
     *out = strdup(json_string_value(v));
     if (!*out)
-        return fail(c, p, "out of memory");
+        return fail_oom(c, p);
     return 0;
 }
 
@@ -282,49 +300,49 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
                                        NULL};
     if (!json_is_object(srv))
         return fail(c, "server", "must be an object");
-    if (check_keys(c, srv, "server", keys))
-        return -1;
+    int rc = check_keys(c, srv, "server", keys);
+    if (rc < 0)
+        return rc;
     long long x = 0; /* set when get_int returns 0 */
-    int rc;
     if ((rc = get_str(c, srv, "server", "host", &out->host)) < 0)
-        return -1;
+        return rc;
     if (rc == 0 && !valid_ip(out->host))
         return fail(c, "server.host", "not an IPv4 or IPv6 address: \"%s\"", out->host);
     if ((rc = get_int(c, srv, "server", "port", 0, 65535, &x)) < 0)
-        return -1;
+        return rc;
     if (rc == 0)
         out->port = (int)x;
     if ((rc = get_str(c, srv, "server", "statsd_host", &out->statsd_host)) < 0)
-        return -1;
+        return rc;
     if (rc == 0 && !valid_ip(out->statsd_host))
         return fail(c, "server.statsd_host", "not an IPv4 or IPv6 address: \"%s\"",
                     out->statsd_host);
     if ((rc = get_int(c, srv, "server", "statsd_port", 0, 65535, &x)) < 0)
-        return -1;
+        return rc;
     if (rc == 0)
         out->statsd_port = (int)x;
     if ((rc = get_str(c, srv, "server", "unix", &out->unix_path)) < 0)
-        return -1;
+        return rc;
     if (rc == 0 && strlen(out->unix_path) >= 108)
         return fail(c, "server.unix", "socket path longer than 107 bytes");
     char *lvl = NULL;
     if ((rc = get_str(c, srv, "server", "log_level", &lvl)) < 0)
-        return -1;
+        return rc;
     if (rc == 0) {
         out->log_level = am_log_level_parse(lvl);
         if (out->log_level < 0) {
-            fail(c, "server.log_level", "must be debug, info, warn or error, got \"%s\"", lvl);
+            rc = fail(c, "server.log_level", "must be debug, info, warn or error, got \"%s\"", lvl);
             free(lvl);
-            return -1;
+            return rc;
         }
         free(lvl);
     }
     if ((rc = get_int(c, srv, "server", "receive_buffer_bytes", 4096, 1LL << 30, &x)) < 0)
-        return -1;
+        return rc;
     if (rc == 0)
         out->receive_buffer_bytes = (long)x;
     if ((rc = get_int(c, srv, "server", "workers", 1, 64, &x)) < 0)
-        return -1;
+        return rc;
     if (rc == 0)
         out->workers = (int)x;
     return 0;
@@ -336,30 +354,30 @@ static int parse_limits(const ctx_t *c, json_t *lim, am_config_t *out)
                                        "max_set_members", NULL};
     if (!json_is_object(lim))
         return fail(c, "limits", "must be an object");
-    if (check_keys(c, lim, "limits", keys))
-        return -1;
+    int rc = check_keys(c, lim, "limits", keys);
+    if (rc < 0)
+        return rc;
     long long x = 0; /* set when get_int returns 0 */
-    int rc;
     if ((rc = get_int(c, lim, "limits", "max_series_per_family", 1, 100000000, &x)) < 0)
-        return -1;
+        return rc;
     if (rc == 0) {
         out->limits.max_series_per_family = (size_t)x;
         out->has_limits[0] = true;
     }
     if ((rc = get_int(c, lim, "limits", "max_series", 1, 1000000000, &x)) < 0)
-        return -1;
+        return rc;
     if (rc == 0) {
         out->limits.max_series = (size_t)x;
         out->has_limits[1] = true;
     }
     if ((rc = get_int(c, lim, "limits", "max_families", 0, 1000000, &x)) < 0)
-        return -1;
+        return rc;
     if (rc == 0) {
         out->limits.max_families = (size_t)x;
         out->has_limits[2] = true;
     }
     if ((rc = get_int(c, lim, "limits", "max_set_members", 0, 1000000000, &x)) < 0)
-        return -1;
+        return rc;
     if (rc == 0) {
         out->limits.max_set_members = (size_t)x;
         out->has_limits[3] = true;
@@ -376,8 +394,9 @@ static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t
     char p[128];
     if (!json_is_object(fam))
         return fail(c, path, "must be an object");
-    if (check_keys(c, fam, path, keys))
-        return -1;
+    int rc = check_keys(c, fam, path, keys);
+    if (rc < 0)
+        return rc;
 
     json_t *name = json_object_get(fam, "name");
     snprintf(p, sizeof(p), "%s.name", path);
@@ -415,7 +434,7 @@ static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t
                                                                                                 : 0;
     def->name = malloc(nlen + extra + 1);
     if (!def->name)
-        return fail(c, path, "out of memory");
+        return fail_oom(c, path);
     memcpy(def->name, n, nlen);
     memcpy(def->name + nlen, "_total", extra);
     def->name[nlen + extra] = '\0';
@@ -426,7 +445,7 @@ static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t
         return fail(c, p, "must be a string");
     def->help = strdup(help ? json_string_value(help) : def->name);
     if (!def->help)
-        return fail(c, path, "out of memory");
+        return fail_oom(c, path);
 
     json_t *labels = json_object_get(fam, "labels");
     snprintf(p, sizeof(p), "%s.labels", path);
@@ -455,7 +474,7 @@ static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t
                     return fail(c, p, "\"%s\" is listed twice", ln);
             def->labels[def->nlabels] = strdup(ln);
             if (!def->labels[def->nlabels])
-                return fail(c, p, "out of memory");
+                return fail_oom(c, p);
             def->nlabels++;
         }
     }
@@ -489,9 +508,9 @@ static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t
     }
 
     long long x = 0; /* set when get_int returns 0 */
-    int rc = get_int(c, fam, path, "max_series", 1, 100000000, &x);
+    rc = get_int(c, fam, path, "max_series", 1, 100000000, &x);
     if (rc < 0)
-        return -1;
+        return rc;
     if (rc == 0)
         def->max_series = (size_t)x;
     return 0;
@@ -521,6 +540,48 @@ static int check_clashes(const ctx_t *c, const am_config_t *cfg, size_t i)
         if (!replaced && am_family_defs_clash(&builtin, d))
             return fail(c, p, "\"%s\" would repeat sample names of the built-in family \"%s\"",
                         d->name, builtin.name);
+    }
+    return 0;
+}
+
+/* The top-level object into out (left for the caller to free on failure).
+ * 0, -EINVAL or -ENOMEM, with the message in c->err. */
+static int parse_root(const ctx_t *c, json_t *root, const char *const *keys, am_config_t *out)
+{
+    if (!json_is_object(root))
+        return fail(c, "(top)", "the config must be a JSON object");
+    int rc = check_keys(c, root, "", keys);
+    if (rc < 0)
+        return rc;
+    json_t *v;
+    if ((v = json_object_get(root, "server")) && (rc = parse_server(c, v, out)) < 0)
+        return rc;
+    if ((v = json_object_get(root, "limits")) && (rc = parse_limits(c, v, out)) < 0)
+        return rc;
+    if ((v = json_object_get(root, "auto_create"))) {
+        if (!json_is_boolean(v))
+            return fail(c, "auto_create", "must be true or false");
+        out->has_auto_create = true;
+        out->limits.auto_create = json_is_true(v);
+    }
+    if ((v = json_object_get(root, "families"))) {
+        if (!json_is_array(v))
+            return fail(c, "families", "must be an array");
+        size_t n = json_array_size(v);
+        out->families = calloc(n ? n : 1, sizeof(*out->families));
+        if (!out->families)
+            return fail_oom(c, "families");
+        for (size_t i = 0; i < n; i++) {
+            out->nfamilies++;
+            rc = parse_family(c, json_array_get(v, i), i, &out->families[i]);
+            if (rc < 0)
+                return rc;
+        }
+        for (size_t i = 0; i < n; i++) {
+            rc = check_clashes(c, out, i);
+            if (rc < 0)
+                return rc;
+        }
     }
     return 0;
 }
@@ -557,50 +618,9 @@ int am_config_parse(const char *text, size_t len, const char *name, am_config_t 
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         snprintf(err, errlen, "%s:%d:%d: %s", name, jerr.line, jerr.column, jerr.text);
-        return -1;
+        return json_error_code(&jerr) == json_error_out_of_memory ? -ENOMEM : -EINVAL;
     }
-    int rc = -1;
-    if (!json_is_object(root)) {
-        fail(&c, "(top)", "the config must be a JSON object");
-        goto out;
-    }
-    if (check_keys(&c, root, "", keys))
-        goto out;
-    json_t *v;
-    if ((v = json_object_get(root, "server")) && parse_server(&c, v, out))
-        goto out;
-    if ((v = json_object_get(root, "limits")) && parse_limits(&c, v, out))
-        goto out;
-    if ((v = json_object_get(root, "auto_create"))) {
-        if (!json_is_boolean(v)) {
-            fail(&c, "auto_create", "must be true or false");
-            goto out;
-        }
-        out->has_auto_create = true;
-        out->limits.auto_create = json_is_true(v);
-    }
-    if ((v = json_object_get(root, "families"))) {
-        if (!json_is_array(v)) {
-            fail(&c, "families", "must be an array");
-            goto out;
-        }
-        size_t n = json_array_size(v);
-        out->families = calloc(n ? n : 1, sizeof(*out->families));
-        if (!out->families) {
-            fail(&c, "families", "out of memory");
-            goto out;
-        }
-        for (size_t i = 0; i < n; i++) {
-            out->nfamilies++;
-            if (parse_family(&c, json_array_get(v, i), i, &out->families[i]))
-                goto out;
-        }
-        for (size_t i = 0; i < n; i++)
-            if (check_clashes(&c, out, i))
-                goto out;
-    }
-    rc = 0;
-out:
+    int rc = parse_root(&c, root, keys, out);
     json_decref(root);
     if (rc != 0)
         am_config_free(out);
@@ -612,22 +632,25 @@ int am_config_load(const char *path, am_config_t *out, char *err, size_t errlen)
     am_config_init(out);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
+        int e = errno;
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
+        return -e;
     }
     char *text = malloc(MAX_CONFIG_BYTES + 1);
     if (!text) {
         fclose(f);
         snprintf(err, errlen, "%s: out of memory", path);
-        return -1;
+        return -ENOMEM;
     }
+    errno = 0;
     size_t len = fread(text, 1, MAX_CONFIG_BYTES + 1, f);
-    bool read_err = ferror(f);
+    /* fread reports a read(2) failure (EISDIR for a directory) in errno. */
+    int read_err = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
     if (read_err || len > MAX_CONFIG_BYTES) {
         snprintf(err, errlen, "%s: %s", path, read_err ? "read error" : "larger than 16 MiB");
         free(text);
-        return -1;
+        return read_err ? -read_err : -EFBIG;
     }
     int rc = am_config_parse(text, len, path, out, err, errlen);
     free(text);

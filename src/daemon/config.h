@@ -30,12 +30,19 @@ typedef struct am_config {
 void am_config_init(am_config_t *c);
 void am_config_free(am_config_t *c);
 
-/* Loads and validates path. 0 on success; -1 with a one-line message in err
- * ("FILE:LINE:COL: families[1].buckets: must be increasing"). */
+/* Loads and validates path into *out (initialised here: the caller frees
+ * it with am_config_free after a 0; after a failure nothing is left to
+ * free). Returns 0, or with a one-line message in err (errlen bytes, the
+ * caller's; "FILE:LINE:COL: families[1].buckets: must be increasing"):
+ *   -EINVAL  not JSON, or a bad key or value
+ *   -ENOMEM  out of memory
+ *   -EFBIG   the file is larger than 16 MiB
+ *   -errno   of the fopen or the read (-ENOENT, -EACCES, -EISDIR...) */
 int am_config_load(const char *path, am_config_t *out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* Same for a string (tests). name is used in messages. */
+/* The same for text[0, len) (borrowed for the call; tests). name is used
+ * in messages. 0, -EINVAL or -ENOMEM, as am_config_load. */
 int am_config_parse(const char *text, size_t len, const char *name, am_config_t *out, char *err,
                     size_t errlen) __attribute__((warn_unused_result));
 

@@ -31,13 +31,15 @@ typedef struct am_recvbatch {
     char *joined; /* AM_RECV_MAX_BYTES: a datagram larger than its head, owned */
 } am_recvbatch_t;
 
-/* 0, or -ENOMEM. */
-int am_recvbatch_init(am_recvbatch_t *b);
+/* Allocates b's buffers (b is caller-allocated; free them with
+ * am_recvbatch_free, also after a failure). 0, or -ENOMEM. */
+int am_recvbatch_init(am_recvbatch_t *b) __attribute__((warn_unused_result));
+/* Frees the buffers (b itself is the caller's); safe twice. */
 void am_recvbatch_free(am_recvbatch_t *b);
 
 /* One non-blocking recvmmsg: the number of datagrams (0..AM_RECV_BATCH), or
  * -errno (EAGAIN when there is nothing to read). */
-int am_recvbatch_recv(am_recvbatch_t *b, int fd);
+int am_recvbatch_recv(am_recvbatch_t *b, int fd) __attribute__((warn_unused_result));
 
 /* Datagram i of the last receive: its bytes in one piece (valid until the
  * next am_recvbatch_get or am_recvbatch_recv), its length (at most

@@ -474,7 +474,7 @@ int am_server_run(const am_server_opts_t *opts)
     server_t *s = calloc(1, sizeof(*s));
     if (!s) {
         am_log(AM_LOG_ERROR, "event=startup_failed error=\"out of memory\"");
-        return 1;
+        return -ENOMEM;
     }
     s->opts = opts;
     /* Blocks of 1 MiB and more (scrape bodies, series tables) come from
@@ -497,14 +497,14 @@ int am_server_run(const am_server_opts_t *opts)
         if (am_config_load(opts->config_path, &cfg, err, sizeof(err)) != 0) {
             am_log(AM_LOG_ERROR, "event=config_invalid error=\"%s\"", err);
             free(s);
-            return 2;
+            return AM_SERVER_BAD_CONFIG;
         }
     }
     int rc = make_workers(s, &cfg);
     am_config_free(&cfg);
     if (rc != 0) {
         free_server(s);
-        return 1;
+        return rc;
     }
     /* read now: once the threads run, the registries are theirs */
     size_t nfamilies = am_registry_family_count(am_workers_registry(s->workers, 0));
@@ -512,7 +512,7 @@ int am_server_run(const am_server_opts_t *opts)
     rc = uv_loop_init(&s->loop);
     if (rc != 0) {
         free_server(s);
-        return 1;
+        return rc;
     }
     uv_idle_init(&s->loop, &s->scrape_idle);
     s->scrape_idle.data = s;
@@ -539,5 +539,5 @@ int am_server_run(const am_server_opts_t *opts)
     if (rc == 0)
         am_log(AM_LOG_INFO, "event=stopped");
     free_server(s);
-    return rc == 0 ? 0 : 1;
+    return rc;
 }

@@ -1,21 +1,31 @@
 /* server: the metrics-server daemon. Owns the loop, the signals, the
- * registry and the wiring between ingest, parse/registry and http.
+ * workers (workers.h) and the wiring between ingest, the registries and
+ * HTTP; answers /metrics, /health and /; rereads the config on SIGHUP.
  *
  * One worker (the default): everything on one loop, no threads, no locks.
  * N workers: N ingest threads, each with its own loop, SO_REUSEPORT UDP
  * socket and registry; the main loop keeps HTTP and signals and merges the
- * workers' registries at scrape time (see README "Multi-core"). */
+ * workers' registries at scrape time (src/README.md, "Threads").
+ *
+ * Who calls: cli.c, once, on the main thread, which then runs the loop. */
 #pragma once
 
 #include <stdbool.h>
 
+/* Every string is borrowed from the caller until am_server_run returns.
+ * cli.c points the host and socket strings into its parsed config file (or
+ * argv and the environment) and keeps that config alive until the server
+ * has returned: freeing it before am_server_run was a use-after-free, now
+ * fixed (a config file setting server.host, statsd_host or unix started
+ * the daemon on a garbage address). The config path is read again on
+ * every SIGHUP. */
 typedef struct am_server_opts {
-    const char *http_host;
-    int http_port;
-    const char *statsd_host;
+    const char *http_host;    /* borrowed (see above) */
+    int http_port;            /* 0: any free port */
+    const char *statsd_host;  /* borrowed */
     int statsd_port;          /* 0: UDP off */
-    const char *unix_path;    /* NULL: off */
-    const char *config_path;  /* NULL: none */
+    const char *unix_path;    /* borrowed; NULL: off */
+    const char *config_path;  /* borrowed; NULL: none */
     int receive_buffer_bytes; /* 0: kernel default */
     bool log_level_fixed;     /* from flag/env: the config must not change it on reload */
     int workers;              /* ingest loops, 1..AM_SERVER_MAX_WORKERS; 0 counts as 1 */
@@ -23,6 +33,18 @@ typedef struct am_server_opts {
 
 #define AM_SERVER_MAX_WORKERS 64
 
-/* Runs until SIGTERM/SIGINT. Returns the process exit code: 0 after a clean
- * stop, 1 when a socket cannot be bound, 2 for an unusable config. */
-int am_server_run(const am_server_opts_t *opts);
+enum {
+    /* am_server_run: the config file could not be loaded (logged with its
+     * error); nothing was opened. */
+    AM_SERVER_BAD_CONFIG = 1,
+};
+
+/* Runs until SIGTERM/SIGINT (opts borrowed until it returns). Returns:
+ *   0                     after a clean stop
+ *   AM_SERVER_BAD_CONFIG  an unusable config file
+ *   a negative errno      a socket could not be opened (bind, listen: libuv
+ *                         and our own syscalls' codes, logged), or the
+ *                         daemon could not start (-ENOMEM, a loop, thread
+ *                         or mutex error)
+ * cli.c alone turns these into exit codes. */
+int am_server_run(const am_server_opts_t *opts) __attribute__((warn_unused_result));

@@ -46,10 +46,11 @@ typedef void (*am_http_handler_fn)(void *ctx, const am_http_request_t *req,
  * must come from a later loop callback, exactly once per d, before the
  * server is stopped. */
 typedef struct am_http_deferred am_http_deferred_t;
-am_http_deferred_t *am_http_defer(am_http_response_t *resp);
+am_http_deferred_t *am_http_defer(am_http_response_t *resp) __attribute__((warn_unused_result));
 /* Sends the deferred answer: 200 with body's bytes (taken; the buffer is
  * left empty), or 500 when body failed (out of memory). gzipped: the bytes
- * are gzip (Content-Encoding: gzip), as the handler decided. When the client has gone meanwhile, only frees. Frees d. */
+ * are gzip (Content-Encoding: gzip), as the handler decided. When the client has gone meanwhile,
+ * only frees. Frees d. */
 void am_http_deferred_finish(am_http_deferred_t *d, am_buf_t *body, bool gzipped);
 
 typedef struct am_http_limits {

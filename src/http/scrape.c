@@ -109,7 +109,7 @@ static void end_render(am_scrape_t *sc)
         sc->body.failed = true;
     am_registry_snapshot_end(sc->reg);
     bool compress = sc->want_gzip && sc->body.len > 0 && !am_buf_failed(&sc->body) &&
-                    am_gzip_begin(&sc->gz, sc->body.len, &sc->gz_body);
+                    am_gzip_begin(&sc->gz, sc->body.len, &sc->gz_body) == 0;
     sc->phase = compress ? PHASE_COMPRESS : PHASE_DONE;
 }
 
@@ -120,7 +120,7 @@ static bool compress_slice(am_scrape_t *sc)
     size_t left = sc->body.len - sc->gz_off;
     size_t take = left > GZIP_SLICE ? GZIP_SLICE : left;
     bool last = take == left;
-    if (!am_gzip_feed(&sc->gz, sc->body.data + sc->gz_off, take, last))
+    if (am_gzip_feed(&sc->gz, sc->body.data + sc->gz_off, take, last) != 0)
         return false;
     sc->gz_off += take;
     if (last)

@@ -20,7 +20,7 @@ typedef struct am_scrape am_scrape_t;
  * scrape frees when it is freed. One scrape per registry at a time. NULL
  * when out of memory. */
 am_scrape_t *am_scrape_begin(am_registry_t *r, bool owned, am_format_t fmt, bool gzip,
-                             const am_selfstats_t *st);
+                             const am_selfstats_t *st) __attribute__((warn_unused_result));
 
 /* Renders (then compresses) until budget_ns has passed, at least one family
  * or slice. true when the body is complete. */

@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <strings.h>
@@ -13,13 +14,13 @@ static const char *const level_names[] = {"debug", "info", "warn", "error"};
 int am_log_level_parse(const char *s)
 {
     if (!s)
-        return -1;
+        return -EINVAL;
     for (int i = 0; i < 4; i++)
         if (strcasecmp(s, level_names[i]) == 0)
             return i;
     if (strcasecmp(s, "warning") == 0)
         return AM_LOG_WARN;
-    return -1;
+    return -EINVAL;
 }
 
 const char *am_log_level_name(am_log_level_t level)

@@ -1,5 +1,10 @@
 /* log: one logfmt line per event on stderr, with time and level.
- * The level is the only mutable global of the daemon. */
+ * The level is the only mutable global of the daemon.
+ *
+ * Who calls: every module, from any thread: one write(2)-sized fwrite per
+ * line keeps concurrent lines whole. am_log_threshold is set by cli.c
+ * before the threads start and by a SIGHUP reload on the main thread
+ * (the workers paused). */
 #pragma once
 
 #include <stdbool.h>
@@ -13,8 +18,10 @@ typedef enum am_log_level {
 
 extern am_log_level_t am_log_threshold;
 
-/* Parses debug/info/warn/warning/error in any case; -1 if unknown. */
-int am_log_level_parse(const char *s);
+/* Parses debug/info/warn/warning/error in any case (s borrowed for the
+ * call; NULL allowed). The level (>= 0), or -EINVAL when unknown. */
+int am_log_level_parse(const char *s) __attribute__((warn_unused_result));
+/* "debug", "info", "warn", "error" ("?" out of range): static strings. */
 const char *am_log_level_name(am_log_level_t level);
 
 static inline bool am_log_enabled(am_log_level_t level)
@@ -22,6 +29,8 @@ static inline bool am_log_enabled(am_log_level_t level)
     return level >= am_log_threshold;
 }
 
+/* Writes one line: "time=... level=... " and fmt's text, cut at 2 KiB
+ * (still one line). fmt and its arguments are borrowed for the call. */
 void am_log_write(am_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Checks the level before any argument is formatted. */

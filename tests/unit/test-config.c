@@ -1,6 +1,7 @@
-/* Unit tests for src/config.c: the JSON config file.
+/* Unit tests for src/daemon/config.c: the JSON config file.
  *
- * Errors are checked as whole messages ("FILE:LINE:COL: path: message"),
+ * Errors are checked as -EINVAL (-ENOENT, -EISDIR for files that cannot
+ * be read) and as whole messages ("FILE:LINE:COL: path: message"),
  * with LINE:COL the 1-based position of the offending key's opening quote
  * (jansson's own position for JSON syntax errors). Fixtures live in
  * tests/data/config/; most cases are inline strings named "t.json".
@@ -9,6 +10,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -418,7 +420,7 @@ START_TEST(test_errors)
     am_config_t cfg;
     char err[512];
     int rc = parse(c->json, &cfg, err, sizeof(err));
-    ck_assert_msg(rc == -1, "case %d accepted: %s", _i, c->json);
+    ck_assert_msg(rc == -EINVAL, "case %d: %d for %s", _i, rc, c->json);
     ck_assert_str_eq(err, c->want);
     assert_reset(&cfg);
 }
@@ -435,7 +437,7 @@ START_TEST(test_too_many)
     am_buf_puts(&b, "]}]}");
     am_config_t c;
     char err[512];
-    ck_assert_int_eq(parse(b.data, &c, err, sizeof(err)), -1);
+    ck_assert_int_eq(parse(b.data, &c, err, sizeof(err)), -EINVAL);
     ck_assert_str_eq(err, "t.json:1:50: families[0].buckets: at most 64 buckets (+Inf is implied)");
 
     am_buf_reset(&b);
@@ -443,7 +445,7 @@ START_TEST(test_too_many)
     for (int i = 0; i < 33; i++)
         am_buf_printf(&b, "%s\"l%d\"", i ? ", " : "", i);
     am_buf_puts(&b, "]}]}");
-    ck_assert_int_eq(parse(b.data, &c, err, sizeof(err)), -1);
+    ck_assert_int_eq(parse(b.data, &c, err, sizeof(err)), -EINVAL);
     ck_assert_str_eq(err, "t.json:1:46: families[0].labels: at most 32 labels");
 
     /* a 201-byte name */
@@ -452,7 +454,7 @@ START_TEST(test_too_many)
     for (int i = 0; i < 201; i++)
         am_buf_putc(&b, 'n');
     am_buf_puts(&b, "\", \"type\": \"gauge\"}]}");
-    ck_assert_int_eq(parse(b.data, &c, err, sizeof(err)), -1);
+    ck_assert_int_eq(parse(b.data, &c, err, sizeof(err)), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "t.json:1:16: families[0].name: \"nnnn"));
     ck_assert_ptr_nonnull(strstr(err, "is not a valid metric name"));
     am_buf_free(&b);
@@ -476,7 +478,7 @@ START_TEST(test_file_errors)
     snprintf(path, sizeof(path), CONFIG_DATA "%s", file_cases[_i].file);
     snprintf(want, sizeof(want), "%s:%s", path, file_cases[_i].want);
     am_config_t c;
-    ck_assert_int_eq(am_config_load(path, &c, err, sizeof(err)), -1);
+    ck_assert_int_eq(am_config_load(path, &c, err, sizeof(err)), -EINVAL);
     ck_assert_str_eq(err, want);
     assert_reset(&c);
 }
@@ -486,10 +488,11 @@ START_TEST(test_missing_file)
 {
     am_config_t c;
     char err[512];
-    ck_assert_int_eq(am_config_load(CONFIG_DATA "no-such-file.json", &c, err, sizeof(err)), -1);
+    ck_assert_int_eq(am_config_load(CONFIG_DATA "no-such-file.json", &c, err, sizeof(err)),
+                     -ENOENT);
     ck_assert_str_eq(err, CONFIG_DATA "no-such-file.json: cannot open: No such file or directory");
     assert_reset(&c);
-    ck_assert_int_eq(am_config_load(CONFIG_DATA, &c, err, sizeof(err)), -1); /* a directory */
+    ck_assert_int_eq(am_config_load(CONFIG_DATA, &c, err, sizeof(err)), -EISDIR); /* a directory */
     ck_assert_ptr_nonnull(strstr(err, CONFIG_DATA ": "));
 }
 END_TEST
@@ -500,7 +503,7 @@ START_TEST(test_short_error_buffer)
     am_config_t c;
     char err[16];
     memset(err, 'x', sizeof(err));
-    ck_assert_int_eq(parse("{\"bogus\": 1}", &c, err, sizeof(err)), -1);
+    ck_assert_int_eq(parse("{\"bogus\": 1}", &c, err, sizeof(err)), -EINVAL);
     ck_assert_str_eq(err, "t.json:1:2: bog");
 }
 END_TEST
@@ -513,7 +516,7 @@ START_TEST(test_counter_total_duplicate)
     ck_assert_int_eq(parse("{\"families\": [{\"name\": \"jobs\", \"type\": \"counter\"},\n"
                            " {\"name\": \"jobs_total\", \"type\": \"counter\"}]}",
                            &c, err, sizeof(err)),
-                     -1);
+                     -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "families[1].name: family \"jobs_total\" is defined twice"));
     /* a gauge keeps its name */
     ck_assert_int_eq(parse("{\"families\": [{\"name\": \"jobs\", \"type\": \"gauge\"}]}", &c, err,
@@ -555,7 +558,7 @@ START_TEST(regression_config_position_repeated_key)
     am_config_t c;
     char err[512];
     if (repeated_key_cases[_i].json) {
-        ck_assert_int_eq(parse(repeated_key_cases[_i].json, &c, err, sizeof(err)), -1);
+        ck_assert_int_eq(parse(repeated_key_cases[_i].json, &c, err, sizeof(err)), -EINVAL);
         ck_assert_str_eq(err, repeated_key_cases[_i].want);
         return;
     }
@@ -563,7 +566,7 @@ START_TEST(regression_config_position_repeated_key)
     snprintf(path, sizeof(path), CONFIG_DATA "%s", repeated_key_cases[_i].want);
     snprintf(want, sizeof(want),
              "%s:7:7: families[1].buckets: must be strictly increasing (element 1)", path);
-    ck_assert_int_eq(am_config_load(path, &c, err, sizeof(err)), -1);
+    ck_assert_int_eq(am_config_load(path, &c, err, sizeof(err)), -EINVAL);
     ck_assert_str_eq(err, want);
 }
 END_TEST
@@ -588,7 +591,7 @@ START_TEST(regression_config_position_missing)
 {
     am_config_t c;
     char err[512];
-    ck_assert_int_eq(parse(missing_position_cases[_i].json, &c, err, sizeof(err)), -1);
+    ck_assert_int_eq(parse(missing_position_cases[_i].json, &c, err, sizeof(err)), -EINVAL);
     ck_assert_str_eq(err, missing_position_cases[_i].want);
 }
 END_TEST
@@ -607,7 +610,7 @@ START_TEST(test_missing_required)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         am_config_t c;
         char err[512];
-        ck_assert_int_eq(parse(cases[i].json, &c, err, sizeof(err)), -1);
+        ck_assert_int_eq(parse(cases[i].json, &c, err, sizeof(err)), -EINVAL);
         ck_assert_str_eq(err, cases[i].want);
     }
 }
@@ -641,7 +644,7 @@ START_TEST(regression_config_name_clash)
     int rc = parse(clash_cases[_i], &c, err, sizeof(err));
     if (rc == 0)
         am_config_free(&c);
-    ck_assert_msg(rc == -1, "clashing families accepted: %s", clash_cases[_i]);
+    ck_assert_msg(rc == -EINVAL, "clashing families: %d for %s", rc, clash_cases[_i]);
     ck_assert_ptr_nonnull(strstr(err, "families[1].name: "));
 }
 END_TEST

@@ -62,7 +62,7 @@ static void metrics_body(am_buf_t *b)
 static bool gzip_all(const void *in, size_t len, am_buf_t *out)
 {
     am_gzip_t g;
-    bool ok = am_gzip_begin(&g, len, out) && am_gzip_feed(&g, in, len, true);
+    bool ok = am_gzip_begin(&g, len, out) == 0 && am_gzip_feed(&g, in, len, true) == 0;
     am_gzip_end(&g);
     return ok;
 }
