@@ -1,6 +1,9 @@
-/* config: the JSON config file (SPEC.md "Families"), read with jansson.
- * Every key is optional; unknown keys and bad values are errors that name
- * the key's path and its line:column in the file. */
+/* config: the JSON config file (proto/man alice.conf(5)), read with
+ * jansson. Every key is optional; unknown keys and bad values are errors
+ * that name the key's path and its line:column in the file.
+ *
+ * Who calls: cli.c (check-config, and the server's flags) and server.c (at
+ * start and on SIGHUP), on the main thread. No shared state. */
 #pragma once
 
 #include <stdbool.h>
@@ -8,13 +11,16 @@
 
 #include "registry.h"
 
+/* A loaded config: caller-allocated, and owns every string and array in
+ * it (am_config_free frees them). Borrowers (am_server_opts_t) must not
+ * outlive it. */
 typedef struct am_config {
     /* server: NULL / -1 when the file does not set them */
-    char *host;
+    char *host; /* owned */
     int port;
-    char *statsd_host;
+    char *statsd_host; /* owned */
     int statsd_port;
-    char *unix_path;
+    char *unix_path; /* owned */
     int log_level;             /* am_log_level_t or -1 */
     long receive_buffer_bytes; /* -1 unset */
     int workers;               /* ingest workers, 1..64; -1 unset */
@@ -24,10 +30,13 @@ typedef struct am_config {
     bool has_auto_create;
 
     size_t nfamilies;
-    am_family_def_t *families; /* owned */
+    am_family_def_t *families; /* owned: nfamilies defs, each owning its strings */
 } am_config_t;
 
+/* An empty config (nothing set, nothing owned). */
 void am_config_init(am_config_t *c);
+/* Frees everything c owns (not c itself) and leaves it as am_config_init
+ * does; safe on an initialised config. */
 void am_config_free(am_config_t *c);
 
 /* Loads and validates path into *out (initialised here: the caller frees
@@ -46,5 +55,6 @@ int am_config_load(const char *path, am_config_t *out, char *err, size_t errlen)
 int am_config_parse(const char *text, size_t len, const char *name, am_config_t *out, char *err,
                     size_t errlen) __attribute__((warn_unused_result));
 
-/* Merges the file's limits/auto_create into l (fields the file sets). */
+/* Merges the file's limits/auto_create into l (the caller's; fields the
+ * file sets); c is only read. */
 void am_config_apply_limits(const am_config_t *c, am_limits_t *l);

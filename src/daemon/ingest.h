@@ -10,7 +10,11 @@
  *
  * Several ingest workers (server --workers N) each open their own UDP socket
  * on the same address with AM_INGEST_REUSEPORT: the kernel spreads datagrams
- * over the sockets by sender (a hash of the source address and port). */
+ * over the sockets by sender (a hash of the source address and port).
+ *
+ * Who calls: workers.c. Everything runs on the loop the socket was opened
+ * on (a worker's thread, or the main loop with one worker), callbacks
+ * included; am_ingest_read_now too. */
 #pragma once
 
 #include <stdbool.h>
@@ -20,8 +24,10 @@
 
 #include "selfstats.h"
 
-/* Called for every datagram; p is borrowed until the callback returns.
- * truncated: the datagram was larger than the buffer and p holds its start. */
+/* Called for every datagram. p is the receive buffer, borrowed until the
+ * callback returns (as libuv's recv buffers end with recv_cb): copy what
+ * must outlive it. p is NULL (n 0) for a receive error. truncated: the
+ * datagram was larger than the buffer and p holds its start. */
 typedef void (*am_ingest_fn)(void *ctx, int transport, const char *p, size_t n, bool truncated);
 
 /* Optional: called with begin = true after a recvmmsg that returned
@@ -40,15 +46,21 @@ enum {
     AM_INGEST_REUSEPORT = 1u << 0,
 };
 
-/* Binds UDP host:port (IPv4/IPv6 literal). rcvbuf > 0 sets SO_RCVBUF (with
- * SO_RCVBUFFORCE when allowed). flags: AM_INGEST_*. 0 or a negative errno. */
+/* Binds UDP host:port (IPv4/IPv6 literal; host borrowed for the call).
+ * rcvbuf > 0 sets SO_RCVBUF (with SO_RCVBUFFORCE when allowed). flags:
+ * AM_INGEST_*. loop and ctx are borrowed until the socket is closed (its
+ * close callbacks have run). *out is owned by the caller, who gives it
+ * back with am_ingest_close. 0, or a negative errno (-EINVAL for a bad
+ * host, -ENOMEM, the socket/setsockopt/bind errno, or the libuv code of
+ * the poll handle); nothing is left open then. */
 int am_ingest_open_udp(uv_loop_t *loop, const char *host, int port, int rcvbuf, unsigned flags,
                        am_ingest_fn fn, void *ctx, am_ingest_t **out)
     __attribute__((warn_unused_result));
 
-/* Binds a Unix datagram socket at path. An existing socket file there is
- * replaced (a stale one from a previous run); any other kind of file is left
- * alone and the call fails with -EEXIST. */
+/* Binds a Unix datagram socket at path (copied). An existing socket file
+ * there is replaced (a stale one from a previous run); any other kind of
+ * file is left alone and the call fails with -EEXIST. -ENAMETOOLONG past
+ * 107 bytes; otherwise as am_ingest_open_udp. */
 int am_ingest_open_unix(uv_loop_t *loop, const char *path, int rcvbuf, am_ingest_fn fn, void *ctx,
                         am_ingest_t **out) __attribute__((warn_unused_result));
 
@@ -56,9 +68,10 @@ int am_ingest_open_unix(uv_loop_t *loop, const char *path, int rcvbuf, am_ingest
  * at open. */
 void am_ingest_set_batch_fn(am_ingest_t *in, am_ingest_batch_fn fn);
 
-/* Counts into *counter (or, with NULL, stops counting) every read that
- * found datagrams: the wake-ups that did work. Incremented inside the batch
- * callback's begin/end, so the same lock guards it as the datagrams. */
+/* Counts into *counter (borrowed until am_ingest_close, or until cleared
+ * with NULL) every read that found datagrams: the wake-ups that did work.
+ * Incremented inside the batch callback's begin/end, so the same lock
+ * guards it as the datagrams. */
 void am_ingest_count_wakeups(am_ingest_t *in, uint64_t *counter);
 
 /* How long a UDP socket under load waits between reads (wake-up
@@ -78,5 +91,7 @@ int am_ingest_rcvbuf(const am_ingest_t *in); /* kernel's receive buffer size */
 void am_ingest_read_now(am_ingest_t *in);
 
 /* Stops watching, closes the socket (unlinks the Unix path) and frees in
- * once libuv has closed the poll handle. */
+ * once libuv has closed its handles (handle memory only in close_cb): in
+ * is invalid on return, ctx and loop stay borrowed until the loop has run
+ * those callbacks. Once per socket. */
 void am_ingest_close(am_ingest_t *in);

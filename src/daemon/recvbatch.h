@@ -9,7 +9,10 @@
  * 64 KiB slots, and the copy in and the parse after it stay in cache. A
  * datagram that spills into its tail is joined into one scratch buffer
  * before anyone reads it. Shared by the daemon and tools/nullrecv so that
- * the benchmark's floor receives exactly as the daemon does. */
+ * the benchmark's floor receives exactly as the daemon does.
+ *
+ * Who calls: ingest.c, on the loop of the socket it reads. One batch per
+ * socket, used by one thread. */
 #pragma once
 
 #include <stdbool.h>
@@ -18,8 +21,8 @@
 #include <sys/uio.h>
 
 #define AM_RECV_BATCH 64
-/* The largest datagram taken whole (SPEC: Unix datagrams up to 64 KiB);
- * MSG_TRUNC reports anything longer. */
+/* The largest datagram taken whole (proto/README.md: Unix datagrams up to
+ * 64 KiB); MSG_TRUNC reports anything longer. */
 #define AM_RECV_MAX_BYTES  65536
 #define AM_RECV_HEAD_BYTES 8192
 
@@ -41,7 +44,7 @@ void am_recvbatch_free(am_recvbatch_t *b);
  * -errno (EAGAIN when there is nothing to read). */
 int am_recvbatch_recv(am_recvbatch_t *b, int fd) __attribute__((warn_unused_result));
 
-/* Datagram i of the last receive: its bytes in one piece (valid until the
- * next am_recvbatch_get or am_recvbatch_recv), its length (at most
- * AM_RECV_MAX_BYTES) and whether the kernel cut it. */
+/* Datagram i (0 <= i < the count the last receive returned) in one piece:
+ * borrowed from b until the next am_recvbatch_get or am_recvbatch_recv;
+ * its length (at most AM_RECV_MAX_BYTES) and whether the kernel cut it. */
 const char *am_recvbatch_get(am_recvbatch_t *b, int i, size_t *len, bool *truncated);

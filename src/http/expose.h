@@ -1,6 +1,11 @@
 /* expose: renders families into the Prometheus text format 0.0.4 or
  * OpenMetrics 1.0.0. The caller's single-threaded loop makes one call one
- * consistent snapshot. */
+ * consistent snapshot.
+ *
+ * Who calls: scrape.c and selfstats.c on the loop that owns the registry
+ * (or its private copy). No state. Every pointer argument is borrowed for
+ * the call; output is appended to the caller's buffer b (a failed
+ * am_buf_t reports out of memory). */
 #pragma once
 
 #include <stdbool.h>
@@ -13,13 +18,15 @@ typedef enum am_format {
     AM_FORMAT_OPENMETRICS, /* application/openmetrics-text; version=1.0.0 */
 } am_format_t;
 
+/* Static strings: the Content-Type of each format. */
 #define AM_CONTENT_TYPE_TEXT        "text/plain; version=0.0.4; charset=utf-8"
 #define AM_CONTENT_TYPE_OPENMETRICS "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
-/* Every family of r, with HELP and TYPE even when it has no series yet. */
+/* Every family of r (read only), with HELP and TYPE even when it has no
+ * series yet. */
 void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt);
-/* One family, HELP and TYPE first. lb is the caller's scratch for label
- * text, reused from call to call. */
+/* One family (f read only), HELP and TYPE first. lb is the caller's
+ * scratch for label text (owned by the caller), reused from call to call. */
 void am_expose_family(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format_t fmt);
 
 /* Primitives, also used for the self-metrics. `name` is the family name as
@@ -28,7 +35,8 @@ void am_expose_family(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format
 void am_expose_family_header(am_buf_t *b, const char *name, const char *help, am_family_type_t type,
                              am_format_t fmt);
 /* One sample line: name, optional label pairs (key, value)..., value.
- * labels may be NULL when nlabels is 0. */
+ * labels (2 * nlabels strings, borrowed for the call) may be NULL when
+ * nlabels is 0. */
 void am_expose_sample(am_buf_t *b, const char *name, const char *const *labels, size_t nlabels,
                       double value);
 /* "# EOF\n" for OpenMetrics, nothing for 0.0.4. */

@@ -5,7 +5,10 @@
  * pipelining order, HEAD and 400/405; it knows nothing of metrics, formats
  * or encodings (negotiate.h decides those, the handler encodes). The
  * server module routes each complete GET/HEAD request to one handler
- * callback that fills a response. */
+ * callback that fills a response.
+ *
+ * Who calls: server.c, on the main loop; every callback (handler, done)
+ * runs on that loop. Not thread-safe. */
 #pragma once
 
 #include <stdbool.h>
@@ -15,6 +18,8 @@
 
 #include "buf.h"
 
+/* One request, as the handler sees it; every pointer is borrowed from the
+ * connection until the handler returns (copy what a deferred answer needs). */
 typedef struct am_http_request {
     bool head;        /* HEAD: the module drops the body, keeps the headers */
     const char *path; /* borrowed until the handler returns; no query string */
@@ -24,33 +29,39 @@ typedef struct am_http_request {
     const char *accept_encoding; /* borrowed, NUL-terminated, NULL when absent */
 } am_http_request_t;
 
+/* The handler's answer, filled in place. */
 typedef struct am_http_response {
-    int status;                        /* default 200 */
-    const char *content_type;          /* static string; default "text/plain; charset=utf-8" */
-    const char *allow;                 /* static string for an Allow header, or NULL */
-    bool vary_encoding;                /* the answer depends on Accept-Encoding: Vary is sent */
-    bool gzipped;                      /* the body holds gzip bytes: Content-Encoding: gzip */
-    am_buf_t *body;                    /* borrowed: the handler appends the body here */
+    int status;               /* default 200 */
+    const char *content_type; /* static string; default "text/plain; charset=utf-8" */
+    const char *allow;        /* static string for an Allow header, or NULL */
+    bool vary_encoding;       /* the answer depends on Accept-Encoding: Vary is sent */
+    bool gzipped;             /* the body holds gzip bytes: Content-Encoding: gzip */
+    am_buf_t *body;           /* borrowed until the handler returns: it appends the body here
+                                 (the module owns the buffer and sends its bytes) */
     struct am_http_deferred *deferred; /* set by am_http_defer */
 } am_http_response_t;
 
-/* Called once per complete GET or HEAD request, in request order. */
+/* Called once per complete GET or HEAD request, in request order, with the
+ * ctx given to am_http_server_start; req and resp are borrowed for the
+ * call. */
 typedef void (*am_http_handler_fn)(void *ctx, const am_http_request_t *req,
                                    am_http_response_t *resp);
 
 /* A response the handler answers later (a scrape rendered between loop
  * turns). In the handler: d = am_http_defer(resp), with content_type and
  * vary_encoding set and the body left empty; NULL when out of memory (then
- * answer now). The connection then answers nothing else, its pipelined
- * requests waiting, and has no timeout until am_http_deferred_finish, which
- * must come from a later loop callback, exactly once per d, before the
- * server is stopped. */
+ * answer now). d is owned by the handler until it gives it back with
+ * am_http_deferred_finish, which must come from a later loop callback,
+ * exactly once per d, before the server is stopped. The connection then
+ * answers nothing else, its pipelined requests waiting, and has no timeout
+ * until then. */
 typedef struct am_http_deferred am_http_deferred_t;
 am_http_deferred_t *am_http_defer(am_http_response_t *resp) __attribute__((warn_unused_result));
-/* Sends the deferred answer: 200 with body's bytes (taken; the buffer is
- * left empty), or 500 when body failed (out of memory). gzipped: the bytes
- * are gzip (Content-Encoding: gzip), as the handler decided. When the client has gone meanwhile,
- * only frees. Frees d. */
+/* Sends the deferred answer: 200 with body's bytes (stolen: the buffer is
+ * left empty, the caller still owns the am_buf_t), or 500 when body failed
+ * (out of memory). gzipped: the bytes are gzip (Content-Encoding: gzip), as
+ * the handler decided. When the client has gone meanwhile, only frees.
+ * Frees d. */
 void am_http_deferred_finish(am_http_deferred_t *d, am_buf_t *body, bool gzipped);
 
 typedef struct am_http_limits {
@@ -63,11 +74,11 @@ typedef struct am_http_limits {
     size_t max_pending_responses; /* pipelined requests queued per connection */
 } am_http_limits_t;
 
-/* 0 disables a timeout or max_connections; max_pending_responses 0 counts
- * as 1; max_header_bytes 0 leaves only http-parser's own 80 KiB cap. A fresh
- * connection owes its first request within request_timeout_ms (from accept).
- * A request timeout after a partial request answers 408; the other timeouts
- * close silently. */
+/* Fills the caller's limits with the defaults. 0 disables a timeout or
+ * max_connections; max_pending_responses 0 counts as 1; max_header_bytes 0
+ * leaves only http-parser's own 80 KiB cap. A fresh connection owes its
+ * first request within request_timeout_ms (from accept). A request timeout
+ * after a partial request answers 408; the other timeouts close silently. */
 void am_http_limits_default(am_http_limits_t *limits);
 
 typedef struct am_http_stats {
@@ -81,12 +92,15 @@ typedef struct am_http_stats {
 
 typedef struct am_http_server am_http_server_t;
 
-/* Binds host:port (IPv4 or IPv6 literal; port 0 = ephemeral) and starts
- * listening. Returns 0 or a negative libuv error code (UV_EADDRINUSE...). */
-/* Returns UV_EINVAL for a bad host, port or argument, UV_ENOMEM, or the
+/* Binds host:port (IPv4 or IPv6 literal, borrowed for the call; port 0 =
+ * ephemeral) and starts listening on loop. loop, handler and ctx are
+ * borrowed until done (am_http_server_stop); limits is copied. *out belongs
+ * to the server itself: it frees itself after am_http_server_stop, which
+ * the caller must call once. Responses are written with write(2): the
+ * process must ignore SIGPIPE.
+ * Returns 0, UV_EINVAL for a bad host, port or argument, UV_ENOMEM, or the
  * socket/bind/listen errno (UV_EADDRINUSE, UV_EACCES, UV_EADDRNOTAVAIL...);
- * these failures leave nothing on the loop. limits is copied. Responses are
- * written with write(2): the process must ignore SIGPIPE. */
+ * these failures leave nothing on the loop. */
 int am_http_server_start(uv_loop_t *loop, const char *host, int port,
                          const am_http_limits_t *limits, am_http_handler_fn handler, void *ctx,
                          am_http_server_t **out) __attribute__((warn_unused_result));
@@ -94,11 +108,13 @@ int am_http_server_start(uv_loop_t *loop, const char *host, int port,
 /* The bound port (useful with port 0). */
 int am_http_server_port(const am_http_server_t *srv);
 
+/* The server's counters: borrowed from srv, valid until done. */
 const am_http_stats_t *am_http_server_stats(const am_http_server_t *srv);
 
 /* Graceful stop: closes the listener, lets responses already being written
- * finish, closes idle connections, then frees everything and calls done(ctx).
- * After done the server pointer is invalid. */
-/* done is always called from a later loop callback, never from inside stop;
- * a second stop is ignored. Pipelined requests not yet answered are dropped. */
+ * finish, closes idle connections, then frees everything and calls
+ * done(ctx) (ctx borrowed until then). After done the server pointer is
+ * invalid. done is always called from a later loop callback, never from
+ * inside stop; a second stop is ignored. Pipelined requests not yet
+ * answered are dropped. */
 void am_http_server_stop(am_http_server_t *srv, void (*done)(void *ctx), void *ctx);

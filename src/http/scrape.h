@@ -2,7 +2,11 @@
  * turns so that ingest is never held for longer than one family takes,
  * and still one consistent snapshot: a family that ingest is about to
  * change is rendered first, as it was (am_registry_snapshot_begin). A gzip
- * body is then compressed a slice at a time too. */
+ * body is then compressed a slice at a time too.
+ *
+ * Who calls: server.c, on the main loop: one scrape at a time per registry.
+ * With one worker the registry is the worker's, fed on the same loop
+ * between steps; with several it is a private merged copy. */
 #pragma once
 
 #include <stdbool.h>
@@ -15,10 +19,12 @@
 
 typedef struct am_scrape am_scrape_t;
 
-/* Begins a scrape of r as it is now: the self-metrics (st, with r's series
- * counts) are rendered here. owned: r is a private merged copy that the
- * scrape frees when it is freed. One scrape per registry at a time. NULL
- * when out of memory. */
+/* Begins a scrape of r as it is now: the self-metrics (st, borrowed for
+ * the call, with r's series counts) are rendered here. r is borrowed until
+ * am_scrape_free, or, when owned, stolen: a private merged copy that the
+ * scrape frees when it is freed (on NULL the caller keeps it). One scrape
+ * per registry at a time. The scrape is owned by the caller
+ * (am_scrape_free). NULL when out of memory. */
 am_scrape_t *am_scrape_begin(am_registry_t *r, bool owned, am_format_t fmt, bool gzip,
                              const am_selfstats_t *st) __attribute__((warn_unused_result));
 
@@ -26,14 +32,16 @@ am_scrape_t *am_scrape_begin(am_registry_t *r, bool owned, am_format_t fmt, bool
  * or slice. true when the body is complete. */
 bool am_scrape_step(am_scrape_t *sc, uint64_t budget_ns);
 
-/* The complete body (after a step returned true): its bytes are the
- * caller's to steal. *gzipped tells whether they are compressed. A failed
- * buffer means out of memory. */
+/* The complete body (after a step returned true), borrowed from sc until
+ * am_scrape_free; its bytes are the caller's to steal (am_buf_steal, or
+ * am_http_deferred_finish). *gzipped tells whether they are compressed. A
+ * failed buffer means out of memory. */
 am_buf_t *am_scrape_body(am_scrape_t *sc, bool *gzipped);
 
 /* The longest time ingest waited on this scrape, in ns: a step, or a family
  * rendered early because a line was about to change it. */
 uint64_t am_scrape_longest_pause_ns(const am_scrape_t *sc);
 
-/* Ends the snapshot (if still open) and frees everything. */
+/* Ends the snapshot (if still open) and frees everything sc owns (an owned
+ * registry too). NULL is ignored. */
 void am_scrape_free(am_scrape_t *sc);

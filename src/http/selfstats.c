@@ -1,6 +1,7 @@
 #include "selfstats.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,11 +189,12 @@ double am_process_start_time(void)
     return read_stat(&cpu, &start, &vsize, &rss) ? start : 0;
 }
 
+/* Open file descriptors (>= 0), or -errno of opendir (no /proc). */
 static int count_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
     if (!d)
-        return -1;
+        return -errno;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)))

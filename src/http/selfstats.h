@@ -1,5 +1,9 @@
 /* selfstats: the daemon's own metrics (alice_metricsd_*) and the standard
- * process_* metrics read from /proc. */
+ * process_* metrics read from /proc.
+ *
+ * Who calls: server.c and workers.c fill am_selfstats_t (a plain value
+ * struct, copied around); scrape.c renders it, on the main loop. Each
+ * worker's copy is guarded by that worker's lock (workers.h). */
 #pragma once
 
 #include <stdint.h>
@@ -29,8 +33,8 @@ typedef struct am_selfstats {
     uint64_t http_bad_requests;
     uint64_t http_connections_rejected;
     unsigned http_connections_open;
-    double start_time; /* unix seconds */
-    const char *version;
+    double start_time;   /* unix seconds */
+    const char *version; /* static (AM_VERSION) */
     /* Several ingest workers: datagrams each received (borrowed for the
      * render call), written as alice_metricsd_worker_datagrams_total{worker}.
      * nworkers <= 1: not written. */
@@ -39,9 +43,11 @@ typedef struct am_selfstats {
 } am_selfstats_t;
 
 /* Adds src's ingest counters (datagrams, bytes, truncated, receive errors,
- * wake-ups, samples, rejected) into dst. */
+ * wake-ups, samples, rejected) into dst; src is only read. */
 void am_selfstats_add_ingest(am_selfstats_t *dst, const am_selfstats_t *src);
 
+/* Appends the alice_metricsd_* families to b: st's counters, and the
+ * series and family counts read from r (st and r borrowed for the call). */
 void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registry_t *r,
                          am_format_t fmt);
 

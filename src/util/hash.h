@@ -1,6 +1,11 @@
 /* hash: a fast seeded 64-bit hash for series and family keys.
  * The seed is random per process so that a sender cannot aim lines at one
- * bucket chain (hash flooding). */
+ * bucket chain (hash flooding).
+ *
+ * Who calls: the registry, names, line cache and table, from any thread
+ * once seeded (the seed and keys are written once, before any thread
+ * starts, and only read after). Input bytes are borrowed for the call;
+ * h[2] is the caller's. */
 #pragma once
 
 #include <stdbool.h>
