@@ -1,5 +1,6 @@
 #include "ingest.h"
 
+#include <assert.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -70,6 +71,7 @@ static int drain(am_ingest_t *in, bool *full)
         if (total == 0 && n > 0 && in->wakeups)
             (*in->wakeups)++; /* under the batch lock, like the datagram counts */
         /* Only the n messages the kernel filled, never the whole array. */
+        assert(n <= AM_RECV_BATCH);
         for (int i = 0; i < n; i++) {
             size_t len;
             bool trunc;
@@ -169,6 +171,7 @@ static void ingest_free(am_ingest_t *in)
 static void on_closed(uv_handle_t *h)
 {
     am_ingest_t *in = h->data;
+    assert(in->open_handles > 0);
     if (--in->open_handles == 0)
         ingest_free(in);
 }
@@ -330,6 +333,7 @@ int am_ingest_rcvbuf(const am_ingest_t *in)
 
 void am_ingest_close(am_ingest_t *in)
 {
+    assert(!uv_is_closing((uv_handle_t *)&in->poll)); /* closed once */
     uv_poll_stop(&in->poll);
     uv_timer_stop(&in->wait);
     if (in->path)

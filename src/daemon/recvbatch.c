@@ -1,5 +1,6 @@
 #include "recvbatch.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ int am_recvbatch_recv(am_recvbatch_t *b, int fd)
 
 const char *am_recvbatch_get(am_recvbatch_t *b, int i, size_t *len, bool *truncated)
 {
+    assert(i >= 0 && i < AM_RECV_BATCH);
     size_t n = b->msgs[i].msg_len;
     if (n > AM_RECV_MAX_BYTES)
         n = AM_RECV_MAX_BYTES;

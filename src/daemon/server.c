@@ -3,6 +3,7 @@
  * /metrics queue and SIGHUP reload. */
 #include "server.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <malloc.h>
 #include <signal.h>
@@ -144,6 +145,7 @@ static void on_scrape_idle(uv_idle_t *h);
 static void fail_active_scrape(server_t *s)
 {
     pending_scrape_t *p = s->scrape_active;
+    assert(p && !s->scrape);
     s->scrape_active = NULL;
     am_buf_t failed;
     am_buf_init(&failed, 0);
@@ -196,6 +198,7 @@ static void run_scrape(server_t *s, uint64_t budget_ns)
         return; /* rendering starts on the next turn */
     }
     am_scrape_t *sc = s->scrape;
+    assert(sc); /* the active scrape is merging or rendering */
     if (!am_scrape_step(sc, budget_ns))
         return;
     s->scrape = NULL;
@@ -234,8 +237,10 @@ static void finish_scrapes_now(server_t *s)
  * cursor points into a worker's family list). */
 static void finish_merge_now(server_t *s)
 {
-    while (am_workers_merging(s->workers))
+    while (am_workers_merging(s->workers)) {
+        assert(s->scrape_active); /* a merge is always some scrape's */
         run_scrape(s, UINT64_MAX);
+    }
 }
 
 /* /metrics: answered once rendered between loop turns (or at once while

@@ -6,6 +6,7 @@
  * the response. */
 #include "http-internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +174,7 @@ static void on_write(uv_write_t *req, int status)
     free(w->head);
     free(w->body);
     free(w);
+    assert(c->writes > 0);
     c->writes--;
     if (c->closing)
         return; /* UV_ECANCELED from uv_close */
@@ -337,6 +339,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void on_conn_closed(uv_handle_t *h)
 {
     am_http_conn_t *c = h->data;
+    assert(c->open_handles > 0); /* each of the two handles closes once */
     if (--c->open_handles > 0)
         return;
     am_http_server_t *srv = c->srv;

@@ -1,5 +1,6 @@
 #include "fmt.h"
 
+#include <assert.h>
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -102,6 +103,7 @@ size_t am_fmt_double(double v, char out[AM_FMT_DOUBLE_MAX])
         memcpy(out + o, d, n);
         o += n;
     }
+    assert(o < AM_FMT_DOUBLE_MAX); /* at most 17 digits, a sign, a point and e-308 */
     out[o] = '\0';
     return o;
 }

@@ -5,6 +5,7 @@
 #include "http.h"
 #include "http-internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ static void on_reject_closed(uv_handle_t *h)
 {
     am_http_server_t *srv = h->data;
     free(h);
+    assert(srv->rejects_closing > 0);
     srv->rejects_closing--;
     am_http__maybe_finish(srv);
 }

@@ -8,6 +8,7 @@
  * completes. */
 #include "http-internal.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +176,7 @@ static void dispatch(am_http_conn_t *c)
 {
     am_http_server_t *srv = c->srv;
     http_parser *p = &c->parser;
+    assert(!c->deferred && !c->closing); /* conn_feed stops before either */
     bool keep = http_should_keep_alive(p) && !p->upgrade && !srv->stopping;
     srv->stats.requests++;
     c->in_request = false;
@@ -264,6 +266,7 @@ void am_http__conn_feed(am_http_conn_t *c)
         bool was_body = c->in_body;
         size_t avail = c->rlen - c->roff;
         size_t n = http_parser_execute(&c->parser, &srv->settings, c->rbuf + c->roff, avail);
+        assert(n <= avail);
         c->roff += n;
         enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
         /* Pauses split every execute at the end of a header block, so a run
@@ -313,6 +316,7 @@ am_http_deferred_t *am_http_defer(am_http_response_t *resp)
 void am_http_deferred_finish(am_http_deferred_t *d, am_buf_t *body, bool gzipped)
 {
     am_http_conn_t *c = d->conn;
+    assert(!c || c->deferred == d); /* finished once, on its own connection */
     bool head = d->head, keep = d->keep_alive, vary = d->vary;
     const char *type = d->content_type;
     free(d);

@@ -1,5 +1,6 @@
 #include "scrape.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <uv.h>
 
@@ -48,6 +49,7 @@ static void render_early(void *ctx, const am_family_t *f, size_t index)
 {
     am_scrape_t *sc = ctx;
     uint64_t t0 = uv_hrtime();
+    assert(index < sc->nslots); /* the registry numbers the families it snapshot */
     family_slot_t *slot = &sc->slots[index];
     am_expose_family(&slot->early, &sc->lb, f, sc->fmt);
     slot->taken_early = true;
@@ -89,6 +91,7 @@ am_scrape_t *am_scrape_begin(am_registry_t *r, bool owned, am_format_t fmt, bool
 /* One family into the body, in creation order. */
 static void render_next(am_scrape_t *sc)
 {
+    assert(sc->next < sc->nslots);
     family_slot_t *slot = &sc->slots[sc->next++];
     if (slot->taken_early) {
         am_buf_append(&sc->body, slot->early.data, slot->early.len);
@@ -151,6 +154,7 @@ bool am_scrape_step(am_scrape_t *sc, uint64_t budget_ns)
 
 am_buf_t *am_scrape_body(am_scrape_t *sc, bool *gzipped)
 {
+    assert(sc->phase == PHASE_DONE);
     *gzipped = sc->gzipped;
     return sc->gzipped ? &sc->gz_body : &sc->body;
 }

@@ -1,5 +1,6 @@
 #include "buf.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@ void am_buf_reset(am_buf_t *b)
 
 bool am_buf_grow(am_buf_t *b, size_t n)
 {
+    /* Length within capacity, with room for the NUL once allocated. */
+    assert(b->cap == 0 ? b->len == 0 && !b->data : b->len < b->cap);
     if (b->failed)
         return false;
     /* +1 keeps room for the trailing NUL. */
