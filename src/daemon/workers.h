@@ -19,7 +19,8 @@
  * while it applies one recvmmsg batch (at most 64 datagrams); the main
  * thread takes it to read or change that worker's registry or counters
  * (never while holding the family directory's lock). Lock order: worker,
- * then merge. src/README.md "Multi-core" has the measurements. */
+ * then merge. src/README.md ("Threads") tells the design, tests/bench/
+ * README.md the measurements. */
 #pragma once
 
 #include <stdbool.h>
