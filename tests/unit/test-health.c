@@ -1,4 +1,4 @@
-/* Unit tests for src/http/health.c: the /health body, byte for byte, with
+/* Unit tests for src/daemon/health.c: the /health body, byte for byte, with
  * one worker and with several, and out of memory reported through the
  * buffer. */
 #include "health.h"
