@@ -34,7 +34,7 @@ typedef struct server {
     uv_loop_t loop;
     const am_server_opts_t *opts; /* borrowed until am_server_run returns */
     am_selfstats_t stats;         /* HTTP, scrapes, reloads; ingest counters are the workers' */
-    am_http_server_t *http;       /* owned; NULL once stopped (freed by http.c) */
+    am_http_server_t *http;       /* frees itself after am_http_server_stop; NULL then */
     uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
     am_workers_t *workers; /* owned */
@@ -42,7 +42,7 @@ typedef struct server {
      * arrival order: the one rendering and the ones waiting. */
     uv_idle_t scrape_idle;
     bool scrape_idle_ready;
-    struct pending_scrape *scrape_active;           /* merging (several workers), then rendering */
+    struct pending_scrape *scrape_active;           /* owned; merging (several), then rendering */
     am_scrape_t *scrape;                            /* owned; the active one's, once rendering */
     struct pending_scrape *queue_head, *queue_tail; /* owned */
 } server_t;
