@@ -1,14 +1,14 @@
 #!/usr/bin/python3
-"""bench.py: the alice-metrics ingest / scrape / memory benchmark (issue 5).
+"""bench.py: the alice-metrics ingest / scrape / memory benchmark.
 
-Starts the real daemon pinned to one CPU, drives it with tools/loadgen pinned
+Starts the real daemon pinned to one CPU, drives it with loadgen pinned
 to another, and prints a markdown table:
 
   ingest   for 20 and 1 lines per datagram, over UDP and the Unix socket,
            DogStatsD-tagged counters on 1,000 series: lines sent, lines
            counted (from the scrape), lost, the kernel's UDP RcvbufErrors,
            server CPU seconds (utime+stime from /proc/PID/stat), lines per
-           CPU-second and per wall second; tools/nullrecv (the floor) runs the
+           CPU-second and per wall second; nullrecv (the floor) runs the
            same scenarios in the same run, and our figure is reported as a
            fraction of it, which is the number that travels between machines.
   collectd where collectd-core (statsd + write_prometheus) is installed, the
@@ -32,10 +32,14 @@ it holds still on a noisy machine, unlike lines per wall second.
 Only loopback addresses are used; every wait is bounded; every child is
 killed on the way out. Run with /usr/bin/python3 (stdlib only):
 
-  tools/bench.py --alice build/src/alice            # full run, 10 s scenarios
-  tools/bench.py --quick                            # 2 s scenarios
-  tools/bench.py --quick --smoke                    # CI smoke: works end to end
-  tools/bench.py --loss-run --loss-seconds 60 --json out.json
+  tests/bench/bench.py --alice build/src/alice      # full run, 10 s scenarios
+  tests/bench/bench.py --quick                      # 2 s scenarios
+  tests/bench/bench.py --quick --smoke              # CI smoke: works end to end
+  tests/bench/bench.py --loss-run --loss-seconds 60 --json out.json
+
+loadgen and nullrecv are built with the tests (tests/bench/meson.build) into
+<builddir>/tests/bench/; by default they are taken from the build directory
+that holds --alice.
 """
 
 import argparse
@@ -56,7 +60,7 @@ import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGESIZE") // 1024
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 
 class BenchError(Exception):
@@ -896,9 +900,24 @@ def machine_info():
 # ---------------------------------------------------------------- main
 
 
+def build_root(path):
+    """The meson build directory that holds path (the nearest folder above
+    it with meson-private/), or None."""
+    d = os.path.dirname(os.path.abspath(path))
+    while True:
+        if os.path.isdir(os.path.join(d, "meson-private")):
+            return d
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+
+
 def default_tools(alice):
-    build = os.path.dirname(os.path.dirname(os.path.abspath(alice)))
-    return os.path.join(build, "tools", "nullrecv"), os.path.join(build, "tools", "loadgen")
+    """<builddir>/tests/bench/{nullrecv,loadgen} of the build that holds alice."""
+    build = build_root(alice) or os.path.join(ROOT, "build")
+    bench = os.path.join(build, "tests", "bench")
+    return os.path.join(bench, "nullrecv"), os.path.join(bench, "loadgen")
 
 
 def parse_args(argv):
@@ -907,8 +926,8 @@ def parse_args(argv):
                                  epilog="\n".join(__doc__.split("\n")[2:]))
     ap.add_argument("--alice", default=os.environ.get("ALICE_BIN",
                                                       os.path.join(ROOT, "build/src/alice")))
-    ap.add_argument("--nullrecv", help="default: <builddir>/tools/nullrecv next to --alice")
-    ap.add_argument("--loadgen", help="default: <builddir>/tools/loadgen next to --alice")
+    ap.add_argument("--nullrecv", help="default: <builddir>/tests/bench/nullrecv of the build of --alice")
+    ap.add_argument("--loadgen", help="default: <builddir>/tests/bench/loadgen of the build of --alice")
     ap.add_argument("--seconds", type=float, default=10.0, help="per ingest scenario [10]")
     ap.add_argument("--quick", action="store_true", help="2 s scenarios, scrape at 100k only")
     ap.add_argument("--smoke", action="store_true",
@@ -1231,7 +1250,7 @@ def run_all(run, argv):
         print("note: %s" % n)
     print("\nload average at the end: %s; %.0f s in all. Command: %s" % (
         " ".join(mi["loadavg_end"]), run.results["elapsed_s"],
-        " ".join(["tools/bench.py"] + list(argv))))
+        " ".join(["tests/bench/bench.py"] + list(argv))))
 
 
 def main(argv):
