@@ -23,15 +23,17 @@ broken=0
 setup() { # dir, extra meson args...
     dir=$1
     shift
+    # the logs go into the build directory, not the source tree
+    mkdir -p "$dir"
     if [ ! -f "$dir/build.ninja" ]; then
-        meson setup "$dir" --werror "$@" >"$dir.setup.log" 2>&1 || {
-            cat "$dir.setup.log"
+        meson setup "$dir" --werror "$@" >"$dir/test-sh-setup.log" 2>&1 || {
+            cat "$dir/test-sh-setup.log"
             broken=$((broken + 1))
             return 1
         }
     fi
-    ninja -C "$dir" >"$dir.ninja.log" 2>&1 || {
-        tail -50 "$dir.ninja.log"
+    ninja -C "$dir" >"$dir/test-sh-ninja.log" 2>&1 || {
+        tail -50 "$dir/test-sh-ninja.log"
         broken=$((broken + 1))
         return 1
     }
