@@ -14,10 +14,9 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-import time
 
 from promhelper import DEPLOY, SOURCE_ROOT, load_yaml, load_yaml_all, run_tests
-import amtest  # noqa: E402,I100  (promhelper puts tests/integration on sys.path)
+import amtest  # noqa: E402,I100  (promhelper puts tests/ on sys.path)
 
 SPEC_ENV = {"ALICE_METRICS_HOST", "ALICE_METRICS_PORT", "ALICE_STATSD_HOST",
             "ALICE_STATSD_PORT", "ALICE_STATSD_SOCKET", "ALICE_METRICS_CONFIG",
@@ -125,8 +124,7 @@ def test_run_stage_has_every_library_the_binary_needs():
 def test_image_env_and_cmd_start_the_daemon_and_pass_the_healthcheck():
     # The image's ENV and CMD as they are, except loopback addresses and free
     # ports (tests bind nothing but 127.0.0.1).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALICE_")}
-    env.update(image_env())
+    env = amtest.clean_env(image_env())
     env["ALICE_METRICS_HOST"] = env["ALICE_STATSD_HOST"] = "127.0.0.1"
     env["ALICE_METRICS_PORT"] = "0"
     env["ALICE_STATSD_PORT"] = str(amtest.free_udp_port())
@@ -137,17 +135,12 @@ def test_image_env_and_cmd_start_the_daemon_and_pass_the_healthcheck():
     proc = subprocess.Popen([amtest.ALICE_BIN, "metrics-server"], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
     try:
-        want = {"http", "udp", "unix"}
-        seen = {}
-        text = ""
-        deadline = time.monotonic() + 10
-        while set(seen) != want and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+        startup = amtest.Startup({"http", "udp", "unix"})
+        if not amtest.wait_log_file(log_path, proc, startup):
             with open(log_path, "rb") as f:
                 text = f.read().decode("utf-8", "replace")
-            for m in amtest.LISTEN_RE.finditer(text):
-                seen[m.group(1)] = m
-        assert set(seen) == want, "listening on %s only:\n%s" % (sorted(seen), text)
+            raise AssertionError("listening on %s only:\n%s" % (sorted(startup.listening), text))
+        seen = startup.listening
         assert seen["http"].group(2) == "127.0.0.1", seen["http"].group(0)
         assert seen["udp"].group(3) == env["ALICE_STATSD_PORT"], seen["udp"].group(0)
         port = int(seen["http"].group(3))
@@ -157,12 +150,7 @@ def test_image_env_and_cmd_start_the_daemon_and_pass_the_healthcheck():
         assert p.returncode == 0, p.stderr
         assert b'"status"' in p.stdout and b'"ok"' in p.stdout, p.stdout
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        amtest.stop_process(proc)
         log.close()
         shutil.rmtree(sock_dir, ignore_errors=True)
 

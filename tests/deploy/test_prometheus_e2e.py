@@ -21,7 +21,7 @@ import time
 import traceback
 
 from promhelper import DEPLOY, Prometheus, dump_yaml, load_yaml, run_tests
-import amtest  # noqa: E402,I100  (promhelper puts tests/integration on sys.path)
+import amtest  # noqa: E402,I100  (promhelper puts tests/ on sys.path)
 
 BOUNDS = [.005, .01, .025, .05, .075, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10]
 S = {"lines": 0}  # the daemon, Prometheus, scrape times, lines sent

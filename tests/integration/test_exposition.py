@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from amtest import Daemon, run_tests, sample_value  # noqa: E402
 
 from prometheus_client.openmetrics.parser import \

@@ -6,7 +6,7 @@ import re
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from amtest import Daemon, Skip, run_tests, sample_value  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="alice-ingest-")

@@ -16,9 +16,9 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from amtest import (ALICE_BIN, Daemon, owe_scrapes, read_answer, run_tests,  # noqa: E402
-                    sample_value, samples)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from amtest import (ALICE_BIN, Daemon, clean_env, owe_scrapes, read_answer,  # noqa: E402
+                    run_tests, sample_value, samples)
 from prometheus_client.parser import text_string_to_metric_families as parse_text  # noqa: E402
 from prometheus_client.openmetrics.parser import \
     text_string_to_metric_families as parse_om  # noqa: E402
@@ -297,7 +297,7 @@ def test_sigterm_exits_0_and_bad_worker_counts():
     assert d.proc.returncode == 0, d.proc.returncode
     d.stop()
     assert any("event=stopped" in line for line in d.log), d.log
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALICE_")}
+    env = clean_env()
     for args, extra in [(["--workers", "0"], {}), (["--workers", "65"], {}),
                         (["--workers", "two"], {}), ([], {"ALICE_METRICS_WORKERS": "x"})]:
         r = subprocess.run([ALICE_BIN, "metrics-server", "--port", "0"] + args,
