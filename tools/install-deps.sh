@@ -7,7 +7,7 @@ set -eu
 
 BUILD="gcc libc6-dev meson ninja-build pkg-config
        libuv1-dev libhttp-parser-dev libjansson-dev zlib1g-dev"
-RUNTIME="curl netcat-openbsd ca-certificates"
+RUNTIME="curl netcat-openbsd ca-certificates man-db"
 # clang builds and runs the libFuzzer targets (tools/test.sh); with
 # --no-install-recommends its fuzzer and sanitizer runtimes come only with
 # libclang-rt-14-dev.

@@ -18,7 +18,7 @@ import tempfile
 from promhelper import DEPLOY, SOURCE_ROOT, load_yaml, load_yaml_all, run_tests
 import amtest  # noqa: E402,I100  (promhelper puts tests/ on sys.path)
 
-SPEC_ENV = {"ALICE_METRICS_HOST", "ALICE_METRICS_PORT", "ALICE_STATSD_HOST",
+KNOWN_ENV = {"ALICE_METRICS_HOST", "ALICE_METRICS_PORT", "ALICE_STATSD_HOST",
             "ALICE_STATSD_PORT", "ALICE_STATSD_SOCKET", "ALICE_METRICS_CONFIG",
             "ALICE_LOG_LEVEL", "ALICE_METRICS_ADDR"}
 IMAGE_UID = 10001
@@ -94,7 +94,7 @@ def test_dockerfile_run_stage_contract():
     env = image_env()
     assert env["ALICE_METRICS_HOST"] == "0.0.0.0" and env["ALICE_STATSD_HOST"] == "0.0.0.0", env
     assert env.get("ALICE_METRICS_PORT", "9090") == "9090"
-    assert set(env) <= SPEC_ENV, set(env) - SPEC_ENV
+    assert set(env) <= KNOWN_ENV, set(env) - KNOWN_ENV
     assert {"curl", "libuv1", "libhttp-parser2.9", "libjansson4", "zlib1g"} <= run_stage_packages()
 
 
@@ -187,7 +187,7 @@ def test_compose_mounts_exist_and_rules_sit_beside_the_config():
                 assert src in named, "undeclared volume %s in %s" % (src, name)
         for k in (svc.get("environment") or {}):
             if k.startswith("ALICE_"):
-                assert k in SPEC_ENV, (name, k)
+                assert k in KNOWN_ENV, (name, k)
     mounts = dict(v.split(":")[:2] for v in c["services"]["prometheus"]["volumes"])
     cfg_dst = mounts["./prometheus/prometheus.yml"]
     assert cfg_dst == "/etc/prometheus/prometheus.yml"
@@ -236,7 +236,7 @@ def test_k8s_sidecar_shares_the_socket_and_is_locked_down():
     containers = {c["name"]: c for c in pod["containers"]}
     side, worker = containers["alice-metrics"], containers["worker"]
     env = {e["name"]: e["value"] for e in side["env"]}
-    assert set(env) <= SPEC_ENV, env
+    assert set(env) <= KNOWN_ENV, env
     sock = env["ALICE_STATSD_SOCKET"]
     vols = {v["name"]: v for v in pod["volumes"]}
     mount_of = lambda c: {m["mountPath"]: m["name"] for m in c["volumeMounts"]}  # noqa: E731
@@ -293,7 +293,7 @@ def test_systemd_unit_is_hardened():
                  "MemoryDenyWriteExecute": "yes"}.items():
         assert one(k) == v, (k, one(k))
     envs = dict(e.split("=", 1) for e in u[("Service", "Environment")])
-    assert set(envs) <= SPEC_ENV, envs
+    assert set(envs) <= KNOWN_ENV, envs
     assert os.path.dirname(envs["ALICE_STATSD_SOCKET"]) == "/run/alice"
     assert u[("Install", "WantedBy")] == ["multi-user.target"]
 

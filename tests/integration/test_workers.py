@@ -367,7 +367,7 @@ def test_scrapes_merge_in_steps_and_survive_sighup():
 def test_scrape_is_one_snapshot_across_workers():
     """Lines for two families always arrive in the same datagram, from many
     senders (so both workers get them), while scrapes run: every scrape must
-    show the two totals equal (one consistent snapshot, SPEC), although the
+    show the two totals equal (one consistent snapshot), although the
     merge copies the families at different moments."""
     import threading
     with Daemon(args=["--workers", "2"]) as d:

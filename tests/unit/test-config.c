@@ -1,4 +1,4 @@
-/* Unit tests for src/config.c: the JSON config file.
+/* Unit tests for src/daemon/config.c: the JSON config file.
  *
  * Errors are checked as whole messages ("FILE:LINE:COL: path: message"),
  * with LINE:COL the 1-based position of the offending key's opening quote
@@ -87,7 +87,7 @@ static void check_full(const am_config_t *c)
     ck_assert_uint_eq(f->max_series, 0);
 }
 
-/* The full example of SPEC.md, from a file. */
+/* The full example of alice.conf(5), from a file. */
 START_TEST(test_full_example_file)
 {
     am_config_t c;

@@ -1,10 +1,10 @@
-/* Unit tests for src/expose.c: Prometheus text 0.0.4 and OpenMetrics 1.0.0.
+/* Unit tests for src/http/expose.c: Prometheus text 0.0.4 and OpenMetrics 1.0.0.
  *
  * Golden folders tests/data/expose/<case>/: lines.txt (StatsD lines, one per
  * line; the token <LF> stands for a newline byte inside a line), an optional
  * config.json (families defined before the lines), expected.txt (0.0.4) and
  * expected.om.txt (OpenMetrics), compared byte for byte. The expected files
- * were written against the exposition rules (FIELD-NOTES.md section 5), not
+ * were written against the exposition format rules (prometheus.io), not
  * copied from the program's output. Every rendering is also checked by a
  * structural checker here and, when installed, by prometheus_client's two
  * parsers and `promtool check metrics`.

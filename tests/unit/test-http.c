@@ -1,4 +1,4 @@
-/* Unit tests for src/http.c: the negotiation helpers as tables, and the
+/* Unit tests for src/http/http.c: the negotiation helpers as tables, and the
  * server end to end: a real uv loop runs the server in a second thread while
  * the test body talks to it with plain blocking sockets (every recv bounded
  * by SO_RCVTIMEO, every wait by a deadline). The loop thread only runs the

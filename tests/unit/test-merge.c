@@ -1,4 +1,4 @@
-/* Unit tests for the multi-worker side of src/registry.c: am_registry_merge
+/* Unit tests for the multi-worker side of src/registry/registry.c: am_registry_merge
  * (the scrape snapshot of several workers' registries), gauge stamps and the
  * family directory shared by the workers (one definition per family, limits
  * over all workers). */

@@ -1,4 +1,4 @@
-/* Unit tests for src/registry.c (with src/catalog.c): aggregation semantics
+/* Unit tests for src/registry/registry.c (with src/registry/catalog.c): aggregation semantics
  * of every line type, auto-creation, the catalog, limits, define/replace and
  * table growth. Samples are built with am_parse_line from literal lines.
  *
