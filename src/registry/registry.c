@@ -56,6 +56,31 @@ int am_family_def_copy(am_family_def_t *dst, const am_family_def_t *src)
     return 0;
 }
 
+bool am_family_def_same_but_grown(const am_family_def_t *a, const am_family_def_t *b)
+{
+    if (a->type != b->type || a->is_set != b->is_set || a->nbuckets != b->nbuckets)
+        return false;
+    size_t n = a->nlabels < b->nlabels ? a->nlabels : b->nlabels;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(a->labels[i], b->labels[i]) != 0)
+            return false;
+    for (size_t i = 0; i < a->nbuckets; i++)
+        if (a->buckets[i] != b->buckets[i])
+            return false;
+    return true;
+}
+
+int am_family_def_take_labels(am_family_def_t *dst, const am_family_def_t *src)
+{
+    while (dst->nlabels < src->nlabels) {
+        char *copy = strdup(src->labels[dst->nlabels]);
+        if (!copy)
+            return -ENOMEM;
+        dst->labels[dst->nlabels++] = copy;
+    }
+    return 0;
+}
+
 bool am_family_def_same_shape(const am_family_def_t *a, const am_family_def_t *b)
 {
     if (a->type != b->type || a->is_set != b->is_set || a->nlabels != b->nlabels ||

@@ -27,6 +27,7 @@
 #define AM_MAX_BUCKETS     64
 #define AM_MAX_KEY_LEN     8192 /* all label values of one series, joined */
 #define AM_MAX_SET_MEMBERS (1u << 20)
+#define AM_MAX_AUTO_LABELS 16 /* label names of an auto-created family */
 
 typedef enum am_family_type {
     AM_FAMILY_COUNTER,
@@ -46,7 +47,10 @@ typedef struct am_family_def {
     char *name; /* owned (see above); exposition name; counters end in _total */
     char *help; /* owned */
     am_family_type_t type;
-    bool is_set; /* a gauge fed by `s` lines */
+    bool is_set;      /* a gauge fed by `s` lines */
+    bool open_labels; /* auto-created: a line may add label names (at most
+                       * AM_MAX_AUTO_LABELS), appended after the others; an
+                       * empty value is an absent label */
     size_t nlabels;
     char *labels[AM_MAX_LABELS]; /* owned; sorted for auto-created families */
     size_t nbuckets; /* upper bounds, +Inf implied */
@@ -226,6 +230,14 @@ void am_family_def_clear(am_family_def_t *def);
 int am_family_def_copy(am_family_def_t *dst, const am_family_def_t *src)
     __attribute__((warn_unused_result));
 bool am_family_def_same_shape(const am_family_def_t *a, const am_family_def_t *b);
+/* True when a and b have the same shape but for labels, and the labels of
+ * one are the first labels of the other (an open family as two workers
+ * saw it at different times). */
+bool am_family_def_same_but_grown(const am_family_def_t *a, const am_family_def_t *b);
+/* Appends copies of src's labels past dst's (dst's labels being the first
+ * of src's): 0, or -ENOMEM with dst grown by part of them. */
+int am_family_def_take_labels(am_family_def_t *dst, const am_family_def_t *src)
+    __attribute__((warn_unused_result));
 /* True when the two families would write a sample name in common (in either
  * format: x_total/x, x_bucket/_sum/_count, x_created). */
 bool am_family_defs_clash(const am_family_def_t *a, const am_family_def_t *b);

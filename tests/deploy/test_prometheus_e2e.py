@@ -497,6 +497,23 @@ def test_every_dashboard_panel_has_data():
     assert not empty, "panels without data:\n" + "\n".join(empty)
 
 
+def test_auto_family_label_set_grows():
+    """A worker release adds a tag to an auto-created family: nothing is
+    rejected, Prometheus keeps the old series and gets the new one, and an
+    empty tag value is the old series again."""
+    def scraped(want):
+        prom().wait(lambda: at("sum(grown_jobs_total)", None) == {(): want},
+                    "grown_jobs_total at %s" % want, timeout=15)
+        return latest_scrape()
+    send(["grown.jobs:1|c|#queue:a"])
+    scraped(1)
+    send(["grown.jobs:2|c|#queue:a,region:eu", "grown.jobs:3|c|#queue:a,region:"])
+    t = scraped(6)
+    assert at("grown_jobs_total", t, "queue", "region") == {("a", ""): 4, ("a", "eu"): 2}
+    assert at('count by (__name__) ({__name__="grown_jobs_total", region=""})', t) == {(): 1}
+    assert one("resets(grown_jobs_total{region=\"\"}[5m])", t) == 0
+
+
 def test_no_line_rejected_and_both_transports_counted():
     t = latest_scrape()
     assert one("sum(alice_metricsd_samples_rejected_total) or vector(0)", t) == 0
