@@ -83,16 +83,7 @@ int am_family_def_take_labels(am_family_def_t *dst, const am_family_def_t *src)
 
 bool am_family_def_same_shape(const am_family_def_t *a, const am_family_def_t *b)
 {
-    if (a->type != b->type || a->is_set != b->is_set || a->nlabels != b->nlabels ||
-        a->nbuckets != b->nbuckets)
-        return false;
-    for (size_t i = 0; i < a->nlabels; i++)
-        if (strcmp(a->labels[i], b->labels[i]) != 0)
-            return false;
-    for (size_t i = 0; i < a->nbuckets; i++)
-        if (a->buckets[i] != b->buckets[i])
-            return false;
-    return true;
+    return a->nlabels == b->nlabels && am_family_def_same_but_grown(a, b);
 }
 
 size_t am__values_per_series(const am_family_def_t *def, bool stamped)
