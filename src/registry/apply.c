@@ -503,6 +503,7 @@ static void stamp_gauge(const am_registry_t *r, am_series_t *se, const am_sample
 static am_reason_t update_series(am_registry_t *r, am_family_t *f, am_series_t *se,
                                  const am_sample_t *s)
 {
+    se->seen = r->now;
     switch (f->def.type) {
         case AM_FAMILY_COUNTER:
             for (size_t i = 0; i < s->nvalues; i++)
@@ -576,6 +577,8 @@ static inline __attribute__((always_inline)) am_reason_t
 apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleton_t *sk,
              am_sample_t *s)
 {
+    if (se->seen == AM_SEEN_DEAD)
+        return AM_REJECT_CARDINALITY; /* expired: the full path starts it afresh */
     const char *v = sk->values.p;
     /* The commonest line of all: a counter incremented by 0..999 at rate 1
      * (exactly what apply_cached_values and update_series would do). */
@@ -586,6 +589,7 @@ apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleto
         if (!isfinite(t))
             return AM_REJECT_BAD_VALUE;
         se->v[0] = t;
+        se->seen = r->now;
         return AM_OK;
     }
     /* A timer, histogram or distribution line with one value at rate 1 (a
@@ -600,6 +604,7 @@ apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleto
         if (!isfinite(se->v[0] + 1.0) || !isfinite(se->v[1] + y))
             return AM_REJECT_BAD_VALUE;
         observe(f, se, y, 1.0);
+        se->seen = r->now;
         return AM_OK;
     }
     return apply_cached_values(r, f, se, sk, s);

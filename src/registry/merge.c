@@ -103,7 +103,7 @@ int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
     }
     if (!series_reserve(df, df->nseries + sf->nseries))
         return -ENOMEM;
-    for (const am_series_t *s = sf->first; s; s = s->next) {
+    for (const am_series_t *s = am_family_first_series(sf); s; s = am_series_next(s)) {
         const char *key = am__series_key(sf, s);
         am_series_t *d = am__series_find(df, s->hash, key, s->key_len);
         if (!d) {

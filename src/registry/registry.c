@@ -194,6 +194,7 @@ void am_registry_free(am_registry_t *r)
         family_free(r, f);
         f = next;
     }
+    am__graves_free(r);
     am_table_free(&r->families);
     am_namedex_free(&r->names);
     am_linecache_free(&r->cache);
@@ -372,14 +373,22 @@ size_t am_family_series_count(const am_family_t *f)
     return f->nseries;
 }
 
+/* Expired series wait in the list for a sweep: readers skip them. */
+static const am_series_t *live_from(const am_series_t *s)
+{
+    while (s && s->seen == AM_SEEN_DEAD)
+        s = s->next;
+    return s;
+}
+
 const am_series_t *am_family_first_series(const am_family_t *f)
 {
-    return f->first;
+    return live_from(f->first);
 }
 
 const am_series_t *am_series_next(const am_series_t *s)
 {
-    return s->next;
+    return live_from(s->next);
 }
 
 const char *am_series_key(const am_family_t *f, const am_series_t *s, size_t *len)
