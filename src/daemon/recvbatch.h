@@ -8,8 +8,8 @@
  * 512 KiB of contiguous memory instead of at the start of 64 scattered
  * 64 KiB slots, and the copy in and the parse after it stay in cache. A
  * datagram that spills into its tail is joined into one scratch buffer
- * before anyone reads it. Shared by the daemon and tools/nullrecv so that
- * the benchmark's floor receives exactly as the daemon does.
+ * before anyone reads it. Shared by the daemon and tests/bench/nullrecv so
+ * that the benchmark's floor receives exactly as the daemon does.
  *
  * Who calls: ingest.c, on the loop of the socket it reads. One batch per
  * socket, used by one thread. */

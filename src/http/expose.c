@@ -75,7 +75,14 @@ static void render_labels(am_buf_t *lb, const am_family_def_t *def, const size_t
         size_t vn = 0; /* up to its NUL: values are short, a loop beats a call */
         while (p + vn < end && p[vn])
             vn++;
-        if (i)
+        /* An open (auto-created) family writes the labels a series has; a
+         * declared one writes every label, empty or not. Prometheus reads
+         * both alike: an empty label is an absent one. */
+        if (vn == 0 && def->open_labels) {
+            p += p + vn < end;
+            continue;
+        }
+        if (o != lb->data)
             *o++ = ',';
         memcpy(o, def->labels[i], name_len[i]);
         o += name_len[i];

@@ -5,6 +5,7 @@
  * values to the series the cache remembers, with no name or tag work. */
 #include "registry-internal.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,14 +83,38 @@ static bool reserved_label(am_family_type_t t, const char *p, size_t n)
     return false;
 }
 
-/* The definition a first line gives an unknown name. Nothing is added to
- * the registry here: the line may still be rejected further right. */
+/* A line's tag keys as label names: mapped, each valid, none twice ("a.b"
+ * and "a_b" in one line). */
+typedef struct line_labels {
+    char name[AM_MAX_TAGS][AM_MAX_LABEL_NAME_LEN + 2];
+    size_t len[AM_MAX_TAGS];
+} line_labels_t;
+
+/* Maps tag i of s into ll: a valid label name, not one a tag before it
+ * mapped to too. */
+static am_reason_t map_tag(am_family_type_t type, const am_sample_t *s, size_t i, line_labels_t *ll)
+{
+    size_t n = map_label(&s->tag_key[i], ll->name[i], sizeof(ll->name[i]));
+    if (n == 0 || reserved_label(type, ll->name[i], n))
+        return AM_REJECT_BAD_LABEL;
+    ll->name[i][n] = '\0';
+    ll->len[i] = n;
+    for (size_t j = 0; j < i; j++)
+        if (ll->len[j] == n && memcmp(ll->name[j], ll->name[i], n) == 0)
+            return AM_REJECT_BAD_LABEL;
+    return AM_OK;
+}
+
+/* The definition a first line gives an unknown name: its labels are the
+ * tags with a value (an empty value is an absent label). Nothing is added
+ * to the registry here: the line may still be rejected further right. */
 static am_reason_t auto_def(am_registry_t *r, const char *name, size_t len, const am_sample_t *s,
-                            am_family_def_t *def)
+                            line_labels_t *ll, am_family_def_t *def)
 {
     if (!r->limits.auto_create)
         return AM_REJECT_UNKNOWN_FAMILY;
     memset(def, 0, sizeof(*def));
+    def->open_labels = true;
     switch (s->type) {
         case AM_TYPE_COUNTER:
             def->type = AM_FAMILY_COUNTER;
@@ -118,58 +143,130 @@ static am_reason_t auto_def(am_registry_t *r, const char *name, size_t len, cons
         am_family_def_clear(def);
         return AM_REJECT_TYPE_CONFLICT;
     }
-    char lname[AM_MAX_LABEL_NAME_LEN + 2];
-    for (size_t i = 0; i < s->ntags; i++) {
-        size_t n = map_label(&s->tag_key[i], lname, sizeof(lname));
-        if (n == 0 || reserved_label(def->type, lname, n)) {
-            am_family_def_clear(def);
-            return AM_REJECT_BAD_LABEL;
+    am_reason_t rc = AM_OK;
+    for (size_t i = 0; rc == AM_OK && i < s->ntags; i++) {
+        rc = map_tag(def->type, s, i, ll);
+        if (rc != AM_OK || s->tag_value[i].n == 0)
+            continue;
+        if (def->nlabels == AM_MAX_AUTO_LABELS) {
+            rc = AM_REJECT_BAD_LABEL;
+            break;
         }
-        def->labels[def->nlabels] = strndup(lname, n);
-        if (!def->labels[def->nlabels]) {
-            am_family_def_clear(def);
-            return AM_REJECT_CARDINALITY;
-        }
-        def->nlabels++;
+        def->labels[def->nlabels] = strndup(ll->name[i], ll->len[i]);
+        if (!def->labels[def->nlabels])
+            rc = AM_REJECT_CARDINALITY;
+        else
+            def->nlabels++;
+    }
+    if (rc != AM_OK) {
+        am_family_def_clear(def);
+        return rc;
     }
     qsort(def->labels, def->nlabels, sizeof(def->labels[0]), cmp_str);
     return AM_OK;
 }
 
-/* Builds the series key: label values in def's label order, joined by '\0';
- * a declared label the line lacks is empty. */
-static am_reason_t build_key(const am_family_def_t *def, const am_sample_t *s, char *key,
-                             size_t cap, size_t *klen_out)
+/* Label names a line brings that its open family lacks: indexes into the
+ * line's tags, in line order. */
+typedef struct new_labels {
+    size_t n;
+    size_t tag[AM_MAX_AUTO_LABELS];
+} new_labels_t;
+
+static size_t find_label(const am_family_def_t *def, const char *name, size_t n)
+{
+    size_t k = 0;
+    while (k < def->nlabels && !(strncmp(def->labels[k], name, n) == 0 && def->labels[k][n] == '\0'))
+        k++;
+    return k;
+}
+
+/* Builds the series key: label values in def's label order, joined by '\0',
+ * trailing empty values left out (an absent label and an empty one are the
+ * same, and a label set that grows does not change the keys of the series
+ * that lack the new labels). A label def does not declare is
+ * undeclared_label, except in an open family: there a tag with a value goes
+ * into grow (placed after def's labels in the key), an empty one is absent. */
+static am_reason_t build_key(const am_family_def_t *def, const am_sample_t *s,
+                             line_labels_t *ll, char *key, size_t cap, size_t *klen_out,
+                             new_labels_t *grow)
 {
     const am_slice_t *val_at[AM_MAX_LABELS] = {0};
-    char lname[AM_MAX_LABEL_NAME_LEN + 2];
+    grow->n = 0;
     for (size_t i = 0; i < s->ntags; i++) {
-        size_t n = map_label(&s->tag_key[i], lname, sizeof(lname));
-        if (n == 0 || reserved_label(def->type, lname, n))
-            return AM_REJECT_BAD_LABEL;
-        size_t k = 0;
-        while (k < def->nlabels &&
-               !(strncmp(def->labels[k], lname, n) == 0 && def->labels[k][n] == '\0'))
-            k++;
-        if (k == def->nlabels)
-            return AM_REJECT_UNDECLARED_LABEL;
-        if (val_at[k]) /* "a.b" and "a_b" in one line */
-            return AM_REJECT_BAD_LABEL;
+        /* one tag at a time: the first fault from the left is the reason */
+        am_reason_t rc = map_tag(def->type, s, i, ll);
+        if (rc != AM_OK)
+            return rc;
+        size_t k = find_label(def, ll->name[i], ll->len[i]);
+        if (k == def->nlabels) {
+            if (!def->open_labels)
+                return AM_REJECT_UNDECLARED_LABEL;
+            if (s->tag_value[i].n == 0)
+                continue;
+            if (def->nlabels + grow->n == AM_MAX_AUTO_LABELS)
+                return AM_REJECT_BAD_LABEL;
+            k = def->nlabels + grow->n;
+            grow->tag[grow->n++] = i;
+        }
         val_at[k] = &s->tag_value[i];
     }
-    size_t klen = 0;
-    for (size_t k = 0; k < def->nlabels; k++) {
+    size_t klen = 0, kept = 0;
+    for (size_t k = 0; k < def->nlabels + grow->n; k++) {
         size_t vn = val_at[k] ? val_at[k]->n : 0;
         if (klen + vn + 1 > cap)
             return AM_REJECT_BAD_LABEL;
         if (k > 0)
             key[klen++] = '\0';
-        if (vn)
+        if (vn) {
             memcpy(key + klen, val_at[k]->p, vn);
-        klen += vn;
+            klen += vn;
+            kept = klen;
+        }
     }
-    *klen_out = klen;
+    *klen_out = kept;
     return AM_OK;
+}
+
+/* Adds the labels of grow (tags of s, named in ll) to def, an open family's
+ * definition, and with a directory entry e to e's as well, so that every
+ * worker places a label at the same position: labels other workers added
+ * to e since def was copied come first. Takes the directory lock unless the
+ * caller holds it. AM_OK, AM_REJECT_BAD_LABEL past AM_MAX_AUTO_LABELS, or
+ * AM_REJECT_CARDINALITY when out of memory (def may then hold part). */
+static am_reason_t grow_labels(am_registry_t *r, am_family_def_t *def, famdir_entry_t *e,
+                               bool dir_locked, const line_labels_t *ll, const new_labels_t *grow)
+{
+    am_reason_t rc = AM_OK;
+    if (e && !dir_locked)
+        pthread_mutex_lock(&r->dir->mu);
+    if (e && am_family_def_take_labels(def, &e->def) != 0)
+        rc = AM_REJECT_CARDINALITY;
+    for (size_t j = 0; rc == AM_OK && j < grow->n; j++) {
+        const char *name = ll->name[grow->tag[j]];
+        size_t n = ll->len[grow->tag[j]];
+        if (find_label(def, name, n) < def->nlabels)
+            continue; /* another worker added it meanwhile */
+        if (def->nlabels == AM_MAX_AUTO_LABELS) {
+            rc = AM_REJECT_BAD_LABEL;
+            break;
+        }
+        char *mine = strndup(name, n), *shared = e ? strndup(name, n) : NULL;
+        if (!mine || (e && !shared)) {
+            free(mine);
+            free(shared);
+            rc = AM_REJECT_CARDINALITY;
+            break;
+        }
+        def->labels[def->nlabels++] = mine;
+        if (e) {
+            assert(e->def.nlabels + 1 == def->nlabels);
+            e->def.labels[e->def.nlabels++] = shared;
+        }
+    }
+    if (e && !dir_locked)
+        pthread_mutex_unlock(&r->dir->mu);
+    return rc;
 }
 
 /* Checks that applying s to values v (zeros for a new series) keeps every
@@ -262,6 +359,7 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
     bool dir_locked = false;
     am_family_def_t fresh;
     const am_family_def_t *def;
+    line_labels_t ll;
     am_reason_t rc;
     if (f) {
         if (!type_fits(&f->def, s->type))
@@ -287,7 +385,7 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
             else
                 rc = AM_OK;
         } else {
-            rc = auto_def(r, name, len, s, &fresh);
+            rc = auto_def(r, name, len, s, &ll, &fresh);
         }
         if (rc != AM_OK)
             goto out; /* fresh holds nothing */
@@ -296,7 +394,8 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
 
     char key[AM_MAX_KEY_LEN];
     size_t klen = 0;
-    rc = build_key(def, s, key, sizeof(key), &klen);
+    new_labels_t grow;
+    rc = build_key(def, s, &ll, key, sizeof(key), &klen, &grow);
     uint64_t h = am_hash(key, klen);
     am_series_t *se = NULL;
     if (rc == AM_OK && f)
@@ -326,6 +425,22 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
         if (!f)
             am_family_def_clear(&fresh);
         goto out;
+    }
+    if (grow.n) {
+        /* New labels for an open family (no series of it here has them,
+         * so the series is new): the label set grows, and the key is
+         * built again, as the labels now stand. */
+        am_family_def_t *gdef = f ? &f->def : &fresh;
+        rc = grow_labels(r, gdef, f ? f->shared : e, dir_locked, &ll, &grow);
+        if (rc == AM_OK)
+            rc = build_key(gdef, s, &ll, key, sizeof(key), &klen, &grow);
+        if (rc != AM_OK) {
+            if (!f)
+                am_family_def_clear(&fresh);
+            goto give_back;
+        }
+        assert(grow.n == 0);
+        h = am_hash(key, klen);
     }
     if (!f) {
         rc = AM_REJECT_CARDINALITY; /* out of memory below: counted, not fatal */
@@ -388,6 +503,7 @@ static void stamp_gauge(const am_registry_t *r, am_series_t *se, const am_sample
 static am_reason_t update_series(am_registry_t *r, am_family_t *f, am_series_t *se,
                                  const am_sample_t *s)
 {
+    se->seen = r->now;
     switch (f->def.type) {
         case AM_FAMILY_COUNTER:
             for (size_t i = 0; i < s->nvalues; i++)
@@ -461,6 +577,8 @@ static inline __attribute__((always_inline)) am_reason_t
 apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleton_t *sk,
              am_sample_t *s)
 {
+    if (se->seen == AM_SEEN_DEAD)
+        return AM_REJECT_CARDINALITY; /* expired: the full path starts it afresh */
     const char *v = sk->values.p;
     /* The commonest line of all: a counter incremented by 0..999 at rate 1
      * (exactly what apply_cached_values and update_series would do). */
@@ -471,6 +589,7 @@ apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleto
         if (!isfinite(t))
             return AM_REJECT_BAD_VALUE;
         se->v[0] = t;
+        se->seen = r->now;
         return AM_OK;
     }
     /* A timer, histogram or distribution line with one value at rate 1 (a
@@ -485,6 +604,7 @@ apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleto
         if (!isfinite(se->v[0] + 1.0) || !isfinite(se->v[1] + y))
             return AM_REJECT_BAD_VALUE;
         observe(f, se, y, 1.0);
+        se->seen = r->now;
         return AM_OK;
     }
     return apply_cached_values(r, f, se, sk, s);

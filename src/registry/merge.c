@@ -91,13 +91,19 @@ int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
             return -ENOMEM;
         }
     } else if (!am_family_def_same_shape(&df->def, &sf->def)) {
-        /* Cannot happen between workers sharing a family directory;
-         * never add values of another shape. */
-        return 0;
+        /* An open family one worker saw with more labels than another:
+         * the copy takes the longer list (keys leave trailing empty labels
+         * out, so they stay comparable). Any other difference cannot
+         * happen between workers sharing a family directory; never add
+         * values of another shape. */
+        if (!df->def.open_labels || !am_family_def_same_but_grown(&df->def, &sf->def))
+            return 0;
+        if (am_family_def_take_labels(&df->def, &sf->def) != 0)
+            return -ENOMEM;
     }
     if (!series_reserve(df, df->nseries + sf->nseries))
         return -ENOMEM;
-    for (const am_series_t *s = sf->first; s; s = s->next) {
+    for (const am_series_t *s = am_family_first_series(sf); s; s = am_series_next(s)) {
         const char *key = am__series_key(sf, s);
         am_series_t *d = am__series_find(df, s->hash, key, s->key_len);
         if (!d) {

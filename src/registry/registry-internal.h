@@ -34,8 +34,8 @@ struct am_series {
     uint64_t hash;
     struct am_set *set; /* set gauges only */
     uint32_t key_len;
-    uint32_t unused;
-    double v[]; /* family->nvalues doubles, then key_len key bytes */
+    uint32_t seen; /* r->now when a line last updated it; AM_SEEN_DEAD: expired */
+    double v[];    /* family->nvalues doubles, then key_len key bytes */
 };
 
 /* Distinct members of a set gauge, as 64-bit hashes in a hash-first table
@@ -104,7 +104,18 @@ struct am_registry {
     double clock;                  /* stamp for gauge updates, set per batch */
     am_snapshot_fn snap_fn;        /* the scrape snapshot in progress, or NULL */
     void *snap_ctx;
+    uint32_t now; /* the TTL clock (deciseconds), stamped on series a line updates */
+    /* Expired series out of every list and table, not yet freed: the line
+     * cache may still point at them (it tests AM_SEEN_DEAD) until it is
+     * next cleared (generation). Linked through next. */
+    am_series_t *grave_new;  /* expired since the last generation bump */
+    size_t grave_new_n;
+    am_series_t *grave_free; /* expired before it: free to free */
 };
+
+/* am_series_t.seen of an expired series: out of its family's table and
+ * counts, still in its family's list until a sweep unlinks it. */
+#define AM_SEEN_DEAD UINT32_MAX
 
 /* am_family_t.fast_type of a family in a scrape snapshot, not yet taken. */
 enum { FAST_PENDING = 0xff };
@@ -160,6 +171,15 @@ am_series_t *am__series_new(am_registry_t *r, am_family_t *f, uint64_t h, const 
                             size_t klen);
 /* Frees every series of f and gives back what they took from the limits. */
 void am__family_free_series(am_registry_t *r, am_family_t *f);
+/* Expires s, a live series of f: out of f's table, its set freed, its
+ * place under every limit given back, marked AM_SEEN_DEAD. It stays in f's
+ * list (readers skip it) until a sweep of r unlinks it. */
+void am__series_retire(am_registry_t *r, am_family_t *f, am_series_t *s);
+
+/* ---- expire.c ---- */
+
+/* Frees every expired series r still holds (only with r itself). */
+void am__graves_free(am_registry_t *r);
 
 /* ---- famdir.c (the caller holds d->mu unless said) ---- */
 

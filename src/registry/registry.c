@@ -56,18 +56,34 @@ int am_family_def_copy(am_family_def_t *dst, const am_family_def_t *src)
     return 0;
 }
 
-bool am_family_def_same_shape(const am_family_def_t *a, const am_family_def_t *b)
+bool am_family_def_same_but_grown(const am_family_def_t *a, const am_family_def_t *b)
 {
-    if (a->type != b->type || a->is_set != b->is_set || a->nlabels != b->nlabels ||
-        a->nbuckets != b->nbuckets)
+    if (a->type != b->type || a->is_set != b->is_set || a->nbuckets != b->nbuckets)
         return false;
-    for (size_t i = 0; i < a->nlabels; i++)
+    size_t n = a->nlabels < b->nlabels ? a->nlabels : b->nlabels;
+    for (size_t i = 0; i < n; i++)
         if (strcmp(a->labels[i], b->labels[i]) != 0)
             return false;
     for (size_t i = 0; i < a->nbuckets; i++)
         if (a->buckets[i] != b->buckets[i])
             return false;
     return true;
+}
+
+int am_family_def_take_labels(am_family_def_t *dst, const am_family_def_t *src)
+{
+    while (dst->nlabels < src->nlabels) {
+        char *copy = strdup(src->labels[dst->nlabels]);
+        if (!copy)
+            return -ENOMEM;
+        dst->labels[dst->nlabels++] = copy;
+    }
+    return 0;
+}
+
+bool am_family_def_same_shape(const am_family_def_t *a, const am_family_def_t *b)
+{
+    return a->nlabels == b->nlabels && am_family_def_same_but_grown(a, b);
 }
 
 size_t am__values_per_series(const am_family_def_t *def, bool stamped)
@@ -178,6 +194,7 @@ void am_registry_free(am_registry_t *r)
         family_free(r, f);
         f = next;
     }
+    am__graves_free(r);
     am_table_free(&r->families);
     am_namedex_free(&r->names);
     am_linecache_free(&r->cache);
@@ -356,14 +373,22 @@ size_t am_family_series_count(const am_family_t *f)
     return f->nseries;
 }
 
+/* Expired series wait in the list for a sweep: readers skip them. */
+static const am_series_t *live_from(const am_series_t *s)
+{
+    while (s && s->seen == AM_SEEN_DEAD)
+        s = s->next;
+    return s;
+}
+
 const am_series_t *am_family_first_series(const am_family_t *f)
 {
-    return f->first;
+    return live_from(f->first);
 }
 
 const am_series_t *am_series_next(const am_series_t *s)
 {
-    return s->next;
+    return live_from(s->next);
 }
 
 const char *am_series_key(const am_family_t *f, const am_series_t *s, size_t *len)

@@ -27,6 +27,7 @@
 #define AM_MAX_BUCKETS     64
 #define AM_MAX_KEY_LEN     8192 /* all label values of one series, joined */
 #define AM_MAX_SET_MEMBERS (1u << 20)
+#define AM_MAX_AUTO_LABELS 16 /* label names of an auto-created family */
 
 typedef enum am_family_type {
     AM_FAMILY_COUNTER,
@@ -46,12 +47,18 @@ typedef struct am_family_def {
     char *name; /* owned (see above); exposition name; counters end in _total */
     char *help; /* owned */
     am_family_type_t type;
-    bool is_set; /* a gauge fed by `s` lines */
+    bool is_set;      /* a gauge fed by `s` lines */
+    bool open_labels; /* auto-created: a line may add label names (at most
+                       * AM_MAX_AUTO_LABELS), appended after the others; an
+                       * empty value is an absent label */
     size_t nlabels;
     char *labels[AM_MAX_LABELS]; /* owned; sorted for auto-created families */
     size_t nbuckets; /* upper bounds, +Inf implied */
     double buckets[AM_MAX_BUCKETS];
     size_t max_series; /* 0 = the registry's per-family default */
+    uint32_t ttl;      /* seconds without an update before a series expires;
+                        * 0: the registry's default (limits.ttl);
+                        * AM_TTL_NEVER: never, whatever the default */
 } am_family_def_t;
 
 typedef struct am_series am_series_t;
@@ -62,6 +69,7 @@ typedef struct am_limits {
     size_t max_series;            /* total, default 1,000,000 */
     size_t max_families;          /* auto-created, default 1,000 */
     size_t max_set_members;       /* over every set series, default 1,048,576 */
+    uint32_t ttl;                 /* default series TTL, seconds; 0: none (the default) */
     bool auto_create;
 } am_limits_t;
 
@@ -150,6 +158,54 @@ size_t am_registry_snapshot_begin(am_registry_t *r, am_snapshot_fn fn, void *ctx
 void am_registry_snapshot_taken(am_registry_t *r, const am_family_t *f);
 void am_registry_snapshot_end(am_registry_t *r);
 
+/* ---- series lifecycle: TTL ----
+ *
+ * A series not updated for its family's TTL expires: it leaves the
+ * exposition, gives back its place under every limit, and a later line
+ * starts it afresh. The clock is the registry's own, in deciseconds of
+ * any increasing clock: the ingest loop sets it per receive batch, and a
+ * sweep sets it too (so that an idle registry still expires). Sweeps run
+ * in steps: a step examines at most budget series from where the last one
+ * stopped. */
+#define AM_TTL_NEVER UINT32_MAX
+
+void am_registry_set_now(am_registry_t *r, uint32_t now_ds);
+/* Whether any family of r can expire (a default TTL, or a family's own). */
+bool am_registry_has_ttl(const am_registry_t *r);
+
+/* With several workers a series expires only when no worker updated it
+ * for the TTL (else the merged counter would drop, which Prometheus reads
+ * as a reset): the sweep of one worker's registry asks this callback about
+ * a series that is stale there (f and s borrowed for the call); it returns
+ * true to keep it, or false when the other workers' copies are stale too
+ * (having expired them with am_registry_expire_copy). */
+typedef bool (*am_expire_fn)(void *ctx, const am_family_t *f, const am_series_t *s);
+
+typedef struct am_expire_cursor {
+    am_family_t *family;  /* borrowed: the family the sweep is in; NULL: start */
+    am_series_t *prev;    /* borrowed: the series before the next one; NULL: first */
+    uint64_t generation;  /* of the registry when the cursor was left */
+    am_expire_fn others;  /* NULL with one registry */
+    void *others_ctx;
+} am_expire_cursor_t;
+
+/* One step of the sweep at time now_ds: examines at most budget series
+ * after the cursor, expires those past their TTL (adding their count to
+ * *expired) and leaves the cursor after the last one examined. Returns
+ * true when the sweep reached the end of the registry (the cursor then
+ * starts over). A zeroed cursor starts at the first family; a cursor left
+ * before the registry changed shape starts over by itself. */
+bool am_registry_expire_step(am_registry_t *r, am_expire_cursor_t *c, uint32_t now_ds,
+                             size_t budget, size_t *expired);
+
+/* For an am_expire_fn: the age (deciseconds since its last update, at
+ * now_ds) of r's copy of series s of family f (another registry's), or
+ * -1 when r has no such series. */
+long am_registry_copy_age(const am_registry_t *r, const am_family_t *f, const am_series_t *s,
+                          uint32_t now_ds);
+/* Expires r's copy of series s of family f (another registry's), if any. */
+void am_registry_expire_copy(am_registry_t *r, const am_family_t *f, const am_series_t *s);
+
 /* Looks a family up by exposition name (borrowed for the call); NULL if
  * absent. The family is borrowed as the read side's pointers are. */
 const am_family_t *am_registry_find(const am_registry_t *r, const char *name);
@@ -226,6 +282,14 @@ void am_family_def_clear(am_family_def_t *def);
 int am_family_def_copy(am_family_def_t *dst, const am_family_def_t *src)
     __attribute__((warn_unused_result));
 bool am_family_def_same_shape(const am_family_def_t *a, const am_family_def_t *b);
+/* True when a and b have the same shape but for labels, and the labels of
+ * one are the first labels of the other (an open family as two workers
+ * saw it at different times). */
+bool am_family_def_same_but_grown(const am_family_def_t *a, const am_family_def_t *b);
+/* Appends copies of src's labels past dst's (dst's labels being the first
+ * of src's): 0, or -ENOMEM with dst grown by part of them. */
+int am_family_def_take_labels(am_family_def_t *dst, const am_family_def_t *src)
+    __attribute__((warn_unused_result));
 /* True when the two families would write a sample name in common (in either
  * format: x_total/x, x_bucket/_sum/_count, x_created). */
 bool am_family_defs_clash(const am_family_def_t *a, const am_family_def_t *b);

@@ -102,6 +102,7 @@ am_series_t *am__series_new(am_registry_t *r, am_family_t *f, uint64_t h, const 
         return NULL;
     se->hash = h;
     se->key_len = (uint32_t)klen;
+    se->seen = r->now;
     memcpy(am__series_key(f, se), key, klen);
     if (f->def.is_set) {
         se->set = am__set_new();
@@ -119,6 +120,29 @@ am_series_t *am__series_new(am_registry_t *r, am_family_t *f, uint64_t h, const 
     f->nseries++;
     r->nseries++;
     return se;
+}
+
+void am__series_retire(am_registry_t *r, am_family_t *f, am_series_t *s)
+{
+    assert(s->seen != AM_SEEN_DEAD);
+    if (am__snap_pending(f))
+        am__snapshot_flush(r, f); /* the scrape in progress shows it still */
+    size_t i;
+    am_series_t **e = am_table_first(&f->series, s->hash, &i);
+    while (e && *e != s)
+        e = am_table_next(&f->series, &i);
+    assert(e);
+    am_table_remove(&f->series, e);
+    if (s->set) {
+        am__set_members_give(r, am__set_count(s->set));
+        am__set_free(s->set);
+        s->set = NULL;
+    }
+    f->nseries--;
+    r->nseries--;
+    if (f->shared)
+        am__shared_give(r->dir, f->shared, 1);
+    s->seen = AM_SEEN_DEAD;
 }
 
 void am__family_free_series(am_registry_t *r, am_family_t *f)

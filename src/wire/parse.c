@@ -669,29 +669,6 @@ bool am_scan_line(const am_dgram_index_t *ix, const char *dg, size_t n, size_t p
     return true;
 }
 
-size_t am_next_line(const am_dgram_index_t *ix, const char *p, size_t n, size_t pos,
-                    am_dgram_line_t *line)
-{
-    while (pos < n) {
-        size_t lend;
-        if (am_scan_line(ix, p, n, pos, &line->sk, &lend)) {
-            line->has_skeleton = true;
-        } else {
-            size_t len = lend - pos;
-            if (len == 0 || (len == 1 && p[pos] == '\r')) { /* empty lines are fine */
-                pos = lend + 1;
-                continue;
-            }
-            line->has_skeleton = am_parse_skeleton(p + pos, len, &line->sk);
-        }
-        line->p = p + pos;
-        line->n = lend - pos;
-        return lend + 1;
-    }
-    line->p = NULL;
-    return n;
-}
-
 void am_parse_datagram(const char *p, size_t n, am_line_fn fn, void *ctx)
 {
     const char *end = p + n;

@@ -111,9 +111,31 @@ typedef struct am_dgram_line {
  * indexed by am_index_datagram (ix), with its skeleton when it has one (the
  * usual layouts from the index, others from am_parse_skeleton). Returns
  * where the next line starts (n or past it when none is left); line->p is
- * NULL when there is no line left. */
-size_t am_next_line(const am_dgram_index_t *ix, const char *p, size_t n, size_t pos,
-                    am_dgram_line_t *line);
+ * NULL when there is no line left. Inline: it runs for every line, in the
+ * registry's hot loop. */
+static inline size_t am_next_line(const am_dgram_index_t *ix, const char *p, size_t n,
+                                  size_t pos, am_dgram_line_t *line)
+{
+    while (pos < n) {
+        size_t lend;
+        if (am_scan_line(ix, p, n, pos, &line->sk, &lend)) {
+            line->has_skeleton = true;
+        } else {
+            size_t len = lend - pos;
+            if (len == 0 || (len == 1 && p[pos] == '\r')) { /* empty lines are fine */
+                pos = lend + 1;
+                continue;
+            }
+            line->has_skeleton = am_parse_skeleton(p + pos, len, &line->sk);
+        }
+        line->p = p + pos;
+        line->n = lend - pos;
+        return lend + 1;
+    }
+    line->p = NULL;
+    return n;
+}
+
 
 /* Calls fn(ctx, line, len) for every non-empty line of a datagram (a lone
  * "\r" is empty too). The reference split: am_registry_ingest_datagram

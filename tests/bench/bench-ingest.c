@@ -12,7 +12,7 @@
  * of wall time has gone by and reports the fastest pass: the machine is
  * shared, and the fastest pass is the one least disturbed. A slow change to
  * parse.c or registry.c shows up here before it reaches the socket benchmark
- * (tools/bench.py). Exits non-zero if a line is rejected: the figures of a
+ * (tests/bench/bench.py). Exits non-zero if a line is rejected: the figures of a
  * benchmark that stopped doing the work would be meaningless. */
 #include <errno.h>
 #include <stdbool.h>

@@ -1,13 +1,12 @@
-"""Helpers for the deploy tests: paths, a real Prometheus server on loopback
-(temporary storage, killed on exit), and its HTTP query API.
+"""What the deploy tests need beyond tests/amtest.py (ports, the daemon,
+the runner): the deploy/ paths, a real Prometheus server on loopback
+(temporary storage, killed on exit) with its HTTP query API, and YAML.
 
 Run with /usr/bin/python3 (Debian's Python: PyYAML and prometheus_client)."""
 
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,13 +15,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE_ROOT = os.environ.get("ALICE_SOURCE_ROOT") or os.path.normpath(
-    os.path.join(HERE, "..", ".."))
-DEPLOY = os.path.join(SOURCE_ROOT, "deploy")
-sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import amtest  # noqa: E402  (ports, the daemon, the runner)
 
-import amtest  # noqa: E402  (the shared runner and Daemon)
+SOURCE_ROOT = os.environ.get("ALICE_SOURCE_ROOT") or amtest.SOURCE_ROOT
+DEPLOY = os.path.join(SOURCE_ROOT, "deploy")
 
 run_tests = amtest.run_tests
 
@@ -33,14 +30,6 @@ def tool(name):
     if not path:
         raise AssertionError("%s not found: run tools/install-deps.sh --test" % name)
     return path
-
-
-def free_tcp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Prometheus:
@@ -55,7 +44,7 @@ class Prometheus:
         for name, text in (files or {}).items():
             with open(os.path.join(self.dir, name), "w") as f:
                 f.write(text)
-        self.port = free_tcp_port()
+        self.port = amtest.free_tcp_port()
         self.log_path = os.path.join(self.dir, "prometheus.log")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -141,13 +130,7 @@ class Prometheus:
         raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        amtest.stop_process(self.proc)
         self._log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

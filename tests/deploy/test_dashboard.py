@@ -28,7 +28,7 @@ GUIDE_PANELS = {
     "API Latency (p95)": ("s", "histogram_quantile(0.95, "),
     "Cost per Hour": ("currencyUSD", "[1h]) * 3600"),
 }
-# Panels the issue asks for beyond the guide's four (title: unit).
+# The dashboard's panels beyond the guide's four, each with its unit (title: unit).
 MORE_PANELS = {
     "Provider Health": "none", "Circuit Breakers": "none",
     "API Error Percentage": "percent", "Provider Error Rate": "percentunit",

@@ -14,12 +14,11 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-import time
 
 from promhelper import DEPLOY, SOURCE_ROOT, load_yaml, load_yaml_all, run_tests
-import amtest  # noqa: E402,I100  (promhelper puts tests/integration on sys.path)
+import amtest  # noqa: E402,I100  (promhelper puts tests/ on sys.path)
 
-SPEC_ENV = {"ALICE_METRICS_HOST", "ALICE_METRICS_PORT", "ALICE_STATSD_HOST",
+KNOWN_ENV = {"ALICE_METRICS_HOST", "ALICE_METRICS_PORT", "ALICE_STATSD_HOST",
             "ALICE_STATSD_PORT", "ALICE_STATSD_SOCKET", "ALICE_METRICS_CONFIG",
             "ALICE_LOG_LEVEL", "ALICE_METRICS_ADDR"}
 IMAGE_UID = 10001
@@ -95,7 +94,7 @@ def test_dockerfile_run_stage_contract():
     env = image_env()
     assert env["ALICE_METRICS_HOST"] == "0.0.0.0" and env["ALICE_STATSD_HOST"] == "0.0.0.0", env
     assert env.get("ALICE_METRICS_PORT", "9090") == "9090"
-    assert set(env) <= SPEC_ENV, set(env) - SPEC_ENV
+    assert set(env) <= KNOWN_ENV, set(env) - KNOWN_ENV
     assert {"curl", "libuv1", "libhttp-parser2.9", "libjansson4", "zlib1g"} <= run_stage_packages()
 
 
@@ -125,8 +124,7 @@ def test_run_stage_has_every_library_the_binary_needs():
 def test_image_env_and_cmd_start_the_daemon_and_pass_the_healthcheck():
     # The image's ENV and CMD as they are, except loopback addresses and free
     # ports (tests bind nothing but 127.0.0.1).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALICE_")}
-    env.update(image_env())
+    env = amtest.clean_env(image_env())
     env["ALICE_METRICS_HOST"] = env["ALICE_STATSD_HOST"] = "127.0.0.1"
     env["ALICE_METRICS_PORT"] = "0"
     env["ALICE_STATSD_PORT"] = str(amtest.free_udp_port())
@@ -137,17 +135,12 @@ def test_image_env_and_cmd_start_the_daemon_and_pass_the_healthcheck():
     proc = subprocess.Popen([amtest.ALICE_BIN, "metrics-server"], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
     try:
-        want = {"http", "udp", "unix"}
-        seen = {}
-        text = ""
-        deadline = time.monotonic() + 10
-        while set(seen) != want and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+        startup = amtest.Startup({"http", "udp", "unix"})
+        if not amtest.wait_log_file(log_path, proc, startup):
             with open(log_path, "rb") as f:
                 text = f.read().decode("utf-8", "replace")
-            for m in amtest.LISTEN_RE.finditer(text):
-                seen[m.group(1)] = m
-        assert set(seen) == want, "listening on %s only:\n%s" % (sorted(seen), text)
+            raise AssertionError("listening on %s only:\n%s" % (sorted(startup.listening), text))
+        seen = startup.listening
         assert seen["http"].group(2) == "127.0.0.1", seen["http"].group(0)
         assert seen["udp"].group(3) == env["ALICE_STATSD_PORT"], seen["udp"].group(0)
         port = int(seen["http"].group(3))
@@ -157,12 +150,7 @@ def test_image_env_and_cmd_start_the_daemon_and_pass_the_healthcheck():
         assert p.returncode == 0, p.stderr
         assert b'"status"' in p.stdout and b'"ok"' in p.stdout, p.stdout
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        amtest.stop_process(proc)
         log.close()
         shutil.rmtree(sock_dir, ignore_errors=True)
 
@@ -199,7 +187,7 @@ def test_compose_mounts_exist_and_rules_sit_beside_the_config():
                 assert src in named, "undeclared volume %s in %s" % (src, name)
         for k in (svc.get("environment") or {}):
             if k.startswith("ALICE_"):
-                assert k in SPEC_ENV, (name, k)
+                assert k in KNOWN_ENV, (name, k)
     mounts = dict(v.split(":")[:2] for v in c["services"]["prometheus"]["volumes"])
     cfg_dst = mounts["./prometheus/prometheus.yml"]
     assert cfg_dst == "/etc/prometheus/prometheus.yml"
@@ -248,7 +236,7 @@ def test_k8s_sidecar_shares_the_socket_and_is_locked_down():
     containers = {c["name"]: c for c in pod["containers"]}
     side, worker = containers["alice-metrics"], containers["worker"]
     env = {e["name"]: e["value"] for e in side["env"]}
-    assert set(env) <= SPEC_ENV, env
+    assert set(env) <= KNOWN_ENV, env
     sock = env["ALICE_STATSD_SOCKET"]
     vols = {v["name"]: v for v in pod["volumes"]}
     mount_of = lambda c: {m["mountPath"]: m["name"] for m in c["volumeMounts"]}  # noqa: E731
@@ -305,7 +293,7 @@ def test_systemd_unit_is_hardened():
                  "MemoryDenyWriteExecute": "yes"}.items():
         assert one(k) == v, (k, one(k))
     envs = dict(e.split("=", 1) for e in u[("Service", "Environment")])
-    assert set(envs) <= SPEC_ENV, envs
+    assert set(envs) <= KNOWN_ENV, envs
     assert os.path.dirname(envs["ALICE_STATSD_SOCKET"]) == "/run/alice"
     assert u[("Install", "WantedBy")] == ["multi-user.target"]
 

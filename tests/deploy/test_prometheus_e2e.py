@@ -21,7 +21,7 @@ import time
 import traceback
 
 from promhelper import DEPLOY, Prometheus, dump_yaml, load_yaml, run_tests
-import amtest  # noqa: E402,I100  (promhelper puts tests/integration on sys.path)
+import amtest  # noqa: E402,I100  (promhelper puts tests/ on sys.path)
 
 BOUNDS = [.005, .01, .025, .05, .075, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10]
 S = {"lines": 0}  # the daemon, Prometheus, scrape times, lines sent
@@ -495,6 +495,23 @@ def test_every_dashboard_panel_has_data():
             if not prom().query(expr, S["T2"]):
                 empty.append("%s: %s" % (p["title"], expr))
     assert not empty, "panels without data:\n" + "\n".join(empty)
+
+
+def test_auto_family_label_set_grows():
+    """A worker release adds a tag to an auto-created family: nothing is
+    rejected, Prometheus keeps the old series and gets the new one, and an
+    empty tag value is the old series again."""
+    def scraped(want):
+        prom().wait(lambda: at("sum(grown_jobs_total)", None) == {(): want},
+                    "grown_jobs_total at %s" % want, timeout=15)
+        return latest_scrape()
+    send(["grown.jobs:1|c|#queue:a"])
+    scraped(1)
+    send(["grown.jobs:2|c|#queue:a,region:eu", "grown.jobs:3|c|#queue:a,region:"])
+    t = scraped(6)
+    assert at("grown_jobs_total", t, "queue", "region") == {("a", ""): 4, ("a", "eu"): 2}
+    assert at('count by (__name__) ({__name__="grown_jobs_total", region=""})', t) == {(): 1}
+    assert one("resets(grown_jobs_total{region=\"\"}[5m])", t) == 0
 
 
 def test_no_line_rejected_and_both_transports_counted():

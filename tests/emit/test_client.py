@@ -1,16 +1,19 @@
 """ClientIntegration: libalice (through tests/emit/client-driver.c and
-tools/example-worker.c) against the real daemon, read back from /metrics;
-UDP and the Unix socket; an absent daemon."""
+src/client/examples/example-worker.c) against the real daemon, read back
+from /metrics; UDP and the Unix socket; an absent daemon."""
 
 import os
 import subprocess
+import sys
 import tempfile
 import time
 
-from amtest import Daemon, Skip, free_udp_port, run_tests, sample_value, sum_values
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from amtest import (Daemon, clean_env, free_udp_port, run_tests,  # noqa: E402
+                    sample_value, sum_values)
 
 DRIVER = os.environ["ALICE_CLIENT_DRIVER"]
-WORKER = os.environ.get("ALICE_EXAMPLE_WORKER")
+WORKER = os.environ["ALICE_EXAMPLE_WORKER"]
 
 TMP = tempfile.mkdtemp(prefix="alice-client-test-")
 SOCK = os.path.join(TMP, "metrics.sock")
@@ -20,9 +23,7 @@ UNIX = "unix://" + SOCK
 
 
 def run(prog, *args, env=None):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ALICE_")}
-    full_env.update(env or {})
-    r = subprocess.run([prog] + list(args), capture_output=True, env=full_env, timeout=60)
+    r = subprocess.run([prog] + list(args), capture_output=True, env=clean_env(env), timeout=60)
     assert r.returncode == 0, r
     stats = {}
     for kv in r.stdout.decode().split():
@@ -115,8 +116,6 @@ def test_threads():
 
 
 def test_example_worker():
-    if not WORKER or not os.path.exists(WORKER):
-        raise Skip("example-worker not built")
     sel = dict(provider="openai", operation="text")
     body = D.metrics()
     base_err = sample_value(body, "alice_api_requests_total", model="gpt-4", status="error",

@@ -8,14 +8,15 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
-from amtest import Daemon, Skip, free_udp_port, run_tests, sample_value, sum_values
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from amtest import (ALICE_BIN, Daemon, Skip, built_program, clean_env,  # noqa: E402
+                    free_udp_port, run_tests, sample_value, sum_values)
 
-EMIT = os.environ.get("ALICE_EMIT_BIN") or os.path.join(
-    os.path.dirname(__file__), "..", "..", "build", "src", "emit", "alice-emit")
-ALICE = os.environ.get("ALICE_BIN")
+EMIT = os.environ.get("ALICE_EMIT_BIN") or built_program("alice-emit")
 
 TMP = tempfile.mkdtemp(prefix="alice-emit-test-")
 SOCK = os.path.join(TMP, "metrics.sock")
@@ -24,8 +25,7 @@ D = Daemon(unix=SOCK)
 
 def emit(*args, env=None, stdin=None, timeout=20, prog=None):
     """Runs alice-emit at the test daemon's UDP port (unless args say otherwise)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ALICE_")}
-    full_env["ALICE_METRICS_ADDR"] = "127.0.0.1:%d" % D.udp_port
+    full_env = clean_env({"ALICE_METRICS_ADDR": "127.0.0.1:%d" % D.udp_port})
     if env is not None:
         full_env.update(env)
         full_env = {k: v for k, v in full_env.items() if v is not None}
@@ -270,8 +270,7 @@ def wait_child(pid, depth=1, timeout=5.0):
 
 def test_time_passes_signals():
     """SIGTERM to alice-emit reaches the command; its death is counted."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALICE_")}
-    env["ALICE_METRICS_ADDR"] = "127.0.0.1:%d" % D.udp_port
+    env = clean_env({"ALICE_METRICS_ADDR": "127.0.0.1:%d" % D.udp_port})
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         p = subprocess.Popen([EMIT, "time", "alice_emit_sig_seconds", "--count", "alice_emit_sig",
                               "--", "sleep", "30"], env=env, stdout=subprocess.PIPE,
@@ -370,14 +369,12 @@ def test_absent_daemon():
 
 def test_alice_emit_subcommand():
     """`alice emit ...` is the same program."""
-    if not ALICE:
-        raise Skip("ALICE_BIN unset")
-    r = emit("emit", "--help", prog=[ALICE])
+    r = emit("emit", "--help", prog=[ALICE_BIN])
     assert r.returncode == 0 and b"time NAME" in r.stdout, r
-    r = emit("emit", "counter", "alice_emit_sub", "via=alice", prog=[ALICE])
+    r = emit("emit", "counter", "alice_emit_sub", "via=alice", prog=[ALICE_BIN])
     assert r.returncode == 0, r
     wait_value("alice_emit_sub_total", 1, via="alice")
-    r = emit("emit", "counter", "bad name", prog=[ALICE])
+    r = emit("emit", "counter", "bad name", prog=[ALICE_BIN])
     assert r.returncode == 2, r
 
 

@@ -14,8 +14,9 @@
  *     slow or sanitized build.
  *
  * When a check aborts (or the harness crashes without ASan), the input is
- * written to ./fuzz-crash-<seed>-<iteration> by a signal handler, ready to be
- * replayed with `fuzz-parse FILE` and added to the corpus. Under ASan (whose
+ * written to FUZZ_OUTPUT_DIR/fuzz-crash-<seed>-<iteration> (the build
+ * directory of tests/fuzz) by a signal handler, ready to be replayed with
+ * `fuzz-parse FILE` and added to the corpus. Under ASan (whose
  * reports exit without a signal) rerun the same seed with
  * FUZZ_ITERATIONS=<iteration + 1> and ASAN_OPTIONS=abort_on_error=1. */
 #include <dirent.h>
@@ -34,6 +35,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #ifndef FUZZ_CORPUS_DIR
 #define FUZZ_CORPUS_DIR "tests/fuzz/corpus"
+#endif
+#ifndef FUZZ_OUTPUT_DIR
+#error "FUZZ_OUTPUT_DIR must name the build directory (tests/fuzz/meson.build defines it)"
 #endif
 
 #define FUZZ_MAX_INPUT 8192  /* mutated inputs stay small: speed over size */
@@ -227,7 +231,7 @@ static double now(void)
 /* The input under test, for the crash handler. */
 static const uint8_t *cur_p;
 static volatile size_t cur_n;
-static char crash_path[64];
+static char crash_path[1024];
 
 static void on_crash(int sig)
 {
@@ -292,7 +296,7 @@ int main(int argc, char **argv)
             mutate(buf, &n);
         cur_p = buf;
         cur_n = n;
-        snprintf(crash_path, sizeof(crash_path), "fuzz-crash-%lu-%lu", seed, it);
+        snprintf(crash_path, sizeof(crash_path), FUZZ_OUTPUT_DIR "/fuzz-crash-%lu-%lu", seed, it);
         LLVMFuzzerTestOneInput(buf, n);
     }
     printf("ran %lu mutated inputs (seed %lu)\n", it, seed);

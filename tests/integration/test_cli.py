@@ -7,17 +7,16 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from amtest import ALICE_BIN, Daemon, free_tcp_port, free_udp_port, run_tests  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from amtest import (ALICE_BIN, Daemon, clean_env, free_tcp_port,  # noqa: E402
+                    free_udp_port, run_tests)
 
 TMP = tempfile.mkdtemp(prefix="alice-cli-")
 
 
 def run(*args, env=None, timeout=10):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("ALICE_")}
-    e.update(env or {})
     return subprocess.run([ALICE_BIN] + list(args), capture_output=True, text=True,
-                          timeout=timeout, env=e, stdin=subprocess.DEVNULL)
+                          timeout=timeout, env=clean_env(env), stdin=subprocess.DEVNULL)
 
 
 def write(name, text):
@@ -194,9 +193,8 @@ def test_log_level_after_subcommand_and_any_case():
         d.stop()
     # At warn nothing is logged on start, so the ports are chosen here.
     http, udp = free_tcp_port(), free_udp_port()
-    e = {k: v for k, v in os.environ.items() if not k.startswith("ALICE_")}
     p = subprocess.Popen([ALICE_BIN, "metrics-server", "--log-level", "Warn", "--port", str(http),
-                          "--statsd-port", str(udp)], stderr=subprocess.PIPE, env=e)
+                          "--statsd-port", str(udp)], stderr=subprocess.PIPE, env=clean_env())
     try:
         import time
         import urllib.request

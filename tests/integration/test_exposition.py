@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from amtest import Daemon, run_tests, sample_value  # noqa: E402
 
 from prometheus_client.openmetrics.parser import \
@@ -90,6 +90,39 @@ def test_promtool_check_metrics():
         # promtool's linter prints problems on stdout/stderr even at exit 0
         out = (r.stdout + r.stderr).decode()
         assert "error" not in out.lower(), out
+
+
+def test_grown_label_set_passes_promtool_and_parsers():
+    """An auto family whose label set grew: each series written with the
+    labels it has, accepted by promtool and both prometheus_client parsers."""
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    with Daemon() as d:
+        d.send("grow.me:1|c|#a:x\n"
+               "grow.me:2|c|#a:x,b:y\n"
+               "grow.me:4|c|#b:z,c:\n"
+               "grow.me:8|c|#a:x,b:\n"
+               "grow.me:16|c\n"
+               "grow.lat:5|ms|#a:x\n"
+               "grow.lat:5|ms|#op:w,a:x\n")
+        d.wait_samples(7)
+        body = d.metrics()
+        assert 'grow_me_total{a="x"} 9.0' in body, body
+        assert 'grow_me_total{a="x",b="y"} 2.0' in body, body
+        assert 'grow_me_total{b="z"} 4.0' in body, body
+        assert 'grow_me_total 16.0' in body, body
+        assert 'grow_lat_bucket{a="x",op="w",le="+Inf"} 1.0' in body, body
+        r = subprocess.run([promtool, "check", "metrics"], input=body.encode(),
+                           capture_output=True, timeout=30)
+        out = (r.stdout + r.stderr).decode()
+        assert r.returncode == 0 and "error" not in out.lower(), out
+        fams = {f.name: f for f in parse_text(body)}
+        got = sorted((tuple(sorted(s.labels.items())), s.value)
+                     for s in fams["grow_me"].samples if s.name == "grow_me_total")
+        assert got == [((), 16.0), ((("a", "x"),), 9.0), ((("a", "x"), ("b", "y")), 2.0),
+                       ((("b", "z"),), 4.0)], got
+        _, _, om = d.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+        fams = {f.name: f for f in parse_om(om.decode())}
+        assert len([s for s in fams["grow_me"].samples if s.name == "grow_me_total"]) == 4
 
 
 def test_python_text_parser_values():

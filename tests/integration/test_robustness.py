@@ -7,7 +7,7 @@ import socket
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from amtest import Daemon, run_tests, sample_value, sum_values  # noqa: E402
 
 GOOD = "alice_events_published_total:1|c|#event_type:good"

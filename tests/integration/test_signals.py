@@ -6,7 +6,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from amtest import Daemon, owe_scrapes, read_answer, run_tests, sample_value  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="alice-sig-")

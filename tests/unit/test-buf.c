@@ -1,4 +1,4 @@
-/* Unit tests for src/buf.c: the growable output buffer. */
+/* Unit tests for src/util/buf.c: the growable output buffer. */
 #include "buf.h"
 
 #include <check.h>

@@ -89,7 +89,7 @@ static void check_full(const am_config_t *c)
     ck_assert_uint_eq(f->max_series, 0);
 }
 
-/* The full example of SPEC.md, from a file. */
+/* The full example of alice.conf(5), from a file. */
 START_TEST(test_full_example_file)
 {
     am_config_t c;

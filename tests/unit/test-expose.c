@@ -1,16 +1,17 @@
-/* Unit tests for src/expose.c: Prometheus text 0.0.4 and OpenMetrics 1.0.0.
+/* Unit tests for src/http/expose.c: Prometheus text 0.0.4 and OpenMetrics 1.0.0.
  *
  * Golden folders tests/data/expose/<case>/: lines.txt (StatsD lines, one per
  * line; the token <LF> stands for a newline byte inside a line), an optional
  * config.json (families defined before the lines), expected.txt (0.0.4) and
  * expected.om.txt (OpenMetrics), compared byte for byte. The expected files
- * were written against the exposition rules (FIELD-NOTES.md section 5), not
+ * were written against the exposition format rules (prometheus.io), not
  * copied from the program's output. Every rendering is also checked by a
  * structural checker here and, when installed, by prometheus_client's two
  * parsers and `promtool check metrics`.
  *
- * On a golden mismatch the actual output is written to the test's working
- * directory as expose-<case>.actual.txt / .actual.om.txt.
+ * On a golden mismatch the actual output is written to the test's build
+ * directory (AM_TEST_OUTPUT_DIR, set by tests/unit/meson.build) as
+ * expose-<case>.actual.txt / .actual.om.txt.
  *
  * Tests named regression_* pin defects found and fixed (see their comments). */
 #include "expose.h"
@@ -34,6 +35,9 @@
 #define AM_SOURCE_ROOT "."
 #endif
 #define EXPOSE_DATA AM_SOURCE_ROOT "/tests/data/expose/"
+#ifndef AM_TEST_OUTPUT_DIR
+#error "AM_TEST_OUTPUT_DIR must name the build directory (tests/unit/meson.build defines it)"
+#endif
 
 #define PYTHON "/usr/bin/python3"
 
@@ -167,8 +171,8 @@ static void compare_golden(const char *name, const char *file, const char *got, 
     const char *ge = memchr(got + bol, '\n', got_len > bol ? got_len - bol : 0);
     int wl = bol < want_len ? (int)((we ? we : want + want_len) - (want + bol)) : 0;
     int gl = bol < got_len ? (int)((ge ? ge : got + got_len) - (got + bol)) : 0;
-    char actual[256];
-    snprintf(actual, sizeof(actual), "expose-%s.actual%s", name,
+    char actual[1024];
+    snprintf(actual, sizeof(actual), AM_TEST_OUTPUT_DIR "/expose-%s.actual%s", name,
              strstr(file, ".om.") ? ".om.txt" : ".txt");
     write_file(actual, got, got_len);
     ck_abort_msg("%s/%s differs at line %zu:\n want: %.*s\n  got: %.*s\n(actual output in %s)",

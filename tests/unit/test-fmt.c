@@ -1,11 +1,11 @@
-/* Unit tests for src/fmt.c: am_fmt_double against Python prometheus_client's
+/* Unit tests for src/http/fmt.c: am_fmt_double against Python prometheus_client's
  * floatToGoString (the tables were generated once with
  *   /usr/bin/python3 -c 'from prometheus_client.utils import floatToGoString; ...'
  * and pasted), a round-trip and shortest-digits property over 100k random
  * doubles checked against an independent reference, and the label value and
  * HELP escaping of both exposition formats.
  *
- * Documented deviation (src/fmt.h): positive values from 1e10 up to 1e16
+ * Documented deviation (src/http/fmt.h): positive values from 1e10 up to 1e16
  * use Go's two-digit exponent ("1e+10"); Python writes "1e+010". Rows where
  * that applies carry the Python string in a comment. */
 #include "fmt.h"

@@ -1,4 +1,4 @@
-/* Unit tests for src/hash.c: the line cache key (am_hash2_pair) in both of
+/* Unit tests for src/util/hash.c: the line cache key (am_hash2_pair) in both of
  * its forms, portable and AES-NI. The cache matches lines by this key
  * alone, so: every change of a byte, a length or the split between the two
  * pieces gives another key; nothing outside the pieces is read; the low

@@ -1,4 +1,4 @@
-/* Unit tests for src/ingest.c on a real libuv loop and real loopback
+/* Unit tests for src/daemon/ingest.c on a real libuv loop and real loopback
  * sockets: under load a UDP socket is read on a timer instead of at every
  * arrival (wake-up coalescing), a trickle goes back to arrival wake-ups, a
  * backlog is read on at once, am_ingest_read_now reads whatever waits, and

@@ -1,4 +1,4 @@
-/* Unit tests for the multi-worker side of src/registry.c: am_registry_merge
+/* Unit tests for the multi-worker side of src/registry/registry.c: am_registry_merge
  * (the scrape snapshot of several workers' registries), gauge stamps and the
  * family directory shared by the workers (one definition per family, limits
  * over all workers). */
@@ -433,7 +433,6 @@ START_TEST(directory_first_definition_wins)
     ck_assert_uint_eq(builtins, am_catalog_count());
     /* worker 1 meets `x` first: its labels decide */
     ck_line(w1, "x:1|c|#b:1", AM_OK);
-    ck_line(w0, "x:1|c|#a:1", AM_REJECT_UNDECLARED_LABEL);
     ck_line(w0, "x:1|c|#b:2", AM_OK);
     ck_line(w0, "x:1|g", AM_REJECT_TYPE_CONFLICT); /* x_total owns the name x */
     ck_line(w1, "y_count:1|g", AM_OK);
@@ -446,7 +445,42 @@ START_TEST(directory_first_definition_wins)
     ck_assert_str_eq(d0->labels[0], "b");
     ck_line(w0, "z:1|h", AM_OK);
     ck_line(w1, "z_bucket:1|g", AM_REJECT_TYPE_CONFLICT);
-    ck_line(w1, "z:2|h|#k:v", AM_REJECT_UNDECLARED_LABEL);
+    ck_line(w1, "z:2|h|#k:v", AM_OK); /* an auto family's labels grow */
+    am_registry_free(w0);
+    am_registry_free(w1);
+    am_famdir_free(d);
+}
+END_TEST
+
+/* Two workers grow one family's label set: each new name takes the next
+ * position in the directory, whichever worker meets it, so every worker
+ * keys a label at the same place and the merge adds up the right series. */
+START_TEST(directory_labels_grow_in_one_order)
+{
+    am_famdir_t *d = am_famdir_new();
+    am_registry_t *w0 = worker(d, NULL, false), *w1 = worker(d, NULL, false);
+    ck_line(w1, "x:1|c|#b:1", AM_OK); /* labels: b */
+    ck_line(w0, "x:1|c|#a:1", AM_OK); /* w0 copies b, adds a: b a */
+    ck_line(w1, "x:1|c|#c:1", AM_OK); /* w1 takes a, adds c: b a c */
+    ck_line(w0, "x:2|c|#c:1", AM_OK); /* w0 takes c */
+    ck_line(w1, "x:4|c|#a:1", AM_OK); /* a is known to w1 now */
+    const am_family_def_t *d0 = am_family_def(am_registry_find(w0, "x_total"));
+    const am_family_def_t *d1 = am_family_def(am_registry_find(w1, "x_total"));
+    ck_assert(am_family_def_same_shape(d0, d1));
+    ck_assert_uint_eq(d0->nlabels, 3);
+    ck_assert_str_eq(d0->labels[0], "b");
+    ck_assert_str_eq(d0->labels[1], "a");
+    ck_assert_str_eq(d0->labels[2], "c");
+    /* a snapshot that met the family with fewer labels takes the longer list */
+    am_registry_t *snap = snapshot();
+    ck_line(w1, "y:1|c|#k:1", AM_OK);
+    ck_assert_int_eq(am_registry_merge(snap, w1), 0);
+    ck_assert_int_eq(am_registry_merge(snap, w0), 0);
+    ck_assert_double_eq(getk(snap, "x_total", "1", 1)[0], 1);
+    ck_assert_double_eq(getk(snap, "x_total", "\0" "1", 2)[0], 5);
+    ck_assert_double_eq(getk(snap, "x_total", "\0\0" "1", 3)[0], 3);
+    ck_assert_uint_eq(am_family_def(am_registry_find(snap, "x_total"))->nlabels, 3);
+    am_registry_free(snap);
     am_registry_free(w0);
     am_registry_free(w1);
     am_famdir_free(d);
@@ -604,6 +638,7 @@ static Suite *merge_suite(void)
     suite_add_tcase(s, m);
     TCase *d = tcase_create("directory");
     tcase_add_test(d, directory_first_definition_wins);
+    tcase_add_test(d, directory_labels_grow_in_one_order);
     tcase_add_test(d, directory_limits_count_every_worker);
     tcase_add_test(d, directory_set_members_count_every_worker);
     tcase_add_test(d, directory_auto_create_off_still_copies_known_families);

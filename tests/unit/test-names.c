@@ -1,4 +1,4 @@
-/* Unit tests for src/names.c: the sample-name index answers exactly what
+/* Unit tests for src/registry/names.c: the sample-name index answers exactly what
  * comparing every pair of definitions (am_family_defs_clash) answers,
  * through thousands of random adds and removes (deletions inside probe
  * runs, wrap-around, growth), and the registry uses it: clashes are still

@@ -1,4 +1,4 @@
-/* Unit tests for src/parse.c: tables for the helpers (numbers, names,
+/* Unit tests for src/wire/parse.c: tables for the helpers (numbers, names,
  * UTF-8, datagram splitting), then the machine-readable vectors of
  * proto/vectors.json (parser) and proto/registry_vectors.json (parser +
  * registry + catalog). The vector file format, including the `repeat` and

@@ -1,4 +1,4 @@
-/* Unit tests for src/recvbatch.c: datagrams of every size around the head
+/* Unit tests for src/daemon/recvbatch.c: datagrams of every size around the head
  * buffer come back whole and exact, over a real Unix datagram socket pair. */
 #include "recvbatch.h"
 

@@ -1,4 +1,4 @@
-/* Unit tests for src/registry.c (with src/catalog.c): aggregation semantics
+/* Unit tests for src/registry/registry.c (with src/registry/catalog.c): aggregation semantics
  * of every line type, auto-creation, the catalog, limits, define/replace and
  * table growth. Samples are built with am_parse_line from literal lines.
  *
@@ -43,6 +43,8 @@ static size_t build_key(const char *const *vals, char *key, size_t cap)
         memcpy(key + k, vals[i], n);
         k += n;
     }
+    while (k > 0 && key[k - 1] == '\0') /* trailing empty values are left out */
+        k--;
     return k;
 }
 
@@ -379,29 +381,56 @@ START_TEST(test_auto_labels_sorted)
 }
 END_TEST
 
-/* A later line with a subset of the labels gets empty values; one with an
- * extra label is undeclared_label and changes nothing. */
+/* A later line with a subset of the labels gets empty values; one with a
+ * new label grows the family's label set (appended after the others), and
+ * an empty value is an absent label. */
 START_TEST(test_auto_label_subset_and_extra)
 {
     am_registry_t *r = new_registry(false, NULL);
     ck_line(r, "q:1|c|#b:2,a:1", AM_OK);
     ck_line(r, "q:5|c|#b:9", AM_OK);
     ck_line(r, "q:7|c", AM_OK);
-    ck_line(r, "q:1|c|#a:1,b:2,c:3", AM_REJECT_UNDECLARED_LABEL);
-    ck_line(r, "q:1|c|#c:3", AM_REJECT_UNDECLARED_LABEL);
+    ck_line(r, "q:1|c|#a:1,b:2,c:3", AM_OK);
+    ck_line(r, "q:1|c|#c:3", AM_OK);
+    ck_line(r, "q:2|c|#a:1,b:2,c:", AM_OK);    /* the series of a:1,b:2 */
+    ck_line(r, "q:2|c|#a:1,b:2,zz:", AM_OK);   /* likewise; no label zz */
+    ck_line(r, "q:1|c|#c:3,c:4", AM_REJECT_BAD_LABEL); /* one label twice */
+    const am_family_def_t *def = am_family_def(am_registry_find(r, "q_total"));
+    ck_assert_uint_eq(def->nlabels, 3);
+    ck_assert_str_eq(def->labels[0], "a");
+    ck_assert_str_eq(def->labels[1], "b");
+    ck_assert_str_eq(def->labels[2], "c");
+    ck_assert_double_eq(must_get(r, "q_total", L("1", "2", "3"))[0], 1);
+    ck_assert_double_eq(must_get(r, "q_total", L("", "", "3"))[0], 1);
+    ck_assert_double_eq(must_get(r, "q_total", L("1", "2"))[0], 5);
+    ck_assert_uint_eq(family_series(r, "q_total"), 5);
+    /* up to AM_MAX_AUTO_LABELS names: 13 more fit, the 17th is bad_label */
+    ck_line(r, "q:1|c|#d:1,e:1,f:1,g:1,h:1,i:1,j:1,k:1,l:1,m:1,n:1,o:1,p:1", AM_OK);
+    ck_line(r, "q:1|c|#z:1", AM_REJECT_BAD_LABEL);
+    ck_line(r, "q:1|c|#a:1,z:", AM_OK); /* empty: no new name */
+    ck_assert_uint_eq(def->nlabels, AM_MAX_AUTO_LABELS);
+    ck_line(r, "wide:1|c|#a:1,b:1,c:1,d:1,e:1,f:1,g:1,h:1,i:1,j:1,k:1,l:1,m:1,n:1,o:1,p:1,q:1",
+            AM_REJECT_BAD_LABEL);
+    ck_assert_ptr_null(am_registry_find(r, "wide_total"));
+    am_registry_free(r);
+    r = new_registry(false, NULL);
+    ck_line(r, "q:1|c|#b:2,a:1", AM_OK);
+    ck_line(r, "q:5|c|#b:9", AM_OK);
+    ck_line(r, "q:7|c", AM_OK);
     ck_assert_uint_eq(family_series(r, "q_total"), 3);
     ck_assert_double_eq(must_get(r, "q_total", L("1", "2"))[0], 1);
     ck_assert_double_eq(must_get(r, "q_total", L("", "9"))[0], 5);
     ck_assert_double_eq(must_get(r, "q_total", L("", ""))[0], 7);
 
-    /* a family created without labels accepts none later */
+    /* a family created without labels takes some later */
     ck_line(r, "n:1|g", AM_OK);
-    ck_line(r, "n:1|g|#a:1", AM_REJECT_UNDECLARED_LABEL);
-    ck_assert_uint_eq(family_series(r, "n"), 1);
+    ck_line(r, "n:1|g|#a:1", AM_OK);
+    ck_assert_uint_eq(family_series(r, "n"), 2);
 
-    /* a tag without ':' has an empty value */
+    /* a tag without ':' has an empty value: an absent label */
     ck_line(r, "t:3|g|#flag,k:v", AM_OK);
-    ck_assert_double_eq(must_get(r, "t", L("", "v"))[0], 3);
+    ck_assert_double_eq(must_get(r, "t", L("v"))[0], 3);
+    ck_assert_uint_eq(am_family_def(am_registry_find(r, "t"))->nlabels, 1);
     am_registry_free(r);
 }
 END_TEST
@@ -848,7 +877,7 @@ START_TEST(test_auto_create_off)
     limits_with(&lim, 100, 1000, 1000, false);
     am_registry_set_limits(r, &lim);
     ck_line(r, "old:1|c", AM_OK);
-    ck_line(r, "old:1|c|#a:1", AM_REJECT_UNDECLARED_LABEL);
+    ck_line(r, "old:1|c|#a:1", AM_OK); /* an existing family's labels still grow */
     ck_line(r, "other:1|c", AM_REJECT_UNKNOWN_FAMILY);
     ck_assert_double_eq(must_get(r, "old_total", NULL)[0], 2);
     am_registry_free(r);

@@ -1,4 +1,4 @@
-/* Unit tests for src/scrape.c with the registry's snapshot hooks: a scrape
+/* Unit tests for src/http/scrape.c with the registry's snapshot hooks: a scrape
  * rendered a family per step, with lines, new series, new families and a
  * redefinition landing between the steps, gives exactly the exposition of
  * the registry as it was when it began; later scrapes see the changes; the

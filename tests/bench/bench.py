@@ -1,14 +1,14 @@
 #!/usr/bin/python3
-"""bench.py: the alice-metrics ingest / scrape / memory benchmark (issue 5).
+"""bench.py: the alice-metrics ingest / scrape / memory benchmark.
 
-Starts the real daemon pinned to one CPU, drives it with tools/loadgen pinned
+Starts the real daemon pinned to one CPU, drives it with loadgen pinned
 to another, and prints a markdown table:
 
   ingest   for 20 and 1 lines per datagram, over UDP and the Unix socket,
            DogStatsD-tagged counters on 1,000 series: lines sent, lines
            counted (from the scrape), lost, the kernel's UDP RcvbufErrors,
            server CPU seconds (utime+stime from /proc/PID/stat), lines per
-           CPU-second and per wall second; tools/nullrecv (the floor) runs the
+           CPU-second and per wall second; nullrecv (the floor) runs the
            same scenarios in the same run, and our figure is reported as a
            fraction of it, which is the number that travels between machines.
   collectd where collectd-core (statsd + write_prometheus) is installed, the
@@ -32,10 +32,14 @@ it holds still on a noisy machine, unlike lines per wall second.
 Only loopback addresses are used; every wait is bounded; every child is
 killed on the way out. Run with /usr/bin/python3 (stdlib only):
 
-  tools/bench.py --alice build/src/alice            # full run, 10 s scenarios
-  tools/bench.py --quick                            # 2 s scenarios
-  tools/bench.py --quick --smoke                    # CI smoke: works end to end
-  tools/bench.py --loss-run --loss-seconds 60 --json out.json
+  tests/bench/bench.py --alice build/src/alice      # full run, 10 s scenarios
+  tests/bench/bench.py --quick                      # 2 s scenarios
+  tests/bench/bench.py --quick --smoke              # CI smoke: works end to end
+  tests/bench/bench.py --loss-run --loss-seconds 60 --json out.json
+
+loadgen and nullrecv are built with the tests (tests/bench/meson.build) into
+<builddir>/tests/bench/; by default they are taken from the build directory
+that holds --alice.
 """
 
 import argparse
@@ -54,9 +58,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import amtest  # noqa: E402  (ports, startup waits, binaries: shared with the tests)
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGESIZE") // 1024
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class BenchError(Exception):
@@ -78,13 +84,7 @@ class Procs:
         return p
 
     def stop(self, p, sig=signal.SIGTERM, timeout=5.0):
-        if p.poll() is None:
-            try:
-                p.send_signal(sig)
-                p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=5)
+        amtest.stop_process(p, timeout, sig)
         if p in self.children:
             self.children.remove(p)
         return p.returncode
@@ -191,22 +191,6 @@ def wait_quiet(pid, budget=10.0, step=0.15):
     return last
 
 
-def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def free_tcp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def pin(cpu, cmd):
     if cpu is None or not shutil.which("taskset"):
         return cmd
@@ -300,22 +284,15 @@ class Server:
             self.procs.stop(self.p)
             self.p = None
 
-    def _wait_log(self, path, pattern, timeout=15.0):
-        end = time.monotonic() + timeout
-        rx = re.compile(pattern)
-        while time.monotonic() < end:
-            if self.p.poll() is not None:
-                raise BenchError("%s exited with %s: %s" % (self.kind, self.p.returncode,
-                                                           tail(path)))
-            try:
-                with open(path) as f:
-                    m = rx.search(f.read())
-                if m:
-                    return m
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise BenchError("%s did not start: %s" % (self.kind, tail(path)))
+    def _wait_started(self, startup, timeout=15.0):
+        """Follows the server's log until startup (an amtest.Startup) is
+        ready; returns it."""
+        if amtest.wait_log_file(self.log, self.p, startup, timeout):
+            return startup
+        if self.p.poll() is not None:
+            raise BenchError("%s exited with %s: %s" % (self.kind, self.p.returncode,
+                                                       tail(self.log)))
+        raise BenchError("%s did not start: %s" % (self.kind, tail(self.log)))
 
 
 def tail(path, n=600):
@@ -345,7 +322,7 @@ class Alice(Server):
                "--statsd-host", "127.0.0.1", "--config", cfg,
                "--receive-buffer-bytes", str(8 << 20)]
         if self.transport == "udp":
-            self.udp_port = free_udp_port()
+            self.udp_port = amtest.free_udp_port()
             cmd += ["--statsd-port", str(self.udp_port)]
             if self.unix_too:
                 cmd += ["--unix", self.unix_path]
@@ -355,11 +332,12 @@ class Alice(Server):
         with open(self.log, "w") as logf:
             self.p = self.procs.start(pin(self.cpu, cmd), stdin=subprocess.DEVNULL,
                                       stdout=logf, stderr=subprocess.STDOUT)
-        # "started" comes after every socket is open: the HTTP port is logged
-        # before the ingest sockets, so waiting for it alone races the senders.
-        self._wait_log(self.log, r"event=started ")
-        m = self._wait_log(self.log, r"event=listening transport=http addr=\S+ port=(\d+)")
-        self.http_port = int(m.group(1))
+        # Every socket, then "started": the HTTP port is logged before the
+        # ingest sockets, so waiting for it alone races the senders.
+        unix = self.transport == "unix" or self.unix_too
+        st = self._wait_started(amtest.Startup({"http", self.transport} |
+                                               ({"unix"} if unix else set())))
+        self.http_port = st.port("http")
         return self
 
     def scrape(self, prefix=None):
@@ -400,9 +378,10 @@ class Null(Server):
         with open(self.log, "w") as logf:
             self.p = self.procs.start(pin(self.cpu, cmd), stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=logf, text=True)
-        m = self._wait_log(self.log, r"event=listening transport=(udp addr=\S+ port=(\d+)|unix)")
+        # nullrecv logs its sockets as the daemon does, and no "started".
+        st = self._wait_started(amtest.Startup({self.transport}, started=False))
         if self.transport == "udp":
-            self.udp_port = int(m.group(2))
+            self.udp_port = st.port("udp")
         return self
 
     def counts(self):
@@ -463,7 +442,7 @@ class Collectd(Server):
     def start(self):
         if self.transport != "udp":
             raise BenchError("collectd's statsd plugin reads UDP only")
-        self.udp_port, self.http_port = free_udp_port(), free_tcp_port()
+        self.udp_port, self.http_port = amtest.free_udp_port(), amtest.free_tcp_port()
         typesdb = "/usr/share/collectd/types.db"
         conf = os.path.join(self.tmp, "collectd.conf")
         with open(conf, "w") as f:
@@ -896,19 +875,33 @@ def machine_info():
 # ---------------------------------------------------------------- main
 
 
+def build_root(path):
+    """The meson build directory that holds path (the nearest folder above
+    it with meson-private/), or None."""
+    d = os.path.dirname(os.path.abspath(path))
+    while True:
+        if os.path.isdir(os.path.join(d, "meson-private")):
+            return d
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+
+
 def default_tools(alice):
-    build = os.path.dirname(os.path.dirname(os.path.abspath(alice)))
-    return os.path.join(build, "tools", "nullrecv"), os.path.join(build, "tools", "loadgen")
+    """nullrecv and loadgen of the build directory that holds alice."""
+    build = build_root(alice)
+    return amtest.built_program("nullrecv", build), amtest.built_program("loadgen", build)
 
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join(__doc__.split("\n")[2:]))
-    ap.add_argument("--alice", default=os.environ.get("ALICE_BIN",
-                                                      os.path.join(ROOT, "build/src/alice")))
-    ap.add_argument("--nullrecv", help="default: <builddir>/tools/nullrecv next to --alice")
-    ap.add_argument("--loadgen", help="default: <builddir>/tools/loadgen next to --alice")
+    ap.add_argument("--alice", default=amtest.ALICE_BIN,
+                    help="the daemon [$ALICE_BIN, else alice of <source>/build]")
+    ap.add_argument("--nullrecv", help="default: <builddir>/tests/bench/nullrecv of the build of --alice")
+    ap.add_argument("--loadgen", help="default: <builddir>/tests/bench/loadgen of the build of --alice")
     ap.add_argument("--seconds", type=float, default=10.0, help="per ingest scenario [10]")
     ap.add_argument("--quick", action="store_true", help="2 s scenarios, scrape at 100k only")
     ap.add_argument("--smoke", action="store_true",
@@ -1231,7 +1224,7 @@ def run_all(run, argv):
         print("note: %s" % n)
     print("\nload average at the end: %s; %.0f s in all. Command: %s" % (
         " ".join(mi["loadavg_end"]), run.results["elapsed_s"],
-        " ".join(["tools/bench.py"] + list(argv))))
+        " ".join(["tests/bench/bench.py"] + list(argv))))
 
 
 def main(argv):

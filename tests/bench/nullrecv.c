@@ -2,7 +2,7 @@
  *
  * Binds a UDP socket and/or a Unix datagram socket, drains them with
  * recvmmsg in batches of 64 datagrams with the daemon's own receive code
- * (src/recvbatch.c: the same buffers, the same layout), counts datagrams,
+ * (recvbatch.c: the same buffers, the same layout), counts datagrams,
  * bytes and lines, and does nothing else.
  * Whatever a real aggregator spends on top of this is parsing, aggregation
  * and bookkeeping: "our lines per CPU-second as a fraction of nullrecv's" is
@@ -13,7 +13,7 @@
  * the cost is a scan of the bytes, not a parse).
  *
  * --coalesce-ms N reads a UDP socket as the daemon does under load (see
- * src/ingest.c): after a wake-up that found 2 datagrams or more (and did not
+ * ingest.c): after a wake-up that found 2 datagrams or more (and did not
  * stop at its cap), the socket is left alone for N ms and then read again,
  * instead of waking at the next arrival. That is the same wait on the same
  * receive path, without the daemon's work: "alice / coalescing nullrecv" is

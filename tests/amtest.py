@@ -1,9 +1,18 @@
-"""Shared helpers for the integration tests: start the real `alice` binary on
-ephemeral loopback ports, send datagrams, scrape over real HTTP.
+"""Helpers shared by the Python tests (tests/integration, tests/emit,
+tests/deploy) and the benchmark (tests/bench/bench.py): free loopback ports,
+the real `alice` binary started on them and waited for, datagrams, scrapes
+over real HTTP and their parsing, and the tiny runner every test script ends
+with.
+
+A script imports it with its own folder's parent on sys.path:
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import amtest
 
 Every wait here is bounded. Run with /usr/bin/python3 (Debian's Python, which
-sees python3-prometheus-client)."""
+sees python3-prometheus-client); the standard library is all this needs."""
 
+import json
 import os
 import re
 import select
@@ -12,29 +21,123 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
-ALICE_BIN = os.environ.get("ALICE_BIN") or os.path.join(
-    os.path.dirname(__file__), "..", "..", "build", "src", "alice")
+SOURCE_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def built_program(name, build_dir=None):
+    """The path of executable target `name` of a meson build directory
+    (default: <source>/build), from meson's introspection data, so that a
+    script run by hand finds a binary wherever its meson.build puts it.
+    meson test passes the paths itself (ALICE_BIN and the like)."""
+    build_dir = build_dir or os.path.join(SOURCE_ROOT, "build")
+    try:
+        with open(os.path.join(build_dir, "meson-info", "intro-targets.json")) as f:
+            for t in json.load(f):
+                if t.get("name") == name and t.get("type") == "executable":
+                    return t["filename"][0]
+    except (OSError, ValueError, KeyError, IndexError):
+        pass
+    return os.path.join(build_dir, name)
+
+
+ALICE_BIN = os.environ.get("ALICE_BIN") or built_program("alice")
 
 LISTEN_RE = re.compile(r"event=listening transport=(\w+) (?:addr=(\S+) port=(\d+)|path=(\S+))")
 
 
+def _free_port(kind):
+    s = socket.socket(socket.AF_INET, kind)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
 def free_tcp_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """An unused TCP port on 127.0.0.1."""
+    return _free_port(socket.SOCK_STREAM)
 
 
 def free_udp_port():
     """An unused UDP port on 127.0.0.1 (`--statsd-port 0` means "UDP off")."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return _free_port(socket.SOCK_DGRAM)
+
+
+def clean_env(extra=None):
+    """This process's environment without ALICE_* variables (a developer's
+    settings must not reach the program under test), plus extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALICE_")}
+    env.update(extra or {})
+    return env
+
+
+def stop_process(proc, timeout=10.0, sig=signal.SIGTERM):
+    """Asks a child to end (sig), kills it after timeout; its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
+class Startup:
+    """What a starting daemon logs, line by line: the sockets it listens on
+    (event=listening transport=T ...) and event=started, which `alice` logs
+    once every socket is open; only then may senders start. nullrecv logs
+    the same listening lines and no started line (started=False)."""
+
+    def __init__(self, transports, started=True):
+        self.want = set(transports) | ({"started"} if started else set())
+        self.listening = {}  # transport -> its LISTEN_RE match
+        self.started = False
+
+    def feed(self, line):
+        """Reads one log line; True once everything wanted was logged."""
+        if "event=started " in line:
+            self.started = True
+        m = LISTEN_RE.search(line)
+        if m:
+            self.listening[m.group(1)] = m
+        return self.ready
+
+    @property
+    def ready(self):
+        seen = set(self.listening) | ({"started"} if self.started else set())
+        return self.want <= seen
+
+    def port(self, transport):
+        """The port a socket listens on (udp, http), as logged."""
+        return int(self.listening[transport].group(3))
+
+
+def wait_log_file(path, proc, startup, timeout=10.0):
+    """Follows the log file a started process writes until `startup` is
+    ready: True; False when the process exits or the time is up."""
+    pos, pending = 0, b""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path, "rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+        except OSError:
+            chunk = b""
+        pos += len(chunk)
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if startup.feed(line.decode("utf-8", "replace")):
+                return True
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
 
 
 class Daemon:
@@ -52,30 +155,20 @@ class Daemon:
         if unix:
             cmd += ["--unix", unix]
         cmd += list(args)
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("ALICE_")}
-        full_env.update(env or {})
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=full_env)
+                                     stderr=subprocess.PIPE, env=clean_env(env))
         self.log = []
         self._pending = b""
-        self.http_port = None
-        want = {"http", "started"} | ({"udp"} if udp else set()) | ({"unix"} if unix else set())
-        seen = set()
-        deadline = time.monotonic() + timeout
         # every socket logged, then "started": only then is the daemon ready
-        while not want <= seen:
+        startup = Startup({"http"} | ({"udp"} if udp else set()) | ({"unix"} if unix else set()))
+        deadline = time.monotonic() + timeout
+        while not startup.ready:
             line = self._readline(deadline)
             if line is None:
                 self.stop()
                 raise RuntimeError("daemon did not start: " + "".join(self.log))
-            if "event=started " in line:
-                seen.add("started")
-                continue
-            m = LISTEN_RE.search(line)
-            if m:
-                seen.add(m.group(1))
-                if m.group(1) == "http":
-                    self.http_port = int(m.group(3))
+            startup.feed(line)
+        self.http_port = startup.port("http")
 
     def _readline(self, deadline):
         """One line of the daemon's stderr, or None at the deadline or EOF.
@@ -156,13 +249,7 @@ class Daemon:
         self.proc.send_signal(sig)
 
     def stop(self, timeout=10):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout)
         rest = (self._pending + self.proc.stderr.read()).decode("utf-8", "replace")
         self._pending = b""
         if rest:

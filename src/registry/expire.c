@@ -1,0 +1,165 @@
+/* expire: series that outlive their TTL (registry.h "series lifecycle").
+ *
+ * Expiry never frees a series the line cache may point at. A sweep step
+ * expires a stale series in place (am__series_retire: out of its table and
+ * counts, marked dead, which the cache tests on a hit), unlinks dead series
+ * from their family's list as it walks past them, and keeps them in a
+ * graveyard. Once enough are buried the registry's generation is bumped
+ * (the cache clears itself before its next use) and the graveyard so far
+ * becomes free to free, a bounded number per step: a sweep that expires a
+ * million series at once never holds the loop for long. */
+#include "registry-internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+
+/* Series freed per step at most, and expired series kept before the line
+ * cache is cleared (so that churn does not clear it for every few). */
+enum { FREE_PER_STEP = 4096, GRAVE_BATCH = 16384 };
+
+void am_registry_set_now(am_registry_t *r, uint32_t now_ds)
+{
+    r->now = now_ds;
+}
+
+/* f's TTL in deciseconds; 0: never. */
+static uint64_t family_ttl_ds(const am_registry_t *r, const am_family_t *f)
+{
+    uint32_t ttl = f->def.ttl ? f->def.ttl : r->limits.ttl;
+    return ttl == AM_TTL_NEVER ? 0 : (uint64_t)ttl * 10;
+}
+
+bool am_registry_has_ttl(const am_registry_t *r)
+{
+    if (r->limits.ttl)
+        return true;
+    for (const am_family_t *f = r->first; f; f = f->next)
+        if (f->def.ttl && f->def.ttl != AM_TTL_NEVER)
+            return true;
+    return false;
+}
+
+static void free_series_list(am_series_t *s)
+{
+    while (s) {
+        am_series_t *next = s->next;
+        free(s); /* sets were freed when it expired */
+        s = next;
+    }
+}
+
+void am__graves_free(am_registry_t *r)
+{
+    free_series_list(r->grave_new);
+    free_series_list(r->grave_free);
+    r->grave_new = r->grave_free = NULL;
+    r->grave_new_n = 0;
+}
+
+static void bury(am_registry_t *r, am_series_t *s)
+{
+    s->next = r->grave_new;
+    r->grave_new = s;
+    r->grave_new_n++;
+}
+
+/* Frees up to n series that the line cache can no longer reach. */
+static void free_some(am_registry_t *r, size_t n)
+{
+    while (r->grave_free && n--) {
+        am_series_t *s = r->grave_free;
+        r->grave_free = s->next;
+        free(s);
+    }
+}
+
+/* Unlinks s, dead, from f's list (prev: the one before it, or NULL). */
+static void unlink_dead(am_family_t *f, am_series_t *prev, am_series_t *s)
+{
+    if (prev)
+        prev->next = s->next;
+    else
+        f->first = s->next;
+    if (f->last == s)
+        f->last = prev;
+}
+
+bool am_registry_expire_step(am_registry_t *r, am_expire_cursor_t *c, uint32_t now_ds,
+                             size_t budget, size_t *expired)
+{
+    r->now = now_ds;
+    free_some(r, FREE_PER_STEP);
+    if (!c->family || c->generation != r->generation) {
+        c->family = r->first;
+        c->prev = NULL;
+    }
+    size_t examined = 0;
+    while (c->family && examined < budget) {
+        am_family_t *f = c->family;
+        uint64_t ttl = family_ttl_ds(r, f);
+        am_series_t *s = c->prev ? c->prev->next : f->first;
+        while (s && examined < budget) {
+            examined++;
+            am_series_t *next = s->next;
+            if (s->seen != AM_SEEN_DEAD && ttl && (uint32_t)(now_ds - s->seen) > ttl &&
+                !(c->others && c->others(c->others_ctx, f, s))) {
+                am__series_retire(r, f, s);
+                (*expired)++;
+            }
+            if (s->seen == AM_SEEN_DEAD) {
+                unlink_dead(f, c->prev, s);
+                bury(r, s);
+            } else {
+                c->prev = s;
+            }
+            s = next;
+        }
+        if (!s) {
+            c->family = f->next;
+            c->prev = NULL;
+        }
+        examined++; /* a family costs a step too, with or without series */
+    }
+    if (r->grave_new_n >= GRAVE_BATCH || (!c->family && r->grave_new)) {
+        /* The cache forgets every series before its next use: what was
+         * buried so far can be freed. */
+        r->generation++;
+        am_series_t *tail = r->grave_new;
+        while (tail->next)
+            tail = tail->next;
+        tail->next = r->grave_free;
+        r->grave_free = r->grave_new;
+        r->grave_new = NULL;
+        r->grave_new_n = 0;
+    }
+    c->generation = r->generation;
+    return c->family == NULL;
+}
+
+/* r's live copy of series s of family f (another registry's), or NULL. */
+static am_series_t *copy_of(const am_registry_t *r, const am_family_t *f, const am_series_t *s,
+                            am_family_t **rf)
+{
+    *rf = am__family_find(r, f->def.name, strlen(f->def.name));
+    if (!*rf)
+        return NULL;
+    return am__series_find(*rf, s->hash, am__series_key(f, s), s->key_len);
+}
+
+long am_registry_copy_age(const am_registry_t *r, const am_family_t *f, const am_series_t *s,
+                          uint32_t now_ds)
+{
+    am_family_t *rf;
+    const am_series_t *mine = copy_of(r, f, s, &rf);
+    return mine ? (long)(uint32_t)(now_ds - mine->seen) : -1;
+}
+
+void am_registry_expire_copy(am_registry_t *r, const am_family_t *f, const am_series_t *s)
+{
+    am_family_t *rf;
+    am_series_t *mine = copy_of(r, f, s, &rf);
+    if (mine)
+        am__series_retire(r, rf, mine);
+}
