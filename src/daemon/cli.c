@@ -63,6 +63,11 @@ static const char usage_server[] =
     "                            (SO_REUSEPORT: the kernel spreads senders over them)\n"
     "                            and series, merged at scrape; 1 = one loop, no threads\n"
     "                            [env ALICE_METRICS_WORKERS, default 1]\n"
+    "  --ttl SECONDS             a series no line updated for this long disappears\n"
+    "                            (and frees its place under the limits); a later line\n"
+    "                            starts it from zero; 0 = never. A family's own \"ttl\"\n"
+    "                            in the config beats it [env ALICE_METRICS_TTL, config\n"
+    "                            \"ttl\", default 0]\n"
     "  --log-level LEVEL         debug, info, warn, error; debug logs every rejected\n"
     "                            line with its reason (rate-limited)\n"
     "                            [env ALICE_LOG_LEVEL, default info]\n"
@@ -116,7 +121,8 @@ typedef struct setting {
 } setting_t;
 
 typedef struct server_flags {
-    setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level, workers;
+    setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level, workers,
+        ttl;
 } server_flags_t;
 
 typedef struct flag_def {
@@ -135,6 +141,7 @@ static const flag_def_t server_flag_defs[] = {
     {"--receive-buffer-bytes", "ALICE_STATSD_RECEIVE_BUFFER", offsetof(server_flags_t, rcvbuf)},
     {"--log-level", "ALICE_LOG_LEVEL", offsetof(server_flags_t, log_level)},
     {"--workers", "ALICE_METRICS_WORKERS", offsetof(server_flags_t, workers)},
+    {"--ttl", "ALICE_METRICS_TTL", offsetof(server_flags_t, ttl)},
 };
 #define N_SERVER_FLAGS (sizeof(server_flag_defs) / sizeof(server_flag_defs[0]))
 
@@ -297,6 +304,12 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
         goto out;
     }
     o.workers = (int)workers;
+    o.ttl = -1;
+    if (f.ttl.value && !parse_int(f.ttl.value, 0, 2147483647, &o.ttl)) {
+        fprintf(stderr, "alice: %s: \"%s\" is not a number of seconds in 0..2147483647\n",
+                f.ttl.source, f.ttl.value);
+        goto out;
+    }
     o.config_path = f.config.value;
     o.log_level_fixed = log_level_given;
     /* o borrows host and socket strings from cfg: cfg lives until the server

@@ -264,7 +264,7 @@ static int get_int(const ctx_t *c, json_t *obj, const char *path, const char *ke
     if (!v)
         return KEY_ABSENT;
     char p[256];
-    snprintf(p, sizeof(p), "%s.%s", path, key);
+    snprintf(p, sizeof(p), "%s%s%s", path, *path ? "." : "", key); /* "" at the top level */
     if (!json_is_integer(v))
         return fail(c, p, "must be an integer");
     long long x = json_integer_value(v);
@@ -388,7 +388,7 @@ static int parse_limits(const ctx_t *c, json_t *lim, am_config_t *out)
 static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t *def)
 {
     static const char *const keys[] = {"name",    "type",       "help", "labels",
-                                       "buckets", "max_series", NULL};
+                                       "buckets", "max_series", "ttl",  NULL};
     char path[64];
     snprintf(path, sizeof(path), "families[%zu]", idx);
     char p[128];
@@ -513,6 +513,12 @@ static int parse_family(const ctx_t *c, json_t *fam, size_t idx, am_family_def_t
         return rc;
     if (rc == 0)
         def->max_series = (size_t)x;
+    /* A family's own TTL beats the default; its 0 means never. */
+    rc = get_int(c, fam, path, "ttl", 0, 2147483647, &x);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        def->ttl = x ? (uint32_t)x : AM_TTL_NEVER;
     return 0;
 }
 
@@ -558,6 +564,11 @@ static int parse_root(const ctx_t *c, json_t *root, const char *const *keys, am_
         return rc;
     if ((v = json_object_get(root, "limits")) && (rc = parse_limits(c, v, out)) < 0)
         return rc;
+    long long ttl;
+    if ((rc = get_int(c, root, "", "ttl", 0, 2147483647, &ttl)) < 0)
+        return rc;
+    if (rc == 0)
+        out->ttl = (long)ttl;
     if ((v = json_object_get(root, "auto_create"))) {
         if (!json_is_boolean(v))
             return fail(c, "auto_create", "must be true or false");
@@ -594,6 +605,7 @@ void am_config_init(am_config_t *c)
     c->log_level = -1;
     c->receive_buffer_bytes = -1;
     c->workers = -1;
+    c->ttl = -1;
     am_limits_default(&c->limits);
 }
 
@@ -611,7 +623,8 @@ void am_config_free(am_config_t *c)
 int am_config_parse(const char *text, size_t len, const char *name, am_config_t *out, char *err,
                     size_t errlen)
 {
-    static const char *const keys[] = {"server", "limits", "auto_create", "families", NULL};
+    static const char *const keys[] = {"server", "limits", "auto_create", "ttl", "families",
+                                       NULL};
     ctx_t c = {name, text, len, err, errlen};
     am_config_init(out);
     json_error_t jerr;
@@ -669,4 +682,6 @@ void am_config_apply_limits(const am_config_t *c, am_limits_t *l)
         l->max_set_members = c->limits.max_set_members;
     if (c->has_auto_create)
         l->auto_create = c->limits.auto_create;
+    if (c->ttl >= 0)
+        l->ttl = (uint32_t)c->ttl;
 }

@@ -22,6 +22,7 @@
 #include "negotiate.h"
 #include "registry.h"
 #include "scrape.h"
+#include "expiry.h"
 #include "selfstats.h"
 #include "workers.h"
 
@@ -38,6 +39,8 @@ typedef struct server {
     uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
     am_workers_t *workers; /* owned */
+    am_expiry_t expiry;    /* the TTL sweep's timer */
+    bool expiry_ready;
     /* /metrics answers, rendered by the idle handle one at a time, in
      * arrival order: the one rendering and the ones waiting. */
     uv_idle_t scrape_idle;
@@ -79,6 +82,8 @@ static void scrape_selfstats(server_t *s, am_selfstats_t *st)
     s->stats.http_bad_requests = hs->bad_requests;
     s->stats.http_connections_rejected = hs->connections_rejected;
     s->stats.http_connections_open = hs->connections_open;
+    s->stats.series_expired = s->expiry.expired;
+    s->stats.last_expiry_longest_pause_seconds = s->expiry.last_longest_pause;
     *st = s->stats;
     am_workers_add_ingest(s->workers, st);
     st->set_members = am_workers_set_members(s->workers);
@@ -330,11 +335,13 @@ static void on_request(void *ctx, const am_http_request_t *req, am_http_response
 
 /* Applies a loaded config's catalog and limits to one registry; log: warn
  * about replaced families (once, not once per worker). */
-static int apply_config_to(am_registry_t *r, const am_config_t *cfg, bool log)
+static int apply_config_to(am_registry_t *r, const am_config_t *cfg, long ttl, bool log)
 {
     am_limits_t limits;
     am_limits_default(&limits);
     am_config_apply_limits(cfg, &limits);
+    if (ttl >= 0) /* --ttl or ALICE_METRICS_TTL beat the file */
+        limits.ttl = (uint32_t)ttl;
     am_registry_set_limits(r, &limits);
     for (size_t i = 0; i < cfg->nfamilies; i++) {
         int rc = am_registry_define(r, &cfg->families[i]);
@@ -357,7 +364,7 @@ static int apply_config(server_t *s, const am_config_t *cfg)
     unsigned n = am_workers_count(s->workers);
     am_workers_pause(s->workers);
     for (unsigned i = 0; i < n && rc == 0; i++)
-        rc = apply_config_to(am_workers_registry(s->workers, i), cfg, i == 0);
+        rc = apply_config_to(am_workers_registry(s->workers, i), cfg, s->opts->ttl, i == 0);
     if (rc == 0 && !s->opts->log_level_fixed && cfg->log_level >= 0)
         am_log_threshold = (am_log_level_t)cfg->log_level;
     am_workers_resume(s->workers);
@@ -398,6 +405,8 @@ static void on_http_stopped(void *ctx)
     s->http = NULL;
     if (s->scrape_idle_ready)
         uv_close((uv_handle_t *)&s->scrape_idle, NULL);
+    if (s->expiry_ready)
+        am_expiry_close(&s->expiry);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
@@ -531,6 +540,10 @@ int am_server_run(const am_server_opts_t *opts)
     uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
 
     rc = open_sockets(s);
+    if (rc == 0) {
+        rc = am_expiry_start(&s->loop, s->workers, &s->expiry);
+        s->expiry_ready = rc == 0;
+    }
     if (rc == 0)
         am_log(AM_LOG_INFO, "event=started version=%s families=%zu workers=%u", AM_VERSION,
                nfamilies, am_workers_count(s->workers));

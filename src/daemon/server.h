@@ -29,6 +29,8 @@ typedef struct am_server_opts {
     int receive_buffer_bytes; /* 0: kernel default */
     bool log_level_fixed;     /* from flag/env: the config must not change it on reload */
     int workers;              /* ingest loops, 1..AM_SERVER_MAX_WORKERS; 0 counts as 1 */
+    long ttl;                 /* default series TTL, seconds, from a flag or the
+                               * environment (beats the config's); -1: unset */
 } am_server_opts_t;
 
 #define AM_SERVER_MAX_WORKERS 64

@@ -58,12 +58,21 @@ typedef struct merge {
     uint64_t longest_ns; /* the longest a worker was held */
 } merge_t;
 
+/* The TTL sweep (main thread): one worker's registry at a time, from a
+ * cursor, every worker held during a step. */
+typedef struct sweep {
+    unsigned worker; /* being swept */
+    am_expire_cursor_t cursor;
+    uint32_t now; /* of the step in progress, for others_fresh */
+} sweep_t;
+
 struct am_workers {
     unsigned n;
     worker_t *w;                /* n, owned */
     am_famdir_t *dir;           /* several workers only; owned */
     uint64_t *worker_datagrams; /* n, owned: am_workers_add_ingest's scratch */
     merge_t merge;
+    sweep_t sweep;
     bool stopped;
 };
 
@@ -161,6 +170,7 @@ static void on_datagram(void *ctx, int transport, const char *p, size_t n, bool 
         s->stats.rejected[AM_REJECT_SYNTAX]++;
         n = nl ? (size_t)(nl - p) : 0;
     }
+    am_registry_set_now(s->registry, (uint32_t)(uv_now(s->loop) / 100)); /* the TTL clock */
     s->stats.samples += am_registry_ingest_datagram(s->registry, p, n, &s->sample, on_reject, s);
 }
 
@@ -380,6 +390,53 @@ int am_workers_merge_step(am_workers_t *ws, uint64_t budget_ns)
         return 0;
     /* This worker is done: the next one, from its first family. */
     return ++m->worker < ws->n ? 0 : AM_WORKERS_MERGED;
+}
+
+/* ---- TTL ---- */
+
+bool am_workers_has_ttl(am_workers_t *ws)
+{
+    lock_worker(&ws->w[0]);
+    bool has = am_registry_has_ttl(ws->w[0].registry);
+    unlock_worker(&ws->w[0]);
+    return has;
+}
+
+/* The sweep of one worker's registry met series s of f, stale there: keep
+ * it when another worker's copy is fresh, else expire those copies too
+ * (every worker is held). */
+static bool others_fresh(void *ctx, const am_family_t *f, const am_series_t *s)
+{
+    am_workers_t *ws = ctx;
+    for (unsigned i = 0; i < ws->n; i++)
+        if (i != ws->sweep.worker &&
+            am_registry_copy_fresh(ws->w[i].registry, f, s, ws->sweep.now))
+            return true;
+    for (unsigned i = 0; i < ws->n; i++)
+        if (i != ws->sweep.worker)
+            am_registry_expire_copy(ws->w[i].registry, f, s);
+    return false;
+}
+
+int am_workers_expire_step(am_workers_t *ws, uint32_t now_ds, size_t budget, size_t *expired)
+{
+    if (ws->merge.snap)
+        return -EBUSY; /* a scrape's merge holds cursors into the registries */
+    sweep_t *sw = &ws->sweep;
+    sw->now = now_ds;
+    sw->cursor.others = ws->n > 1 ? others_fresh : NULL;
+    sw->cursor.others_ctx = ws;
+    am_workers_pause(ws);
+    bool done = am_registry_expire_step(ws->w[sw->worker].registry, &sw->cursor, now_ds, budget,
+                                        expired);
+    am_workers_resume(ws);
+    if (!done)
+        return 0;
+    memset(&sw->cursor, 0, sizeof(sw->cursor));
+    if (++sw->worker < ws->n)
+        return 0;
+    sw->worker = 0;
+    return AM_WORKERS_SWEPT;
 }
 
 bool am_workers_merging(const am_workers_t *ws)

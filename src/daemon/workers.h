@@ -130,6 +130,25 @@ int am_workers_merge_step(am_workers_t *ws, uint64_t budget_ns) __attribute__((w
 /* A merge is open (begun, neither taken nor abandoned). */
 bool am_workers_merging(const am_workers_t *ws);
 
+/* ---- series TTL (main thread) ---- */
+
+/* Whether any family can expire (the config's TTL or a family's own). */
+bool am_workers_has_ttl(am_workers_t *ws);
+
+enum {
+    /* am_workers_expire_step: the sweep went through every registry. */
+    AM_WORKERS_SWEPT = 1,
+};
+
+/* One step of the TTL sweep at time now_ds (deciseconds, uv_now / 100):
+ * at most budget series of one worker's registry examined, every worker
+ * held meanwhile; with several workers a series expires only when no
+ * worker updated it for its TTL. Adds the series expired to *expired.
+ * Returns 0 (more to sweep), AM_WORKERS_SWEPT, or -EBUSY while a scrape's
+ * merge is in progress (nothing done: try again later). */
+int am_workers_expire_step(am_workers_t *ws, uint32_t now_ds, size_t budget, size_t *expired)
+    __attribute__((warn_unused_result));
+
 /* The longest a worker was held by the current (or last) merge, in ns. */
 uint64_t am_workers_merge_longest_ns(const am_workers_t *ws);
 

@@ -98,6 +98,19 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
            "Longest time the previous /metrics response held up ingest: one render step, or "
            "one family rendered early because a line was about to change it.",
            AM_FAMILY_GAUGE, st->last_scrape_longest_pause_seconds, fmt);
+    single(b, "alice_metricsd_series_expired_total",
+           "Series removed because no line updated them for their TTL.", AM_FAMILY_COUNTER,
+           (double)st->series_expired, fmt);
+    am_expose_family_header(b, "alice_metricsd_longest_pause_seconds",
+                            "Longest time ingest waited, in one go, on the last run of each "
+                            "background task: a scrape's render or merge steps, a TTL sweep pass.",
+                            AM_FAMILY_GAUGE, fmt);
+    static const char *const scrape_cause[] = {"cause", "scrape"}, *const expiry_cause[] = {
+                                                                     "cause", "expiry"};
+    am_expose_sample(b, "alice_metricsd_longest_pause_seconds", scrape_cause, 1,
+                     st->last_scrape_longest_pause_seconds);
+    am_expose_sample(b, "alice_metricsd_longest_pause_seconds", expiry_cause, 1,
+                     st->last_expiry_longest_pause_seconds);
     single(b, "alice_metricsd_http_requests_total", "HTTP requests answered.", AM_FAMILY_COUNTER,
            (double)st->http_requests, fmt);
     single(b, "alice_metricsd_http_bad_requests_total",

@@ -29,6 +29,8 @@ typedef struct am_selfstats {
     uint64_t scrapes;
     double last_scrape_seconds;
     double last_scrape_longest_pause_seconds; /* longest hold on ingest (see scrape.h) */
+    uint64_t series_expired;                  /* series TTL */
+    double last_expiry_longest_pause_seconds; /* longest hold of the last sweep pass */
     uint64_t http_requests;
     uint64_t http_bad_requests;
     uint64_t http_connections_rejected;

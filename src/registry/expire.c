@@ -1,13 +1,15 @@
 /* expire: series that outlive their TTL (registry.h "series lifecycle").
  *
- * Expiry never frees a series the line cache may point at. A sweep step
- * expires a stale series in place (am__series_retire: out of its table and
- * counts, marked dead, which the cache tests on a hit), unlinks dead series
- * from their family's list as it walks past them, and keeps them in a
- * graveyard. Once enough are buried the registry's generation is bumped
- * (the cache clears itself before its next use) and the graveyard so far
- * becomes free to free, a bounded number per step: a sweep that expires a
- * million series at once never holds the loop for long. */
+ * Expiry never frees a series the line cache may point at, and never
+ * clears the whole cache (at a million series that is a 64 MB memset: a
+ * long pause, then every line through the slow path). A sweep step expires
+ * a stale series in place (am__series_retire: out of its table and counts,
+ * marked dead, which a cache hit tests), unlinks dead series from their
+ * family's list as it walks past them, and buries them. A scrub then walks
+ * the cache a slice per step and points every entry of a dead series at a
+ * static dead series instead; when it has passed over the whole cache, the
+ * series buried before it began are unreachable and are freed, a bounded
+ * number per step. */
 #include "registry-internal.h"
 
 #include <stdlib.h>
@@ -15,9 +17,12 @@
 
 #include "hash.h"
 
-/* Series freed per step at most, and expired series kept before the line
- * cache is cleared (so that churn does not clear it for every few). */
-enum { FREE_PER_STEP = 4096, GRAVE_BATCH = 16384 };
+/* Per step at most: series freed, cache slots scrubbed. */
+enum { FREE_PER_STEP = 4096, SCRUB_PER_STEP = 16384 };
+
+/* What a scrubbed cache entry points at: a hit reads "dead" and takes the
+ * full path, which finds or makes the live series and caches it. */
+static am_series_t scrubbed = {.seen = AM_SEEN_DEAD};
 
 void am_registry_set_now(am_registry_t *r, uint32_t now_ds)
 {
@@ -53,16 +58,10 @@ static void free_series_list(am_series_t *s)
 void am__graves_free(am_registry_t *r)
 {
     free_series_list(r->grave_new);
+    free_series_list(r->grave_scrub);
     free_series_list(r->grave_free);
-    r->grave_new = r->grave_free = NULL;
-    r->grave_new_n = 0;
-}
-
-static void bury(am_registry_t *r, am_series_t *s)
-{
-    s->next = r->grave_new;
-    r->grave_new = s;
-    r->grave_new_n++;
+    r->grave_new = r->grave_scrub = r->grave_free = NULL;
+    r->scrubbing = false;
 }
 
 /* Frees up to n series that the line cache can no longer reach. */
@@ -73,6 +72,51 @@ static void free_some(am_registry_t *r, size_t n)
         r->grave_free = s->next;
         free(s);
     }
+}
+
+static void append(am_series_t **to, am_series_t *list)
+{
+    if (!list)
+        return;
+    am_series_t *tail = list;
+    while (tail->next)
+        tail = tail->next;
+    tail->next = *to;
+    *to = list;
+}
+
+/* A slice of the cache scrub: begins one when series wait for it, ends it
+ * (their memory free to free) after the last slot. A cache cleared or
+ * resized since the scrub began starts it over (entries moved). */
+static void scrub_some(am_registry_t *r, size_t n)
+{
+    am_table_t *t = &r->cache.table;
+    if (!r->scrubbing) {
+        if (!r->grave_new)
+            return;
+        r->grave_scrub = r->grave_new;
+        r->grave_new = NULL;
+        r->scrubbing = true;
+        r->scrub_pos = 0;
+        r->scrub_cap = t->cap;
+        r->scrub_gen = r->generation;
+    }
+    if (r->scrub_gen != r->generation) {
+        r->scrub_pos = SIZE_MAX; /* the cache clears itself before its next use */
+    } else if (r->scrub_cap != t->cap) {
+        r->scrub_pos = 0;
+        r->scrub_cap = t->cap;
+    }
+    for (; r->scrub_pos < t->cap && n--; r->scrub_pos++) {
+        am_linecache_entry_t *e = am_table_occupied(t, r->scrub_pos);
+        if (e && ((am_series_t *)e->series)->seen == AM_SEEN_DEAD)
+            e->series = &scrubbed;
+    }
+    if (r->scrub_pos < t->cap)
+        return;
+    append(&r->grave_free, r->grave_scrub);
+    r->grave_scrub = NULL;
+    r->scrubbing = false;
 }
 
 /* Unlinks s, dead, from f's list (prev: the one before it, or NULL). */
@@ -91,6 +135,7 @@ bool am_registry_expire_step(am_registry_t *r, am_expire_cursor_t *c, uint32_t n
 {
     r->now = now_ds;
     free_some(r, FREE_PER_STEP);
+    scrub_some(r, SCRUB_PER_STEP);
     if (!c->family || c->generation != r->generation) {
         c->family = r->first;
         c->prev = NULL;
@@ -110,7 +155,8 @@ bool am_registry_expire_step(am_registry_t *r, am_expire_cursor_t *c, uint32_t n
             }
             if (s->seen == AM_SEEN_DEAD) {
                 unlink_dead(f, c->prev, s);
-                bury(r, s);
+                s->next = r->grave_new;
+                r->grave_new = s;
             } else {
                 c->prev = s;
             }
@@ -121,18 +167,6 @@ bool am_registry_expire_step(am_registry_t *r, am_expire_cursor_t *c, uint32_t n
             c->prev = NULL;
         }
         examined++; /* a family costs a step too, with or without series */
-    }
-    if (r->grave_new_n >= GRAVE_BATCH || (!c->family && r->grave_new)) {
-        /* The cache forgets every series before its next use: what was
-         * buried so far can be freed. */
-        r->generation++;
-        am_series_t *tail = r->grave_new;
-        while (tail->next)
-            tail = tail->next;
-        tail->next = r->grave_free;
-        r->grave_free = r->grave_new;
-        r->grave_new = NULL;
-        r->grave_new_n = 0;
     }
     c->generation = r->generation;
     return c->family == NULL;
@@ -148,12 +182,15 @@ static am_series_t *copy_of(const am_registry_t *r, const am_family_t *f, const 
     return am__series_find(*rf, s->hash, am__series_key(f, s), s->key_len);
 }
 
-long am_registry_copy_age(const am_registry_t *r, const am_family_t *f, const am_series_t *s,
-                          uint32_t now_ds)
+bool am_registry_copy_fresh(const am_registry_t *r, const am_family_t *f, const am_series_t *s,
+                            uint32_t now_ds)
 {
     am_family_t *rf;
     const am_series_t *mine = copy_of(r, f, s, &rf);
-    return mine ? (long)(uint32_t)(now_ds - mine->seen) : -1;
+    if (!mine)
+        return false;
+    uint64_t ttl = family_ttl_ds(r, rf);
+    return !ttl || (uint32_t)(now_ds - mine->seen) <= ttl;
 }
 
 void am_registry_expire_copy(am_registry_t *r, const am_family_t *f, const am_series_t *s)

@@ -106,11 +106,16 @@ struct am_registry {
     void *snap_ctx;
     uint32_t now; /* the TTL clock (deciseconds), stamped on series a line updates */
     /* Expired series out of every list and table, not yet freed: the line
-     * cache may still point at them (it tests AM_SEEN_DEAD) until it is
-     * next cleared (generation). Linked through next. */
-    am_series_t *grave_new;  /* expired since the last generation bump */
-    size_t grave_new_n;
-    am_series_t *grave_free; /* expired before it: free to free */
+     * cache may still point at them (a hit tests AM_SEEN_DEAD) until a
+     * scrub of the whole cache has pointed its entries elsewhere (expire.c).
+     * Linked through next; all owned. */
+    am_series_t *grave_new;   /* expired since the scrub in progress began */
+    am_series_t *grave_scrub; /* expired before it: free once it ends */
+    am_series_t *grave_free;  /* unreachable: freed a few per step */
+    bool scrubbing;
+    size_t scrub_pos;      /* the next cache slot to scrub */
+    size_t scrub_cap;      /* the cache's size when the scrub began */
+    uint64_t scrub_gen;    /* the registry generation then */
 };
 
 /* am_series_t.seen of an expired series: out of its family's table and

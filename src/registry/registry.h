@@ -198,11 +198,10 @@ typedef struct am_expire_cursor {
 bool am_registry_expire_step(am_registry_t *r, am_expire_cursor_t *c, uint32_t now_ds,
                              size_t budget, size_t *expired);
 
-/* For an am_expire_fn: the age (deciseconds since its last update, at
- * now_ds) of r's copy of series s of family f (another registry's), or
- * -1 when r has no such series. */
-long am_registry_copy_age(const am_registry_t *r, const am_family_t *f, const am_series_t *s,
-                          uint32_t now_ds);
+/* For an am_expire_fn: whether r has a copy of series s of family f
+ * (another registry's) that a line updated within its TTL, at now_ds. */
+bool am_registry_copy_fresh(const am_registry_t *r, const am_family_t *f, const am_series_t *s,
+                            uint32_t now_ds);
 /* Expires r's copy of series s of family f (another registry's), if any. */
 void am_registry_expire_copy(am_registry_t *r, const am_family_t *f, const am_series_t *s);
 

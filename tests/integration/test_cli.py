@@ -37,7 +37,8 @@ def test_help_lists_every_option():
     for opt, env in [("--host", "ALICE_METRICS_HOST"), ("--port", "ALICE_METRICS_PORT"),
                      ("--statsd-host", "ALICE_STATSD_HOST"), ("--statsd-port", "ALICE_STATSD_PORT"),
                      ("--unix", "ALICE_STATSD_SOCKET"), ("--config", "ALICE_METRICS_CONFIG"),
-                     ("--log-level", "ALICE_LOG_LEVEL")]:
+                     ("--log-level", "ALICE_LOG_LEVEL"), ("--ttl", "ALICE_METRICS_TTL"),
+                     ("--workers", "ALICE_METRICS_WORKERS")]:
         assert opt in r.stdout and env in r.stdout, opt
     for default in ["127.0.0.1", "9090", "8125"]:
         assert default in r.stdout

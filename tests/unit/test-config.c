@@ -32,6 +32,32 @@ static int parse(const char *json, am_config_t *c, char *err, size_t errlen)
     return am_config_parse(json, strlen(json), "t.json", c, err, errlen);
 }
 
+/* The default TTL at the top level; a family's own, where 0 is never. */
+START_TEST(test_ttl)
+{
+    static const char json[] = "{\"ttl\": 30, \"families\": ["
+                               " {\"name\": \"a\", \"type\": \"gauge\", \"ttl\": 0},"
+                               " {\"name\": \"b\", \"type\": \"gauge\", \"ttl\": 5},"
+                               " {\"name\": \"c\", \"type\": \"gauge\"}]}";
+    am_config_t c;
+    char err[512];
+    ck_assert_msg(parse(json, &c, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(c.ttl, 30);
+    ck_assert_uint_eq(c.families[0].ttl, AM_TTL_NEVER);
+    ck_assert_uint_eq(c.families[1].ttl, 5);
+    ck_assert_uint_eq(c.families[2].ttl, 0); /* the default's */
+    am_limits_t l;
+    am_limits_default(&l);
+    ck_assert_uint_eq(l.ttl, 0);
+    am_config_apply_limits(&c, &l);
+    ck_assert_uint_eq(l.ttl, 30);
+    am_config_free(&c);
+    ck_assert_int_eq(parse("{}", &c, err, sizeof(err)), 0);
+    ck_assert_int_eq(c.ttl, -1);
+    am_config_free(&c);
+}
+END_TEST
+
 /* A failed parse leaves an empty config behind. */
 static void assert_reset(const am_config_t *c)
 {
@@ -325,6 +351,10 @@ static const error_case_t error_cases[] = {
      "t.json:1:46: families[0].help: must be a string"},
     {"{\"families\": [{\"name\": \"a\", \"type\": \"gauge\", \"max_series\": \"1\"}]}",
      "t.json:1:46: families[0].max_series: must be an integer"},
+    {"{\"ttl\": -1}", "t.json:1:2: ttl: must be between 0 and 2147483647, got -1"},
+    {"{\"ttl\": \"10m\"}", "t.json:1:2: ttl: must be an integer"},
+    {"{\"families\": [{\"name\": \"a\", \"type\": \"gauge\", \"ttl\": 1.5}]}",
+     "t.json:1:46: families[0].ttl: must be an integer"},
     {"{\"families\": [{\"name\": \"a\", \"type\": \"timer\"}]}",
      "t.json:1:29: families[0].type: must be counter, gauge, histogram or summary, got "
      "\"timer\""},
@@ -659,6 +689,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_empty_object);
     tcase_add_test(tc, test_family_defaults);
     tcase_add_test(tc, test_valid_values);
+    tcase_add_test(tc, test_ttl);
     tcase_add_test(tc, test_maximums);
     tcase_add_test(tc, test_log_levels);
     tcase_add_test(tc, test_defines_registry);

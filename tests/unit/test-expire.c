@@ -195,18 +195,15 @@ END_TEST
 typedef struct others {
     am_registry_t *reg[2];
     uint32_t now;
-    uint64_t ttl_ds;
     am_registry_t *self;
 } others_t;
 
 static bool others_fresh(void *ctx, const am_family_t *f, const am_series_t *s)
 {
     others_t *o = ctx;
-    for (int i = 0; i < 2; i++) {
-        long age = o->reg[i] == o->self ? -1 : am_registry_copy_age(o->reg[i], f, s, o->now);
-        if (age >= 0 && (uint64_t)age <= o->ttl_ds)
+    for (int i = 0; i < 2; i++)
+        if (o->reg[i] != o->self && am_registry_copy_fresh(o->reg[i], f, s, o->now))
             return true;
-    }
     for (int i = 0; i < 2; i++)
         if (o->reg[i] != o->self)
             am_registry_expire_copy(o->reg[i], f, s);
@@ -229,7 +226,7 @@ START_TEST(workers_expire_a_series_only_when_every_copy_is_stale)
     ck_assert_int_eq(ingest(w[1], "shared:2|c"), AM_OK);
     am_registry_set_now(w[1], 30);
     ck_assert_int_eq(ingest(w[1], "shared:2|c"), AM_OK); /* worker 1 keeps it fresh */
-    others_t o = {{w[0], w[1]}, 35, 10, w[0]};
+    others_t o = {{w[0], w[1]}, 35, w[0]};
     am_expire_cursor_t c;
     memset(&c, 0, sizeof(c));
     c.others = others_fresh;
