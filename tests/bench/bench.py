@@ -931,6 +931,9 @@ def parse_args(argv):
     ap.add_argument("--scrape-series", default=None,
                     help="comma list [100000,1000000; --quick 100000; --smoke 10000]; 0 = none")
     ap.add_argument("--scrapes", type=int, default=10, help="scrapes timed per format [10]")
+    ap.add_argument("--ttl-series", default=None,
+                    help="comma list: series loaded then expired at once by a 2 s TTL "
+                         "(the TTL sweep row; --scrape-workers applies) [none]")
     ap.add_argument("--scrape-workers", default="1,2",
                     help="comma list of --workers values for the scrape rows [1,2]")
     ap.add_argument("--json", help="also write every figure as JSON here")
@@ -941,6 +944,9 @@ def parse_args(argv):
         a.scrape_series = "10000" if a.smoke else "100000" if a.quick else "100000,1000000"
     a.scrape_series = [int(x) for x in a.scrape_series.split(",") if int(x) > 0]
     a.scrape_workers = [int(x) for x in a.scrape_workers.split(",") if int(x) > 0] or [1]
+    if a.ttl_series is None:
+        a.ttl_series = "10000" if a.smoke else ""
+    a.ttl_series = [int(x) for x in a.ttl_series.split(",") if x and int(x) > 0]
     if a.smoke:
         a.scrapes = min(a.scrapes, 3)
         a.no_collectd = True
@@ -1120,6 +1126,72 @@ def section_exact(run):
                     "; errors: %s" % r["scrape_errors"] if r["scrape_errors"] else ""))
 
 
+def ttl_run(args, procs, tmp, nseries, ttl, workers=1):
+    """nseries series loaded at once, then all expiring together: how long
+    the sweep takes past the TTL, the longest ingest pause it caused (the
+    daemon's own alice_metricsd_longest_pause_seconds{cause="expiry"}) and
+    its CPU time. A trickle of lines keeps one series alive throughout."""
+    extra = ["--ttl", str(ttl)] + (["--workers", str(workers)] if workers > 1 else [])
+    srv = Alice(procs, tmp, "unix", args.server_cpu, args.alice, extra)
+    row = {"series": nseries, "ttl_s": ttl, "workers": workers}
+    try:
+        srv.start()
+        t0 = time.monotonic()
+        run_loadgen(args, procs, srv, ["--series", str(nseries), "--total", str(nseries),
+                                        "--families", str(scrape_families(nseries)),
+                                        "--lines-per-datagram", "20"],
+                    timeout=max(120, nseries / 20000))
+        drain(srv, expected=nseries, budget=120)
+        loaded_at = time.monotonic()
+        row["load_seconds"] = round(loaded_at - t0, 2)
+        cpu0 = cpu_seconds(srv.pid)
+        keep = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        end = loaded_at + ttl + 30
+        gone_at = None
+        while time.monotonic() < end:
+            keep.sendto(b"bench_keepalive:1|c", srv.unix_path)
+            h = srv.health()
+            if h["series"] <= 1 and time.monotonic() > loaded_at + ttl:
+                gone_at = time.monotonic()
+                break
+            time.sleep(0.05)
+        keep.close()
+        if gone_at is None:
+            raise BenchError("%d series still there %d s past the TTL" % (h["series"], 30))
+        m = srv.scrape("alice_metricsd_")
+        row["expired"] = int(m.get("alice_metricsd_series_expired_total", 0))
+        row["sweep_after_ttl_s"] = round(gone_at - loaded_at - ttl, 2)
+        row["longest_pause_ms"] = round(
+            1000 * m.get('alice_metricsd_longest_pause_seconds{cause="expiry"}', float("nan")), 2)
+        row["cpu_s"] = round(cpu_seconds(srv.pid) - cpu0, 2)
+    except BenchError as e:
+        row["error"] = str(e)
+    finally:
+        srv.stop()
+    return row
+
+
+def section_ttl(run):
+    a = run.args
+    print("## TTL: every series expiring at once (families of 10,000 series)\n")
+    print("| series | workers | TTL s | load s | all gone, s after the TTL | expired | "
+          "longest ingest pause ms | server CPU s (sweep + keepalive) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    run.results["ttl"] = []
+    for n in a.ttl_series:
+        for w in a.scrape_workers:
+            r = ttl_run(a, run.procs, run.tmp, n, 2, w)
+            run.results["ttl"].append(r)
+            if "error" in r:
+                print("| %s | %d | error: %s ||||||" % (ifmt(n), w, r["error"]))
+                run.failures.append("ttl %d, %d workers: %s" % (n, w, r["error"]))
+                continue
+            print("| %s | %d | %d | %.1f | %.2f | %s | %.2f | %.2f |" % (
+                ifmt(n), w, r["ttl_s"], r["load_seconds"], r["sweep_after_ttl_s"],
+                ifmt(r["expired"]), r["longest_pause_ms"], r["cpu_s"]))
+    print()
+
+
 def section_scrape(run):
     a = run.args
     print("## Scrape and memory (families of 10,000 series, 3 tags, loaded over the Unix "
@@ -1215,6 +1287,8 @@ def run_all(run, argv):
     section_exact(run)
     if a.scrape_series:
         section_scrape(run)
+    if a.ttl_series:
+        section_ttl(run)
     if not a.no_workers:
         section_workers(run)
     with open("/proc/loadavg") as f:
