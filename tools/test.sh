@@ -95,7 +95,11 @@ for t in json.load(sys.stdin):
         work=build-fuzz/fuzz-run/$name
         rm -rf "$work"
         mkdir -p "$work/corpus" "$work/artifacts"
-        cp tests/fuzz/corpus/* "$work/corpus/"
+        # fuzz-<x>-libfuzzer seeds from tests/fuzz/corpus-<x>/, else corpus/
+        seeds=tests/fuzz/corpus-${name#fuzz-}
+        seeds=${seeds%-libfuzzer}
+        [ -d "$seeds" ] || seeds=tests/fuzz/corpus
+        cp "$seeds"/* "$work/corpus/"
         echo "== libFuzzer $name (${secs} s)"
         if (cd "$work" && timeout $((secs + 120)) "$top/build-fuzz/$t" -max_total_time="$secs" \
             -max_len=4096 -timeout=10 -artifact_prefix=artifacts/ corpus) >"$work/log" 2>&1; then

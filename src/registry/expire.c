@@ -22,7 +22,7 @@ enum { FREE_PER_STEP = 4096, SCRUB_PER_STEP = 16384 };
 
 /* What a scrubbed cache entry points at: a hit reads "dead" and takes the
  * full path, which finds or makes the live series and caches it. */
-static am_series_t scrubbed = {.seen = AM_SEEN_DEAD};
+static const am_series_t scrubbed = {.seen = AM_SEEN_DEAD};
 
 void am_registry_set_now(am_registry_t *r, uint32_t now_ds)
 {
@@ -110,7 +110,7 @@ static void scrub_some(am_registry_t *r, size_t n)
     for (; r->scrub_pos < t->cap && n--; r->scrub_pos++) {
         am_linecache_entry_t *e = am_table_occupied(t, r->scrub_pos);
         if (e && ((am_series_t *)e->series)->seen == AM_SEEN_DEAD)
-            e->series = &scrubbed;
+            e->series = (void *)&scrubbed; /* only ever read */
     }
     if (r->scrub_pos < t->cap)
         return;
