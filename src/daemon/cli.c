@@ -68,6 +68,18 @@ static const char usage_server[] =
     "                            starts it from zero; 0 = never. A family's own \"ttl\"\n"
     "                            in the config beats it [env ALICE_METRICS_TTL, config\n"
     "                            \"ttl\", default 0]\n"
+    "  --state-file PATH         keep every series in PATH across restarts: restored at\n"
+    "                            start before any socket is read, written atomically\n"
+    "                            every --state-interval and at SIGTERM/SIGINT; an\n"
+    "                            unreadable or corrupt file exits 2 (a missing one is a\n"
+    "                            first start) [env ALICE_STATE_FILE, config\n"
+    "                            server.state_file, default none]\n"
+    "  --state-interval SECONDS  seconds between state writes, 1..86400\n"
+    "                            [env ALICE_STATE_INTERVAL, config\n"
+    "                            server.state_interval, default 15]\n"
+    "  --state-discard-bad       a corrupt state file is renamed PATH.bad-<unix time>\n"
+    "                            and the daemon starts empty, with a warning\n"
+    "                            [env ALICE_STATE_DISCARD_BAD=1]\n"
     "  --log-level LEVEL         debug, info, warn, error; debug logs every rejected\n"
     "                            line with its reason (rate-limited)\n"
     "                            [env ALICE_LOG_LEVEL, default info]\n"
@@ -122,7 +134,7 @@ typedef struct setting {
 
 typedef struct server_flags {
     setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level, workers,
-        ttl;
+        ttl, state_file, state_interval;
 } server_flags_t;
 
 typedef struct flag_def {
@@ -142,6 +154,8 @@ static const flag_def_t server_flag_defs[] = {
     {"--log-level", "ALICE_LOG_LEVEL", offsetof(server_flags_t, log_level)},
     {"--workers", "ALICE_METRICS_WORKERS", offsetof(server_flags_t, workers)},
     {"--ttl", "ALICE_METRICS_TTL", offsetof(server_flags_t, ttl)},
+    {"--state-file", "ALICE_STATE_FILE", offsetof(server_flags_t, state_file)},
+    {"--state-interval", "ALICE_STATE_INTERVAL", offsetof(server_flags_t, state_interval)},
 };
 #define N_SERVER_FLAGS (sizeof(server_flag_defs) / sizeof(server_flag_defs[0]))
 
@@ -209,17 +223,22 @@ static int server_exit_code(int rc)
 {
     if (rc == 0)
         return 0;
-    return rc == AM_SERVER_BAD_CONFIG ? EXIT_USAGE : 1;
+    return rc == AM_SERVER_BAD_CONFIG || rc == AM_SERVER_BAD_STATE ? EXIT_USAGE : 1;
 }
 
 static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
 {
     server_flags_t f;
     memset(&f, 0, sizeof(f));
+    bool discard_bad = false; /* --state-discard-bad: a flag without a value */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             fputs(usage_server, stdout);
             return 0;
+        }
+        if (strcmp(argv[i], "--state-discard-bad") == 0) {
+            discard_bad = true;
+            continue;
         }
         bool matched = false;
         for (size_t k = 0; k < N_SERVER_FLAGS && !matched; k++) {
@@ -310,6 +329,18 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
                 f.ttl.source, f.ttl.value);
         goto out;
     }
+    o.state_path = f.state_file.value ? f.state_file.value : cfg.state_file;
+    if (o.state_path && !*o.state_path)
+        o.state_path = NULL;
+    long interval = cfg.state_interval > 0 ? cfg.state_interval : 15;
+    if (f.state_interval.value && !parse_int(f.state_interval.value, 1, 86400, &interval)) {
+        fprintf(stderr, "alice: %s: \"%s\" is not a number of seconds in 1..86400\n",
+                f.state_interval.source, f.state_interval.value);
+        goto out;
+    }
+    o.state_interval = (unsigned)interval;
+    const char *discard = getenv("ALICE_STATE_DISCARD_BAD");
+    o.state_discard_bad = discard_bad || (discard && strcmp(discard, "1") == 0);
     o.config_path = f.config.value;
     o.log_level_fixed = log_level_given;
     /* o borrows host and socket strings from cfg: cfg lives until the server

@@ -295,9 +295,10 @@ static int get_str(const ctx_t *c, json_t *obj, const char *path, const char *ke
 
 static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
 {
-    static const char *const keys[] = {"host", "port",      "statsd_host",          "statsd_port",
-                                       "unix", "log_level", "receive_buffer_bytes", "workers",
-                                       NULL};
+    static const char *const keys[] = {"host",       "port",           "statsd_host",
+                                       "statsd_port", "unix",          "log_level",
+                                       "receive_buffer_bytes",         "workers",
+                                       "state_file", "state_interval", NULL};
     if (!json_is_object(srv))
         return fail(c, "server", "must be an object");
     int rc = check_keys(c, srv, "server", keys);
@@ -325,6 +326,12 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
         return rc;
     if (rc == 0 && strlen(out->unix_path) >= 108)
         return fail(c, "server.unix", "socket path longer than 107 bytes");
+    if ((rc = get_str(c, srv, "server", "state_file", &out->state_file)) < 0)
+        return rc;
+    if ((rc = get_int(c, srv, "server", "state_interval", 1, 86400, &x)) < 0)
+        return rc;
+    if (rc == 0)
+        out->state_interval = (long)x;
     char *lvl = NULL;
     if ((rc = get_str(c, srv, "server", "log_level", &lvl)) < 0)
         return rc;
@@ -606,6 +613,7 @@ void am_config_init(am_config_t *c)
     c->receive_buffer_bytes = -1;
     c->workers = -1;
     c->ttl = -1;
+    c->state_interval = -1;
     am_limits_default(&c->limits);
 }
 
@@ -614,6 +622,7 @@ void am_config_free(am_config_t *c)
     free(c->host);
     free(c->statsd_host);
     free(c->unix_path);
+    free(c->state_file);
     for (size_t i = 0; i < c->nfamilies; i++)
         am_family_def_clear(&c->families[i]);
     free(c->families);

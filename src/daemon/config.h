@@ -21,6 +21,8 @@ typedef struct am_config {
     char *statsd_host; /* owned */
     int statsd_port;
     char *unix_path; /* owned */
+    char *state_file;       /* owned; NULL unset */
+    long state_interval;    /* seconds; -1 unset */
     int log_level;             /* am_log_level_t or -1 */
     long receive_buffer_bytes; /* -1 unset */
     int workers;               /* ingest workers, 1..64; -1 unset */

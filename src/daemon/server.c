@@ -23,6 +23,7 @@
 #include "registry.h"
 #include "scrape.h"
 #include "expiry.h"
+#include "statefile.h"
 #include "selfstats.h"
 #include "workers.h"
 
@@ -41,6 +42,8 @@ typedef struct server {
     am_workers_t *workers; /* owned */
     am_expiry_t expiry;    /* the TTL sweep's timer */
     bool expiry_ready;
+    am_statefile_t state; /* the periodic state writer (--state-file) */
+    bool state_ready;
     /* /metrics answers, rendered by the idle handle one at a time, in
      * arrival order: the one rendering and the ones waiting. */
     uv_idle_t scrape_idle;
@@ -407,6 +410,8 @@ static void on_http_stopped(void *ctx)
         uv_close((uv_handle_t *)&s->scrape_idle, NULL);
     if (s->expiry_ready)
         am_expiry_close(&s->expiry);
+    if (s->state_ready)
+        am_statefile_close(&s->state);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
@@ -520,6 +525,20 @@ int am_server_run(const am_server_opts_t *opts)
         free_server(s);
         return rc;
     }
+    if (opts->state_path) {
+        /* Before any socket is read; restored series start their TTL now
+         * (the TTL clock is uv_now / 100: monotonic milliseconds). */
+        am_registry_t *r0 = am_workers_registry(s->workers, 0);
+        am_registry_set_now(r0, (uint32_t)(uv_hrtime() / 100000000));
+        char err[512];
+        err[0] = '\0';
+        rc = am_statefile_load(opts->state_path, r0, opts->state_discard_bad, err, sizeof(err));
+        if (rc != 0) {
+            am_log(AM_LOG_ERROR, "event=state_invalid error=\"%s\"", err);
+            free_server(s);
+            return AM_SERVER_BAD_STATE;
+        }
+    }
     /* read now: once the threads run, the registries are theirs */
     size_t nfamilies = am_registry_family_count(am_workers_registry(s->workers, 0));
 
@@ -544,6 +563,11 @@ int am_server_run(const am_server_opts_t *opts)
         rc = am_expiry_start(&s->loop, s->workers, &s->expiry);
         s->expiry_ready = rc == 0;
     }
+    if (rc == 0 && opts->state_path) {
+        rc = am_statefile_start(&s->loop, s->workers, opts->state_path, opts->state_interval,
+                                &s->state);
+        s->state_ready = rc == 0;
+    }
     if (rc == 0)
         am_log(AM_LOG_INFO, "event=started version=%s families=%zu workers=%u", AM_VERSION,
                nfamilies, am_workers_count(s->workers));
@@ -552,6 +576,9 @@ int am_server_run(const am_server_opts_t *opts)
 
     uv_run(&s->loop, UV_RUN_DEFAULT);
     am_workers_join(s->workers);
+    /* Every line accepted before the stop is in the registries now. */
+    if (rc == 0 && opts->state_path)
+        (void)am_statefile_write_now(s->workers, opts->state_path);
     if (uv_loop_close(&s->loop) != 0)
         am_log(AM_LOG_WARN, "event=loop_not_empty_at_exit");
     if (rc == 0)

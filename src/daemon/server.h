@@ -31,6 +31,9 @@ typedef struct am_server_opts {
     int workers;              /* ingest loops, 1..AM_SERVER_MAX_WORKERS; 0 counts as 1 */
     long ttl;                 /* default series TTL, seconds, from a flag or the
                                * environment (beats the config's); -1: unset */
+    const char *state_path;   /* borrowed; NULL: no state file */
+    unsigned state_interval;  /* seconds between state writes, >= 1 */
+    bool state_discard_bad;   /* a refused state file is moved aside, not fatal */
 } am_server_opts_t;
 
 #define AM_SERVER_MAX_WORKERS 64
@@ -39,11 +42,15 @@ enum {
     /* am_server_run: the config file could not be loaded (logged with its
      * error); nothing was opened. */
     AM_SERVER_BAD_CONFIG = 1,
+    /* am_server_run: the state file could not be read or was refused
+     * (logged, naming the file); nothing was opened. */
+    AM_SERVER_BAD_STATE = 2,
 };
 
 /* Runs until SIGTERM/SIGINT (opts borrowed until it returns). Returns:
  *   0                     after a clean stop
  *   AM_SERVER_BAD_CONFIG  an unusable config file
+ *   AM_SERVER_BAD_STATE   an unreadable or refused state file
  *   a negative errno      a socket could not be opened (bind, listen: libuv
  *                         and our own syscalls' codes, logged), or the
  *                         daemon could not start (-ENOMEM, a loop, thread

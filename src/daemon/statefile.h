@@ -1,0 +1,59 @@
+/* statefile: the state file on disk (--state-file): read once at start,
+ * written every --state-interval seconds and at a clean stop.
+ *
+ * A write never leaves a torn file: the bytes go to a temporary file in
+ * the same directory, which is fsync'd, renamed over the path, and the
+ * directory fsync'd; a crash at any moment leaves the old file or the new
+ * one. The periodic write copies the workers' series on the main loop (all
+ * workers held for the copy) and encodes and writes the copy on a libuv
+ * worker thread, so the loop never waits on the disk.
+ *
+ * Who calls: server.c, on the main thread. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "workers.h"
+
+/* Reads path and restores it into r. A missing file is a first start (0,
+ * nothing restored). Returns 0, or a negative errno with a one-line reason
+ * naming the file in err: the file cannot be read (not a regular file, no
+ * permission), or its contents are refused (-EINVAL corrupt, -EPROTO
+ * another format version). With discard_bad, a file whose contents are
+ * refused is renamed aside (path.bad-<unix time>, logged as a warning) and
+ * 0 is returned with r empty. */
+int am_statefile_load(const char *path, am_registry_t *r, bool discard_bad, char *err,
+                      size_t errlen) __attribute__((warn_unused_result));
+
+/* Writes len bytes to path atomically (see above); blocking. 0, or a
+ * negative errno with a reason in err. */
+int am_statefile_write(const char *path, const void *data, size_t len, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* The periodic writer. The struct is the caller's and holds libuv handles:
+ * close it with am_statefile_close and keep it until the loop has run. */
+typedef struct am_statefile {
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    uv_work_t work;
+    bool busy;                 /* a write is on a thread */
+    const char *path;          /* borrowed: the server's options */
+    am_workers_t *workers;     /* borrowed: outlives the writer */
+    am_registry_t *copy;       /* owned while busy: what the thread encodes */
+    int result;                /* of the last write: 0 or a negative errno */
+    char err[256];             /* its reason */
+    uint64_t writes_ok, writes_failed;
+    double last_copy_seconds;  /* how long the last copy held the workers */
+} am_statefile_t;
+
+/* Starts writing every interval_s seconds. 0 or a libuv error. */
+int am_statefile_start(uv_loop_t *loop, am_workers_t *ws, const char *path, unsigned interval_s,
+                       am_statefile_t *sf) __attribute__((warn_unused_result));
+/* Stops the timer and closes it (a write on a thread finishes on its own;
+ * the loop runs until it has). */
+void am_statefile_close(am_statefile_t *sf);
+/* The final write, after the workers stopped: copies, encodes and writes
+ * at once, blocking. 0 or a negative errno (logged). */
+int am_statefile_write_now(am_workers_t *ws, const char *path);
