@@ -11,6 +11,10 @@ static void on_tick(uv_timer_t *t)
     am_expiry_t *e = t->data;
     uv_loop_t *loop = t->loop;
     uint64_t now_ms = uv_now(loop);
+    if (e->hold && e->hold(e->hold_ctx)) {
+        uv_timer_start(t, on_tick, BUSY_RETRY_MS, 0);
+        return;
+    }
     if (!e->in_pass) {
         if (!am_workers_has_ttl(e->workers)) {
             uv_timer_start(t, on_tick, AM_EXPIRY_PASS_MS, 0);

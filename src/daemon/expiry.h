@@ -23,6 +23,10 @@
 typedef struct am_expiry {
     uv_timer_t timer;
     am_workers_t *workers; /* borrowed: outlives the timer */
+    /* borrowed, may be NULL: while it says true the sweep waits (a state
+     * file copy holds cursors into the series lists) */
+    bool (*hold)(const void *ctx);
+    const void *hold_ctx;
     bool in_pass;
     uint64_t pass_started_ms;  /* uv_now of the pass's first step */
     uint64_t pass_longest_ns;  /* the longest turn of the pass in progress */

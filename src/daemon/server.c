@@ -86,6 +86,9 @@ static void scrape_selfstats(server_t *s, am_selfstats_t *st)
     s->stats.http_connections_rejected = hs->connections_rejected;
     s->stats.http_connections_open = hs->connections_open;
     s->stats.series_expired = s->expiry.expired;
+    s->stats.state_writes_ok = s->state.writes_ok;
+    s->stats.state_writes_failed = s->state.writes_failed;
+    s->stats.last_state_longest_pause_seconds = s->state.last_longest_pause;
     s->stats.last_expiry_longest_pause_seconds = s->expiry.last_longest_pause;
     *st = s->stats;
     am_workers_add_ingest(s->workers, st);
@@ -374,9 +377,16 @@ static int apply_config(server_t *s, const am_config_t *cfg)
     return rc;
 }
 
+static bool state_copying(const void *ctx)
+{
+    return am_statefile_copying(ctx);
+}
+
 static void reload(server_t *s)
 {
     finish_merge_now(s);
+    if (s->state_ready)
+        am_statefile_finish_copy(&s->state);
     if (!s->opts->config_path) {
         am_log(AM_LOG_INFO, "event=reload_skipped reason=\"no config file\"");
         return;
@@ -567,6 +577,8 @@ int am_server_run(const am_server_opts_t *opts)
         rc = am_statefile_start(&s->loop, s->workers, opts->state_path, opts->state_interval,
                                 &s->state);
         s->state_ready = rc == 0;
+        s->expiry.hold = state_copying;
+        s->expiry.hold_ctx = &s->state;
     }
     if (rc == 0)
         am_log(AM_LOG_INFO, "event=started version=%s families=%zu workers=%u", AM_VERSION,

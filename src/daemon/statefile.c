@@ -15,6 +15,8 @@
 #include "state.h"
 
 #define MAX_STATE_BYTES (1ULL << 34) /* 16 GiB: far past any registry's limits */
+#define STEP_NS         1000000      /* a copy step's share of a loop turn, 1 ms */
+#define SERIES_PER_PART 256          /* series copied between looks at the clock */
 
 /* ---- reading ---- */
 
@@ -156,21 +158,17 @@ int am_statefile_write(const char *path, const void *data, size_t len, char *err
     return rc;
 }
 
-/* Every worker's series into one new registry (the caller owns it), every
- * worker held meanwhile: one consistent copy. NULL when out of memory. */
-static am_registry_t *copy_all(am_workers_t *ws, bool hold)
+/* Every worker's series into one new registry (the caller owns it), at
+ * once: the workers have stopped. NULL when out of memory. */
+static am_registry_t *copy_all(am_workers_t *ws)
 {
     am_registry_t *copy = am_registry_new(NULL);
     if (!copy)
         return NULL;
     am_registry_enable_gauge_stamps(copy);
-    if (hold)
-        am_workers_pause(ws);
     int rc = 0;
     for (unsigned i = 0; i < am_workers_count(ws) && rc == 0; i++)
         rc = am_registry_merge(copy, am_workers_registry(ws, i));
-    if (hold)
-        am_workers_resume(ws);
     if (rc != 0) {
         am_registry_free(copy);
         return NULL;
@@ -179,8 +177,7 @@ static am_registry_t *copy_all(am_workers_t *ws, bool hold)
 }
 
 /* Encodes copy and writes it; the reason of a failure into err. */
-static int encode_and_write(const am_registry_t *copy, const char *path, char *err,
-                            size_t errlen)
+static int encode_and_write(const am_registry_t *copy, const char *path, char *err, size_t errlen)
 {
     am_buf_t b;
     am_buf_init(&b, 0);
@@ -214,25 +211,118 @@ static void after_work(uv_work_t *w, int status)
            status == 0 ? sf->err : uv_strerror(status));
 }
 
+static void copy_failed(am_statefile_t *sf)
+{
+    am_registry_free(sf->copy);
+    sf->copy = NULL;
+    sf->busy = sf->copying = false;
+    sf->writes_failed++;
+    am_log(AM_LOG_ERROR, "event=state_write_failed error=\"out of memory copying\"");
+}
+
+/* Copies families until budget_ns has passed (at least one family), every
+ * worker held. True when the copy is complete. */
+static bool copy_step(am_statefile_t *sf, uint64_t budget_ns, int *rc)
+{
+    uint64_t t0 = uv_hrtime();
+    am_workers_pause(sf->workers);
+    unsigned n = am_workers_count(sf->workers);
+    bool out_of_time = false;
+    while (sf->copy_worker < n && !out_of_time && *rc == 0) {
+        const am_registry_t *src = am_workers_registry(sf->workers, sf->copy_worker);
+        const am_family_t *f = sf->cursor ? sf->cursor : am_registry_first(src);
+        while (f && *rc == 0) {
+            /* SERIES_PER_PART series, then a look at the clock */
+            int part = am_registry_merge_family_part(sf->copy, f, &sf->series, SERIES_PER_PART);
+            if (part < 0)
+                *rc = part;
+            else if (part == 1)
+                f = am_family_next(f);
+            if (uv_hrtime() - t0 >= budget_ns) {
+                out_of_time = true;
+                break;
+            }
+        }
+        sf->cursor = f;
+        if (!f && *rc == 0) {
+            sf->copy_worker++;
+            sf->cursor = NULL;
+        }
+    }
+    am_workers_resume(sf->workers);
+    uint64_t held = uv_hrtime() - t0;
+    if (held > sf->copy_longest_ns)
+        sf->copy_longest_ns = held;
+    return sf->copy_worker >= n;
+}
+
+/* The copy is complete: encode and write it on a thread. */
+static void queue_write(am_statefile_t *sf)
+{
+    sf->copying = false;
+    sf->last_longest_pause = (double)sf->copy_longest_ns / 1e9;
+    sf->work.data = sf;
+    int rc = uv_queue_work(sf->loop, &sf->work, on_work, after_work);
+    if (rc != 0)
+        after_work(&sf->work, rc);
+}
+
+static void on_tick(uv_timer_t *t);
+
+static void on_copy_step(uv_timer_t *t)
+{
+    am_statefile_t *sf = t->data;
+    int rc = 0;
+    bool done = copy_step(sf, STEP_NS, &rc);
+    if (rc != 0)
+        copy_failed(sf);
+    else if (done)
+        queue_write(sf);
+    else
+        uv_timer_start(t, on_copy_step, 0, 0); /* the next loop turn, after I/O */
+    if (!sf->copying)
+        uv_timer_start(t, on_tick, sf->interval_ms, 0);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     am_statefile_t *sf = t->data;
-    if (sf->busy)
-        return; /* the disk is slower than the interval: skip this one */
-    uint64_t t0 = uv_hrtime();
-    sf->copy = copy_all(sf->workers, true);
-    sf->last_copy_seconds = (double)(uv_hrtime() - t0) / 1e9;
-    if (!sf->copy) {
-        sf->writes_failed++;
-        am_log(AM_LOG_ERROR, "event=state_write_failed error=\"out of memory copying\"");
+    if (sf->busy) { /* the disk is slower than the interval: skip this one */
+        uv_timer_start(t, on_tick, sf->interval_ms, 0);
         return;
     }
-    sf->busy = true;
-    sf->work.data = sf;
-    int rc = uv_queue_work(sf->loop, &sf->work, on_work, after_work);
-    if (rc != 0) {
-        after_work(&sf->work, rc);
+    sf->copy = am_registry_new(NULL);
+    if (!sf->copy) {
+        sf->writes_failed++;
+        uv_timer_start(t, on_tick, sf->interval_ms, 0);
+        return;
     }
+    am_registry_enable_gauge_stamps(sf->copy);
+    sf->busy = sf->copying = true;
+    sf->copy_worker = 0;
+    sf->cursor = NULL;
+    sf->series = NULL;
+    sf->copy_longest_ns = 0;
+    on_copy_step(t);
+}
+
+bool am_statefile_copying(const am_statefile_t *sf)
+{
+    return sf->copying;
+}
+
+void am_statefile_finish_copy(am_statefile_t *sf)
+{
+    if (!sf->copying)
+        return;
+    int rc = 0;
+    while (!copy_step(sf, UINT64_MAX, &rc) && rc == 0)
+        ;
+    if (rc != 0)
+        copy_failed(sf);
+    else
+        queue_write(sf);
+    uv_timer_start(&sf->timer, on_tick, sf->interval_ms, 0);
 }
 
 int am_statefile_start(uv_loop_t *loop, am_workers_t *ws, const char *path, unsigned interval_s,
@@ -243,20 +333,25 @@ int am_statefile_start(uv_loop_t *loop, am_workers_t *ws, const char *path, unsi
     if (rc != 0)
         return rc;
     sf->timer.data = sf;
-    uint64_t ms = (uint64_t)interval_s * 1000;
-    return uv_timer_start(&sf->timer, on_tick, ms, ms);
+    sf->interval_ms = (uint64_t)interval_s * 1000;
+    return uv_timer_start(&sf->timer, on_tick, sf->interval_ms, 0);
 }
 
 void am_statefile_close(am_statefile_t *sf)
 {
     uv_timer_stop(&sf->timer);
     uv_close((uv_handle_t *)&sf->timer, NULL);
+    if (sf->copying) { /* the final write at the stop supersedes it */
+        am_registry_free(sf->copy);
+        sf->copy = NULL;
+        sf->busy = sf->copying = false;
+    }
 }
 
 int am_statefile_write_now(am_workers_t *ws, const char *path)
 {
     char err[256];
-    am_registry_t *copy = copy_all(ws, false);
+    am_registry_t *copy = copy_all(ws);
     int rc = copy ? encode_and_write(copy, path, err, sizeof(err)) : -ENOMEM;
     if (!copy)
         snprintf(err, sizeof(err), "%s: out of memory copying the state", path);

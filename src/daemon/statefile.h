@@ -4,9 +4,14 @@
  * A write never leaves a torn file: the bytes go to a temporary file in
  * the same directory, which is fsync'd, renamed over the path, and the
  * directory fsync'd; a crash at any moment leaves the old file or the new
- * one. The periodic write copies the workers' series on the main loop (all
- * workers held for the copy) and encodes and writes the copy on a libuv
- * worker thread, so the loop never waits on the disk.
+ * one. The periodic write copies the workers' series on the main loop in
+ * steps of about 1 ms (every worker held during a step; a family may be
+ * copied over several steps), then encodes and writes the copy on a libuv
+ * worker thread, so the loop never waits on the disk. A series is copied as
+ * it is when its step comes: every series is exact at some moment of the
+ * copy, and the final write at a stop is one moment for all. No TTL sweep
+ * runs while a copy is in progress (it would unlink series under the
+ * cursor): am_statefile_copying tells the sweep to wait.
  *
  * Who calls: server.c, on the main thread. */
 #pragma once
@@ -41,11 +46,17 @@ typedef struct am_statefile {
     bool busy;                 /* a write is on a thread */
     const char *path;          /* borrowed: the server's options */
     am_workers_t *workers;     /* borrowed: outlives the writer */
-    am_registry_t *copy;       /* owned while busy: what the thread encodes */
+    am_registry_t *copy;       /* owned while busy: being copied, then encoded */
+    bool copying;              /* busy, the copy not complete yet */
+    unsigned copy_worker;      /* whose families are being copied */
+    const am_family_t *cursor; /* borrowed: that worker's next family */
+    const am_series_t *series; /* borrowed: the cursor family's next series */
+    uint64_t copy_longest_ns;  /* the longest step of the copy in progress */
     int result;                /* of the last write: 0 or a negative errno */
     char err[256];             /* its reason */
+    uint64_t interval_ms;
     uint64_t writes_ok, writes_failed;
-    double last_copy_seconds;  /* how long the last copy held the workers */
+    double last_longest_pause; /* seconds: the longest copy step of the last write */
 } am_statefile_t;
 
 /* Starts writing every interval_s seconds. 0 or a libuv error. */
@@ -54,6 +65,11 @@ int am_statefile_start(uv_loop_t *loop, am_workers_t *ws, const char *path, unsi
 /* Stops the timer and closes it (a write on a thread finishes on its own;
  * the loop runs until it has). */
 void am_statefile_close(am_statefile_t *sf);
+/* Before a reload changes families: a copy in progress is finished at once
+ * (its cursor points into a worker's family list). */
+void am_statefile_finish_copy(am_statefile_t *sf);
+/* Whether a copy is in progress (the TTL sweep waits meanwhile). */
+bool am_statefile_copying(const am_statefile_t *sf);
 /* The final write, after the workers stopped: copies, encodes and writes
  * at once, blocking. 0 or a negative errno (logged). */
 int am_statefile_write_now(am_workers_t *ws, const char *path);

@@ -103,14 +103,24 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
            (double)st->series_expired, fmt);
     am_expose_family_header(b, "alice_metricsd_longest_pause_seconds",
                             "Longest time ingest waited, in one go, on the last run of each "
-                            "background task: a scrape's render or merge steps, a TTL sweep pass.",
+                            "background task: a scrape's render or merge steps, a TTL sweep "
+                            "pass, a state file copy.",
                             AM_FAMILY_GAUGE, fmt);
-    static const char *const scrape_cause[] = {"cause", "scrape"}, *const expiry_cause[] = {
-                                                                     "cause", "expiry"};
-    am_expose_sample(b, "alice_metricsd_longest_pause_seconds", scrape_cause, 1,
-                     st->last_scrape_longest_pause_seconds);
-    am_expose_sample(b, "alice_metricsd_longest_pause_seconds", expiry_cause, 1,
-                     st->last_expiry_longest_pause_seconds);
+    static const char *const causes[][2] = {
+        {"cause", "scrape"}, {"cause", "expiry"}, {"cause", "state_write"}};
+    const double pauses[] = {st->last_scrape_longest_pause_seconds,
+                             st->last_expiry_longest_pause_seconds,
+                             st->last_state_longest_pause_seconds};
+    for (size_t i = 0; i < 3; i++)
+        am_expose_sample(b, "alice_metricsd_longest_pause_seconds", causes[i], 1, pauses[i]);
+    am_expose_family_header(b, "alice_metricsd_state_writes_total",
+                            "Writes of the state file (--state-file), by result.",
+                            AM_FAMILY_COUNTER, fmt);
+    static const char *const w_ok[] = {"result", "success"}, *const w_failed[] = {"result",
+                                                                                  "failure"};
+    am_expose_sample(b, "alice_metricsd_state_writes_total", w_ok, 1, (double)st->state_writes_ok);
+    am_expose_sample(b, "alice_metricsd_state_writes_total", w_failed, 1,
+                     (double)st->state_writes_failed);
     single(b, "alice_metricsd_http_requests_total", "HTTP requests answered.", AM_FAMILY_COUNTER,
            (double)st->http_requests, fmt);
     single(b, "alice_metricsd_http_bad_requests_total",

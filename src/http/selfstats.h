@@ -31,6 +31,8 @@ typedef struct am_selfstats {
     double last_scrape_longest_pause_seconds; /* longest hold on ingest (see scrape.h) */
     uint64_t series_expired;                  /* series TTL */
     double last_expiry_longest_pause_seconds; /* longest hold of the last sweep pass */
+    uint64_t state_writes_ok, state_writes_failed; /* --state-file */
+    double last_state_longest_pause_seconds;       /* longest copy step of the last write */
     uint64_t http_requests;
     uint64_t http_bad_requests;
     uint64_t http_connections_rejected;

@@ -176,7 +176,8 @@ typedef struct new_labels {
 static size_t find_label(const am_family_def_t *def, const char *name, size_t n)
 {
     size_t k = 0;
-    while (k < def->nlabels && !(strncmp(def->labels[k], name, n) == 0 && def->labels[k][n] == '\0'))
+    while (k < def->nlabels &&
+           !(strncmp(def->labels[k], name, n) == 0 && def->labels[k][n] == '\0'))
         k++;
     return k;
 }
@@ -187,9 +188,8 @@ static size_t find_label(const am_family_def_t *def, const char *name, size_t n)
  * that lack the new labels). A label def does not declare is
  * undeclared_label, except in an open family: there a tag with a value goes
  * into grow (placed after def's labels in the key), an empty one is absent. */
-static am_reason_t build_key(const am_family_def_t *def, const am_sample_t *s,
-                             line_labels_t *ll, char *key, size_t cap, size_t *klen_out,
-                             new_labels_t *grow)
+static am_reason_t build_key(const am_family_def_t *def, const am_sample_t *s, line_labels_t *ll,
+                             char *key, size_t cap, size_t *klen_out, new_labels_t *grow)
 {
     const am_slice_t *val_at[AM_MAX_LABELS] = {0};
     grow->n = 0;
@@ -731,4 +731,3 @@ size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n, am
     }
     return accepted;
 }
-

@@ -80,6 +80,14 @@ static bool series_reserve(am_family_t *f, size_t n)
 
 int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
 {
+    const am_series_t *cursor = NULL;
+    int rc = am_registry_merge_family_part(dst, sf, &cursor, SIZE_MAX);
+    return rc < 0 ? rc : 0;
+}
+
+int am_registry_merge_family_part(am_registry_t *dst, const am_family_t *sf,
+                                  const am_series_t **cursor, size_t max)
+{
     am_family_t *df = am__family_find(dst, sf->def.name, strlen(sf->def.name));
     if (!df) {
         am_family_def_t copy;
@@ -96,14 +104,17 @@ int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
          * out, so they stay comparable). Any other difference cannot
          * happen between workers sharing a family directory; never add
          * values of another shape. */
-        if (!df->def.open_labels || !am_family_def_same_but_grown(&df->def, &sf->def))
-            return 0;
+        if (!df->def.open_labels || !am_family_def_same_but_grown(&df->def, &sf->def)) {
+            *cursor = NULL;
+            return 1;
+        }
         if (am_family_def_take_labels(&df->def, &sf->def) != 0)
             return -ENOMEM;
     }
-    if (!series_reserve(df, df->nseries + sf->nseries))
+    if (!*cursor && !series_reserve(df, df->nseries + sf->nseries))
         return -ENOMEM;
-    for (const am_series_t *s = am_family_first_series(sf); s; s = am_series_next(s)) {
+    const am_series_t *s = *cursor ? *cursor : am_family_first_series(sf);
+    for (; s && max; s = am_series_next(s), max--) {
         const char *key = am__series_key(sf, s);
         am_series_t *d = am__series_find(df, s->hash, key, s->key_len);
         if (!d) {
@@ -114,7 +125,8 @@ int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
         if (merge_series(dst, df, d, sf, s) != 0)
             return -ENOMEM;
     }
-    return 0;
+    *cursor = s;
+    return s ? 0 : 1;
 }
 
 int am_registry_merge_step(am_registry_t *dst, const am_registry_t *src, const am_family_t **cursor)
@@ -148,4 +160,3 @@ int am_registry_merge(am_registry_t *dst, const am_registry_t *src)
         ;
     return rc < 0 ? rc : 0;
 }
-

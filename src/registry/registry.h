@@ -257,6 +257,15 @@ int am_registry_merge(am_registry_t *dst, const am_registry_t *src)
 int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
     __attribute__((warn_unused_result));
 
+/* am_registry_merge_family in parts: at most max series of sf, from
+ * *cursor (NULL: its first), into dst; *cursor is left at the next series
+ * (borrowed from sf). Returns 1 when sf is done (*cursor NULL), 0 when
+ * series remain, -ENOMEM. Between calls sf may gain series (at its end) but
+ * must lose none: no expiry sweep or define on its registry meanwhile. */
+int am_registry_merge_family_part(am_registry_t *dst, const am_family_t *sf,
+                                  const am_series_t **cursor, size_t max)
+    __attribute__((warn_unused_result));
+
 /* am_registry_merge one family at a time, so that a worker need be held
  * for a few families, not the whole merge (the caller decides how many per
  * hold). *cursor is NULL at the start (the first family) and is left at the

@@ -931,6 +931,9 @@ def parse_args(argv):
     ap.add_argument("--scrape-series", default=None,
                     help="comma list [100000,1000000; --quick 100000; --smoke 10000]; 0 = none")
     ap.add_argument("--scrapes", type=int, default=10, help="scrapes timed per format [10]")
+    ap.add_argument("--state-series", default=None,
+                    help="comma list: series written to a state file and restored "
+                         "(the state rows; --scrape-workers applies) [none]")
     ap.add_argument("--ttl-series", default=None,
                     help="comma list: series loaded then expired at once by a 2 s TTL "
                          "(the TTL sweep row; --scrape-workers applies) [none]")
@@ -947,6 +950,9 @@ def parse_args(argv):
     if a.ttl_series is None:
         a.ttl_series = "10000" if a.smoke else ""
     a.ttl_series = [int(x) for x in a.ttl_series.split(",") if x and int(x) > 0]
+    if a.state_series is None:
+        a.state_series = "10000" if a.smoke else ""
+    a.state_series = [int(x) for x in a.state_series.split(",") if x and int(x) > 0]
     if a.smoke:
         a.scrapes = min(a.scrapes, 3)
         a.no_collectd = True
@@ -1171,6 +1177,70 @@ def ttl_run(args, procs, tmp, nseries, ttl, workers=1):
     return row
 
 
+def state_run(args, procs, tmp, nseries, workers=1):
+    """nseries series, a periodic state write (its longest ingest pause:
+    the daemon's alice_metricsd_longest_pause_seconds{cause="state_write"}),
+    then a restart restoring them: the time from start to every socket open
+    (the restore runs before any socket is read)."""
+    state = os.path.join(tmp, "bench.state")
+    if os.path.exists(state):
+        os.unlink(state)
+    extra = ["--state-file", state, "--state-interval", "2"] + (
+        ["--workers", str(workers)] if workers > 1 else [])
+    srv = Alice(procs, tmp, "unix", args.server_cpu, args.alice, extra)
+    row = {"series": nseries, "workers": workers}
+    try:
+        srv.start()
+        run_loadgen(args, procs, srv, ["--series", str(nseries), "--total", str(nseries),
+                                        "--families", str(scrape_families(nseries)),
+                                        "--lines-per-datagram", "20"],
+                    timeout=max(120, nseries / 20000))
+        drain(srv, expected=nseries, budget=120)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            m = srv.scrape("alice_metricsd_")
+            pause = m.get('alice_metricsd_longest_pause_seconds{cause="state_write"}', 0)
+            if m.get('alice_metricsd_state_writes_total{result="success"}', 0) >= 2 and pause:
+                break
+            time.sleep(0.2)
+        row["write_longest_pause_ms"] = round(1000 * pause, 2)
+        srv.stop()
+        row["file_bytes"] = os.path.getsize(state)
+        t0 = time.monotonic()
+        srv2 = Alice(procs, tmp, "unix", args.server_cpu, args.alice, extra)
+        srv2.start()  # returns once every socket is open
+        row["restart_seconds"] = round(time.monotonic() - t0, 2)
+        h = srv2.health()
+        row["restored"] = h["series"]
+        srv2.stop()
+    except BenchError as e:
+        row["error"] = str(e)
+    finally:
+        srv.stop()
+    return row
+
+
+def section_state(run):
+    a = run.args
+    print("## State file: a periodic write, then a restart restoring it\n")
+    print("| series | workers | write: longest ingest pause ms | file bytes | restart to all "
+          "sockets open, s | series restored |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    run.results["state"] = []
+    for n in a.state_series:
+        for w in a.scrape_workers:
+            r = state_run(a, run.procs, run.tmp, n, w)
+            run.results["state"].append(r)
+            if "error" in r:
+                print("| %s | %d | error: %s ||||" % (ifmt(n), w, r["error"]))
+                run.failures.append("state %d, %d workers: %s" % (n, w, r["error"]))
+                continue
+            print("| %s | %d | %.2f | %s | %.2f | %s |" % (
+                ifmt(n), w, r["write_longest_pause_ms"], ifmt(r["file_bytes"]),
+                r["restart_seconds"], ifmt(r["restored"])))
+    print()
+
+
 def section_ttl(run):
     a = run.args
     print("## TTL: every series expiring at once (families of 10,000 series)\n")
@@ -1289,6 +1359,8 @@ def run_all(run, argv):
         section_scrape(run)
     if a.ttl_series:
         section_ttl(run)
+    if a.state_series:
+        section_state(run)
     if not a.no_workers:
         section_workers(run)
     with open("/proc/loadavg") as f:

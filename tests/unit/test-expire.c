@@ -101,8 +101,8 @@ END_TEST
 START_TEST(family_ttl_beats_the_default)
 {
     am_registry_t *r = registry_with_ttl(1, 0);
-    am_family_def_t keep = {.name = S("keep_total"), .help = S("h"), .type = AM_FAMILY_COUNTER,
-                            .ttl = AM_TTL_NEVER};
+    am_family_def_t keep = {
+        .name = S("keep_total"), .help = S("h"), .type = AM_FAMILY_COUNTER, .ttl = AM_TTL_NEVER};
     am_family_def_t fast = {.name = S("fast"), .help = S("h"), .type = AM_FAMILY_GAUGE, .ttl = 2};
     ck_assert_int_ge(am_registry_define(r, &keep), 0);
     ck_assert_int_ge(am_registry_define(r, &fast), 0);

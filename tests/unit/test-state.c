@@ -83,8 +83,8 @@ START_TEST(round_trip_is_exact)
     /* the restored registry goes on counting, and sets remember members */
     ck_line(back, "jobs:1|c|#queue:a", AM_OK);
     ck_line(back, "users:alice|s", AM_OK);
-    ck_assert_double_eq(am_series_values(am_family_first_series(am_registry_find(back, "users")))[0],
-                        2);
+    ck_assert_double_eq(
+        am_series_values(am_family_first_series(am_registry_find(back, "users")))[0], 2);
     am_buf_free(&file);
     am_buf_free(&want);
     am_buf_free(&got);
