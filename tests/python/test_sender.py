@@ -16,7 +16,7 @@ import pyhelp  # noqa: E402,I100
 from pyhelp import last_dict, run_script, sample_value, wait_value  # noqa: E402
 
 import alice_metrics  # noqa: E402,I100
-from alice_metrics import Counter, Gauge, _addr  # noqa: E402
+from alice_metrics import Counter, Gauge, Histogram, _addr  # noqa: E402
 
 D = None
 TMP = None
@@ -93,6 +93,34 @@ class Packing(unittest.TestCase):
         self.assertEqual((st["lines_sent"], st["datagrams_sent"]), (1000, len(grams)))
         self.assertGreater(len(grams), 1000 * 20 // 512)
 
+    def test_wire_text(self):
+        c = Counter("py_w", "d")
+        g = Gauge("py_w", "d")
+        h = Histogram("py_w_seconds", "d")
+        c.inc()
+        c.inc(5)
+        c.inc(0.5)
+        c.inc(2 ** 60)
+        g.set(3)
+        g.set(-2)
+        g.set(0.0)
+        g.set(-0.0)
+        g.inc(2)
+        g.inc(-2)
+        g.dec(0.5)
+        g.dec(-1.5)
+        g.inc(-0.0)
+        h.observe(0.25)
+        h.observe(3)
+        h.observe(-1)
+        alice_metrics.flush()
+        self.assertEqual(b"\n".join(self.r.datagrams()).decode().split("\n"), [
+            "py_w_total:1|c", "py_w_total:5|c", "py_w_total:0.5|c",
+            "py_w_total:1.152921504606847e+18|c",
+            "py_w:3|g", "py_w:0|g", "py_w:-2.0|g", "py_w:0|g", "py_w:0|g", "py_w:+2|g",
+            "py_w:-2|g", "py_w:-0.5|g", "py_w:+1.5|g", "py_w:+0.0|g",
+            "py_w_seconds:0.25|h", "py_w_seconds:3|h", "py_w_seconds:-1|h"])
+
     def test_negative_set_never_split(self):
         g = Gauge("py_pack_gauge", "d", ["k"])
         for i in range(300):
@@ -133,7 +161,7 @@ class Packing(unittest.TestCase):
         alice_metrics.configure(flush_interval=0.1)
         Gauge("py_interval", "d").set(4)
         t0 = time.monotonic()
-        self.assertEqual(self.r.first(2.0), b"py_interval:4.0|g")
+        self.assertEqual(self.r.first(2.0), b"py_interval:4|g")
         self.assertLess(time.monotonic() - t0, 1.0)
 
     def test_udp_network_default_sizes(self):

@@ -78,8 +78,11 @@ def _invalid():
     _S.invalid += 1
 
 
-# A float literal is cheaper than a global: every finite float is within it.
-# 1.7976931348623157e308 is sys.float_info.max.
+# The value: an int within +-2**53 is written as it is ('%s' of an int is
+# its digits, the cheap case); anything else through float(), whose '%s'
+# is repr(), the shortest text that reads back to the same double. NaN
+# and infinities are dropped. A float literal is cheaper than a global:
+# 1.7976931348623157e308 is sys.float_info.max, 9007199254740992 2**53.
 
 class CounterLines:
     """inc() of one counter series; _one is the line for 1, _fmt a
@@ -89,12 +92,14 @@ class CounterLines:
 
     def __init__(self, head, tail):
         self._one = head + "1" + tail
-        self._fmt = head.replace("%", "%%") + "%r" + tail.replace("%", "%%")
+        self._fmt = head.replace("%", "%%") + "%s" + tail.replace("%", "%%")
 
     def inc(self, amount=1, exemplar=None):
         """Adds amount (>= 0; exemplar is accepted and ignored)."""
         if amount == 1:
             _append(self._one)
+        elif type(amount) is int and 0 <= amount <= 9007199254740992:
+            _append(self._fmt % amount)
         else:
             v = float(amount)
             if 0.0 <= v <= 1.7976931348623157e308:
@@ -112,32 +117,35 @@ class GaugeLines:
     """set(), inc() and dec() of one gauge series. On the wire a leading
     sign is a delta, so a negative value is set as 0 then a delta: one
     buffer item, the two lines joined by a NUL (which no line holds) so
-    that the packer never puts them in two datagrams; it becomes "\n" in
-    the datagram."""
+    that the packer never puts them in two datagrams (the NUL is a line
+    feed in the datagram)."""
 
     __slots__ = ("_fmt", "_plus", "_minus", "_zero", "_inc1", "_dec1")
 
     def __init__(self, head, tail):
         h, t = head.replace("%", "%%"), tail.replace("%", "%%")
-        self._fmt = h + "%r" + t
-        self._plus = h + "+%r" + t
-        self._minus = h + "-%r" + t
+        self._fmt = h + "%s" + t
+        self._plus = h + "+%s" + t
+        self._minus = h + "-%s" + t
         self._zero = head + "0" + tail
         self._inc1 = head + "+1" + tail
         self._dec1 = head + "-1" + tail
 
     def set(self, value):
         """Sets the gauge to value."""
-        v = float(value)
-        if 0.0 < v <= 1.7976931348623157e308:
-            _append(self._fmt % v)
-        elif v == 0.0:
-            _append(self._zero)
-        elif -1.7976931348623157e308 <= v < 0.0:
-            _append(self._zero + "\0" + self._fmt % v)
+        if type(value) is int and 0 <= value <= 9007199254740992:
+            _append(self._fmt % value)
         else:
-            _invalid()
-            return
+            v = float(value)
+            if 0.0 < v <= 1.7976931348623157e308:
+                _append(self._fmt % v)
+            elif v == 0.0:
+                _append(self._zero)
+            elif -1.7976931348623157e308 <= v < 0.0:
+                _append(self._zero + "\0" + self._fmt % v)
+            else:
+                _invalid()
+                return
         if len(_buf) >= _limit:
             _full()
 
@@ -145,6 +153,8 @@ class GaugeLines:
         """Adds amount (any sign)."""
         if amount == 1:
             _append(self._inc1)
+        elif type(amount) is int and -9007199254740992 <= amount <= 9007199254740992:
+            _append((self._plus if amount >= 0 else self._fmt) % amount)
         else:
             v = float(amount)
             if 0.0 <= v <= 1.7976931348623157e308:
@@ -161,6 +171,8 @@ class GaugeLines:
         """Subtracts amount (any sign)."""
         if amount == 1:
             _append(self._dec1)
+        elif type(amount) is int and -9007199254740992 <= amount <= 9007199254740992:
+            _append((self._minus % amount) if amount >= 0 else (self._plus % -amount))
         else:
             v = float(amount)
             if 0.0 <= v <= 1.7976931348623157e308:
@@ -181,16 +193,19 @@ class ObserveLines:
     __slots__ = ("_fmt",)
 
     def __init__(self, head, tail):
-        self._fmt = head.replace("%", "%%") + "%r" + tail.replace("%", "%%")
+        self._fmt = head.replace("%", "%%") + "%s" + tail.replace("%", "%%")
 
     def observe(self, amount, exemplar=None):
         """Observes amount (exemplar is accepted and ignored)."""
-        v = float(amount)
-        if -1.7976931348623157e308 <= v <= 1.7976931348623157e308:
-            _append(self._fmt % v)
+        if type(amount) is int and -9007199254740992 <= amount <= 9007199254740992:
+            _append(self._fmt % amount)
         else:
-            _invalid()
-            return
+            v = float(amount)
+            if -1.7976931348623157e308 <= v <= 1.7976931348623157e308:
+                _append(self._fmt % v)
+            else:
+                _invalid()
+                return
         if len(_buf) >= _limit:
             _full()
 
