@@ -332,6 +332,24 @@ class DeadDaemon(unittest.TestCase):
             s.close()
 
 
+class Load(unittest.TestCase):
+    def test_hot_loop_and_flusher_thread(self):
+        """A loop of calls while the thread flushes every 10 ms: the calls
+        that fill the buffer wait for the thread's send, nothing is lost."""
+        alice_metrics.configure(addr="127.0.0.1:%d" % D.udp_port, flush_interval=0.01,
+                                reset_stats=True)
+        try:
+            child = Counter("py_hot_total", "d", ["k"]).labels("v")
+            for _ in range(300000):
+                child.inc()
+            alice_metrics.flush()
+            st = alice_metrics.stats()
+            self.assertEqual((st["lines_sent"], st["lines_dropped"]), (300000, 0), st)
+            wait_value(D, "py_hot_total", 300000, k="v")
+        finally:
+            alice_metrics.configure(flush_interval=1.0)
+
+
 FORK_SCRIPT = """
 import os, sys, threading
 import alice_metrics

@@ -36,7 +36,8 @@ _log = logging.getLogger("alice_metrics")
 
 DEFAULT_INTERVAL = 1.0  # seconds between two flushes by the thread
 DEFAULT_FLUSH_LINES = 256  # lines buffered before the call that adds one sends them
-HARD_CAP_LINES = 1 << 17  # lines kept while another thread holds the sender
+SEND_WAIT = 0.1  # seconds a full buffer waits for another thread that is sending
+HARD_CAP_LINES = 1 << 17  # lines kept while the sender is held longer
 UDP_LOOPBACK_DATAGRAM = 32768  # bytes; the loopback MTU is 64 KiB: one send per flush
 UDP_NETWORK_DATAGRAM = 1432  # bytes; fits a 1500-byte path MTU (IPv6 + UDP headers)
 UNIX_DATAGRAM = 32768  # bytes; the daemon reads up to 65,536
@@ -65,9 +66,13 @@ def _full():
         _limit = s.flush_lines
     if len(_buf) < _limit:
         return
-    if not s.flush(block=False) and len(_buf) >= HARD_CAP_LINES:
-        # Another thread has held the sender for a long time (a slow name
-        # resolution): bound the memory, count what is dropped.
+    # Wait for a thread that is sending (the flusher): it needs the GIL
+    # this wait gives up, and its sends do not block. A short timeout
+    # all the same: the holder may be resolving a name, or this may be a
+    # signal handler that interrupted a flush in this very thread.
+    if not s.flush(True, SEND_WAIT) and len(_buf) >= HARD_CAP_LINES:
+        # The sender has been held for long: bound the memory, count
+        # what is dropped.
         n = len(_buf) - _limit
         del _buf[:n]
         s.count_drop(n, "buffer full")
