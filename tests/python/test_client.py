@@ -340,6 +340,7 @@ class LabelErrors(unittest.TestCase):
         ("observe() on the parent", lambda m: m["hist"].observe(1)),
         ("negative Counter.inc", lambda m: m["plain"].inc(-1)),
         ("negative child inc", lambda m: m["two"].labels("x", "y").inc(-0.5)),
+        ("labels() on a child", lambda m: m["two"].labels("x", "y").labels("z")),
     ]
     BAD_CONSTRUCTORS = [
         ("a label name with '-'", lambda lib, r: lib.Counter("py_e", "d", ["a-b"], registry=r)),

@@ -25,7 +25,11 @@ A call the daemon would refuse raises ValueError where it is made: a bad
 metric or label name, a wrong label count, a label value holding ',',
 '|', CR, LF or NUL (the wire format cannot carry them) or longer than
 1,024 UTF-8 bytes, a negative Counter.inc(). NaN and infinite values are
-dropped and counted in stats()["invalid"]."""
+dropped and counted in stats()["invalid"].
+
+Not here: prometheus_client's Info and Enum, registries, exposition
+(generate_latest, start_http_server) and exemplars (accepted, ignored):
+the daemon serves /metrics."""
 
 from ._core import configure, flush, stats
 from ._metrics import Counter, Gauge, Histogram, Summary

@@ -246,6 +246,7 @@ class _Sender:
         self.thread = None
         self.gen = 0  # a thread runs while its generation is current
         self.functions = {}  # id(gauge) -> (gauge, f): Gauge.set_function
+        self.forking = False  # the lock is held across a fork
         self.reset_stats()
 
     def reset_stats(self):

@@ -205,6 +205,13 @@ class _ExceptionCounter:
         return counted
 
 
+class _ChildHelpers:
+    __slots__ = ()
+
+    def labels(self, *args, **kwargs):
+        raise ValueError("a series already has labels set; can not chain calls to .labels()")
+
+
 class _CounterHelpers:
     __slots__ = ()
 
@@ -244,15 +251,15 @@ class _ObserveHelpers:
         return _Timer(self, "observe")
 
 
-class _CounterChild(_core.CounterLines, _CounterHelpers):
+class _CounterChild(_core.CounterLines, _CounterHelpers, _ChildHelpers):
     __slots__ = ()
 
 
-class _GaugeChild(_core.GaugeLines, _GaugeHelpers):
+class _GaugeChild(_core.GaugeLines, _GaugeHelpers, _ChildHelpers):
     __slots__ = ()
 
 
-class _ObserveChild(_core.ObserveLines, _ObserveHelpers):
+class _ObserveChild(_core.ObserveLines, _ObserveHelpers, _ChildHelpers):
     __slots__ = ()
 
 
