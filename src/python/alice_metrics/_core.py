@@ -13,9 +13,11 @@ them into datagrams and sends each on a non-blocking socket:
   parent, and at the end of a multiprocessing child (whose os._exit skips
   atexit: see _mp_child).
 
-One lock (`_S.lock`) serializes the senders, never the metric calls. A
-datagram the kernel does not take at once (daemon absent, socket buffer
-full) is dropped and counted; nothing here raises into the caller.
+One lock (`_S.lock`) serializes the senders. A metric call takes it only
+when its line fills the buffer, to send it, and then waits at most
+SEND_WAIT for a send in progress in another thread. A datagram the kernel
+does not take at once (daemon absent, socket buffer full) is dropped and
+counted; nothing here raises into the caller.
 
 Fork: the child starts with an empty buffer (the lines in it belong to the
 parent, which sends them), its own socket, its own statistics and, at its
