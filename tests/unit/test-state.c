@@ -169,9 +169,8 @@ START_TEST(other_files_are_refused_with_a_reason)
         file.data[28 + i] = (char)(hcrc >> (8 * i));
     ck_assert_int_eq(restore_bytes(file.data, file.len, err, sizeof(err)), -EPROTO);
     ck_assert_str_eq(err, "format version 2, this build reads version 1");
-    /* a body that checks out but lies about a length: caught by the checks */
-    encode(r, &file);
     am_buf_free(&file);
+    /* a body that checks out but lies about a length: caught by the checks */
     am_buf_t bad;
     am_buf_init(&bad, 0);
     ck_assert_int_eq(am_state_encode(r, &bad), 0);
