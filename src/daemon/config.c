@@ -295,10 +295,17 @@ static int get_str(const ctx_t *c, json_t *obj, const char *path, const char *ke
 
 static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
 {
-    static const char *const keys[] = {"host",       "port",           "statsd_host",
-                                       "statsd_port", "unix",          "log_level",
-                                       "receive_buffer_bytes",         "workers",
-                                       "state_file", "state_interval", NULL};
+    static const char *const keys[] = {"host",
+                                       "port",
+                                       "statsd_host",
+                                       "statsd_port",
+                                       "unix",
+                                       "log_level",
+                                       "receive_buffer_bytes",
+                                       "workers",
+                                       "state_file",
+                                       "state_interval",
+                                       NULL};
     if (!json_is_object(srv))
         return fail(c, "server", "must be an object");
     int rc = check_keys(c, srv, "server", keys);
@@ -571,6 +578,22 @@ static int parse_root(const ctx_t *c, json_t *root, const char *const *keys, am_
         return rc;
     if ((v = json_object_get(root, "limits")) && (rc = parse_limits(c, v, out)) < 0)
         return rc;
+    if ((v = json_object_get(root, "tag_dialects"))) {
+        static const char *const names[] = {"dogstatsd", "influxdb", "librato", "signalfx"};
+        if (!json_is_array(v))
+            return fail(c, "tag_dialects", "must be an array of dialect names");
+        out->tag_dialects = 0;
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            const char *d = json_string_value(json_array_get(v, i));
+            size_t k = 0;
+            while (d && k < 4 && strcmp(d, names[k]) != 0)
+                k++;
+            if (!d || k == 4)
+                return fail(c, "tag_dialects",
+                            "element %zu: must be dogstatsd, influxdb, librato or signalfx", i);
+            out->tag_dialects |= 1 << k;
+        }
+    }
     long long ttl;
     if ((rc = get_int(c, root, "", "ttl", 0, 2147483647, &ttl)) < 0)
         return rc;
@@ -613,6 +636,7 @@ void am_config_init(am_config_t *c)
     c->receive_buffer_bytes = -1;
     c->workers = -1;
     c->ttl = -1;
+    c->tag_dialects = -1;
     c->state_interval = -1;
     am_limits_default(&c->limits);
 }
@@ -632,8 +656,8 @@ void am_config_free(am_config_t *c)
 int am_config_parse(const char *text, size_t len, const char *name, am_config_t *out, char *err,
                     size_t errlen)
 {
-    static const char *const keys[] = {"server", "limits", "auto_create", "ttl", "families",
-                                       NULL};
+    static const char *const keys[] = {"server",   "limits",       "auto_create", "ttl",
+                                       "families", "tag_dialects", NULL};
     ctx_t c = {name, text, len, err, errlen};
     am_config_init(out);
     json_error_t jerr;
@@ -693,4 +717,6 @@ void am_config_apply_limits(const am_config_t *c, am_limits_t *l)
         l->auto_create = c->limits.auto_create;
     if (c->ttl >= 0)
         l->ttl = (uint32_t)c->ttl;
+    if (c->tag_dialects >= 0)
+        l->tag_dialects = (unsigned)c->tag_dialects;
 }

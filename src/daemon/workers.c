@@ -147,6 +147,10 @@ static void log_reject(worker_t *s, am_reason_t rc, const char *line, size_t len
 static void on_reject(void *ctx, am_reason_t rc, const char *line, size_t len)
 {
     worker_t *s = ctx;
+    if (!AM_IS_REJECT(rc)) { /* a DogStatsD event or service check */
+        s->stats.events[rc == AM_EVENT ? 0 : 1]++;
+        return;
+    }
     s->stats.rejected[rc]++;
     if (am_log_enabled(AM_LOG_DEBUG))
         log_reject(s, rc, line, len);

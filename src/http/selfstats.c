@@ -98,6 +98,13 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
            "Longest time the previous /metrics response held up ingest: one render step, or "
            "one family rendered early because a line was about to change it.",
            AM_FAMILY_GAUGE, st->last_scrape_longest_pause_seconds, fmt);
+    am_expose_family_header(b, "alice_metricsd_events_total",
+                            "DogStatsD events (_e{...}) and service checks (_sc|...): accepted, "
+                            "counted, not metrics.",
+                            AM_FAMILY_COUNTER, fmt);
+    static const char *const kinds[][2] = {{"kind", "event"}, {"kind", "service_check"}};
+    for (size_t i = 0; i < 2; i++)
+        am_expose_sample(b, "alice_metricsd_events_total", kinds[i], 1, (double)st->events[i]);
     single(b, "alice_metricsd_series_expired_total",
            "Series removed because no line updated them for their TTL.", AM_FAMILY_COUNTER,
            (double)st->series_expired, fmt);
@@ -151,6 +158,8 @@ void am_selfstats_add_ingest(am_selfstats_t *dst, const am_selfstats_t *src)
     dst->samples += src->samples;
     for (int i = 0; i < AM_REASON_COUNT; i++)
         dst->rejected[i] += src->rejected[i];
+    for (size_t i = 0; i < 2; i++)
+        dst->events[i] += src->events[i];
 }
 
 static double boot_time(void)

@@ -617,7 +617,7 @@ static __attribute__((noinline)) am_reason_t ingest_slow(am_registry_t *r, const
                                                          bool cacheable, const uint64_t h[2],
                                                          am_sample_t *s)
 {
-    am_reason_t rc = am_parse_line(p, n, s);
+    am_reason_t rc = am_parse_line_in(p, n, r->limits.tag_dialects, s);
     if (rc != AM_OK)
         return rc;
     am_family_t *f;

@@ -24,6 +24,7 @@ void am_limits_default(am_limits_t *l)
      * for a full budget in large sets, whatever a sender makes up. */
     l->max_set_members = 1u << 20;
     l->auto_create = true;
+    l->tag_dialects = AM_DIALECTS_ALL;
 }
 
 /* ---- definitions ---- */
@@ -204,6 +205,8 @@ void am_registry_free(am_registry_t *r)
 
 void am_registry_set_limits(am_registry_t *r, const am_limits_t *limits)
 {
+    if (limits->tag_dialects != r->limits.tag_dialects)
+        r->generation++; /* cached lines were read with the old dialects */
     r->limits = *limits;
     r->cache.max_entries = 2 * limits->max_series;
 }

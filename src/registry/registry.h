@@ -70,6 +70,7 @@ typedef struct am_limits {
     size_t max_families;          /* auto-created, default 1,000 */
     size_t max_set_members;       /* over every set series, default 1,048,576 */
     uint32_t ttl;                 /* default series TTL, seconds; 0: none (the default) */
+    unsigned tag_dialects;        /* AM_DIALECT_* mask, default all */
     bool auto_create;
 } am_limits_t;
 
@@ -109,9 +110,11 @@ am_reason_t am_registry_ingest_line(am_registry_t *r, const char *p, size_t n,
 /* Every line of a datagram (lines end at '\n'; empty ones are skipped), as
  * am_registry_ingest_line would take them one by one, in one pass: the
  * usual layouts find their line end, fields and cache key without a second
- * scan. Calls on_reject(ctx, reason, line, len) for each rejected line
- * (line borrowed for that call) and returns how many were accepted. p is
- * borrowed for the call, scratch is the caller's. */
+ * scan. Calls on_reject(ctx, reason, line, len) for each line not applied
+ * (line borrowed for that call): a reject reason, or AM_EVENT /
+ * AM_SERVICE_CHECK for a DogStatsD event or service check (reasons.h: not
+ * rejects). Returns how many were accepted as metrics. p is borrowed for
+ * the call, scratch is the caller's. */
 typedef void (*am_reject_fn)(void *ctx, am_reason_t reason, const char *line, size_t len);
 size_t am_registry_ingest_datagram(am_registry_t *r, const char *p, size_t n, am_sample_t *scratch,
                                    am_reject_fn on_reject, void *ctx);

@@ -216,9 +216,11 @@ static bool same_mapped(am_slice_t a, am_slice_t b)
     return true;
 }
 
-/* #k:v,k2:v2 (the leading '#' already skipped). A tag without ':' gets an
- * empty value; the value runs to the next ',' and may itself hold ':'. */
-static am_reason_t parse_tags(const char *p, size_t n, am_sample_t *out)
+/* #k:v,k2:v2 (the leading '#' already skipped; kv ':'), or the k=v,k2=v2
+ * of the dialects that write tags into the name (kv '='). A tag without kv
+ * gets an empty value; the value runs to the next ',' and may itself hold
+ * kv. */
+static am_reason_t parse_tags(const char *p, size_t n, char kv, am_sample_t *out)
 {
     size_t i = 0;
     while (i < n) {
@@ -227,7 +229,7 @@ static am_reason_t parse_tags(const char *p, size_t n, am_sample_t *out)
         if (end > i) { /* empty tags between commas are skipped */
             const char *tag = p + i;
             size_t len = end - i;
-            const char *colon = memchr(tag, ':', len);
+            const char *colon = memchr(tag, kv, len);
             am_slice_t key = {tag, colon ? (size_t)(colon - tag) : len};
             am_slice_t val = {colon ? colon + 1 : tag + len, colon ? len - key.n - 1 : 0};
             if (!valid_raw_tag_key(key.p, key.n))
@@ -284,10 +286,40 @@ am_reason_t am_parse_values(const char *p, size_t n, am_sample_t *out)
     }
 }
 
+/* DogStatsD events and service checks: accepted, counted, not metrics.
+ *   _e{<title length>,<text length>}:<title>|<text>[|...]
+ *   _sc|<name>|<status 0-3>[|...] */
+static am_reason_t parse_event(const char *p, size_t n)
+{
+    const char *end = p + n;
+    if (p[1] == 'e') {
+        const char *close = memchr(p, '}', n);
+        return close && close + 1 < end && close[1] == ':' &&
+                       memchr(close, '|', (size_t)(end - close))
+                   ? AM_EVENT
+                   : AM_REJECT_SYNTAX;
+    }
+    const char *bar = memchr(p + 4, '|', n - 4);
+    if (!bar || bar == p + 4)
+        return AM_REJECT_SYNTAX;
+    const char *st = bar + 1;
+    return st < end && *st >= '0' && *st <= '3' && (st + 1 == end || st[1] == '|')
+               ? AM_SERVICE_CHECK
+               : AM_REJECT_SYNTAX;
+}
+
 am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out)
+{
+    return am_parse_line_in(p, n, AM_DIALECTS_ALL, out);
+}
+
+am_reason_t am_parse_line_in(const char *p, size_t n, unsigned dialects, am_sample_t *out)
 {
     if (n > 0 && p[n - 1] == '\r')
         n--;
+    if (n >= 3 && p[0] == '_' &&
+        ((p[1] == 'e' && p[2] == '{') || (n >= 4 && p[1] == 's' && p[2] == 'c' && p[3] == '|')))
+        return memchr(p, '\0', n) ? AM_REJECT_SYNTAX : parse_event(p, n);
     /* Structure first: a line without the name:value|type skeleton is
      * "syntax" whatever else is wrong with it. */
     const char *colon = memchr(p, ':', n);
@@ -301,11 +333,47 @@ am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out)
 
     out->name.p = p;
     out->name.n = (size_t)(colon - p);
-    if (out->name.n > AM_MAX_NAME_LEN)
-        return AM_REJECT_BAD_NAME;
-    for (size_t i = 0; i < out->name.n; i++)
-        if (!is_raw_name_char(p[i]))
+    out->ntags = 0;
+    /* Tags in the name: InfluxDB name,k=v  Librato name#k=v  SignalFx
+     * name[k=v]. The first mark of a dialect that is on ends the name; a
+     * second dialect in the same line (another mark in the tags, or |# tags
+     * too) is bad_label. One pass checks the name's characters and finds
+     * the mark. */
+    const char *mark = NULL;
+    unsigned dialect = 0;
+    size_t i = 0;
+    for (; i < out->name.n; i++) {
+        char c = p[i];
+        if (is_raw_name_char(c))
+            continue;
+        dialect = c == ','   ? AM_DIALECT_INFLUXDB
+                  : c == '#' ? AM_DIALECT_LIBRATO
+                  : c == '[' ? AM_DIALECT_SIGNALFX
+                             : 0;
+        if (!(dialect & dialects))
             return AM_REJECT_BAD_NAME;
+        mark = p + i;
+        break;
+    }
+    out->name.n = i;
+    if (i == 0)
+        return AM_REJECT_SYNTAX; /* tags with no name before them */
+    if (i > AM_MAX_NAME_LEN)
+        return AM_REJECT_BAD_NAME;
+    if (mark) {
+        const char *tags = mark + 1, *tags_end = colon;
+        if (dialect == AM_DIALECT_SIGNALFX) {
+            if (colon[-1] != ']' || tags_end - 1 < tags)
+                return AM_REJECT_BAD_LABEL;
+            tags_end--;
+        }
+        for (const char *c = tags; c < tags_end; c++)
+            if (*c == '#' || *c == '[' || *c == ']')
+                return AM_REJECT_BAD_LABEL;
+        am_reason_t rc = parse_tags(tags, (size_t)(tags_end - tags), '=', out);
+        if (rc != AM_OK)
+            return rc;
+    }
 
     /* The type decides how to read the value, but a bad value is met first
      * reading left to right, so values are checked as numbers unless the
@@ -340,7 +408,6 @@ am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out)
                 return AM_REJECT_NEGATIVE_COUNTER;
 
     out->rate = 1.0;
-    out->ntags = 0;
     const char *ext = tend;
     while (ext < end) {
         /* ext points at a '|' */
@@ -355,7 +422,9 @@ am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out)
                 return AM_REJECT_BAD_SAMPLE_RATE;
             out->rate = r;
         } else if (elen > 0 && estart[0] == '#') {
-            am_reason_t rc = parse_tags(estart + 1, elen - 1, out);
+            if (mark || !(dialects & AM_DIALECT_DOGSTATSD))
+                return AM_REJECT_BAD_LABEL; /* two dialects, or DogStatsD tags off */
+            am_reason_t rc = parse_tags(estart + 1, elen - 1, ':', out);
             if (rc != AM_OK)
                 return rc;
         }
@@ -364,7 +433,6 @@ am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out)
     }
     return AM_OK;
 }
-
 
 bool am_parse_skeleton(const char *p, size_t n, am_skeleton_t *out)
 {

@@ -47,9 +47,24 @@ typedef struct am_sample {
     am_slice_t tag_value[AM_MAX_TAGS]; /* valid UTF-8, possibly empty */
 } am_sample_t;
 
-/* Parses one line (no '\n'; a trailing '\r' is allowed and ignored).
- * Returns AM_OK and fills *out, or the reject reason of the first fault met
- * reading left to right. *out is garbage on failure. */
+/* Tag dialects: where a line's tags are written. */
+enum {
+    AM_DIALECT_DOGSTATSD = 1, /* name:1|c|#k:v,k2:v2 */
+    AM_DIALECT_INFLUXDB = 2,  /* name,k=v,k2=v2:1|c */
+    AM_DIALECT_LIBRATO = 4,   /* name#k=v,k2=v2:1|c */
+    AM_DIALECT_SIGNALFX = 8,  /* name[k=v,k2=v2]:1|c */
+    AM_DIALECTS_ALL = 15,
+};
+
+/* Parses one line (no '\n'; a trailing '\r' is allowed and ignored) with
+ * the tag dialects in the mask dialects (a mark of a dialect that is off is
+ * just a character the name may not hold: bad_name; DogStatsD tags off:
+ * bad_label). Returns AM_OK and fills *out; AM_EVENT or AM_SERVICE_CHECK
+ * for a DogStatsD event or service check (accepted, not a metric: *out
+ * untouched); or the reject reason of the first fault met reading left to
+ * right (*out is garbage then). */
+am_reason_t am_parse_line_in(const char *p, size_t n, unsigned dialects, am_sample_t *out);
+/* am_parse_line_in with every dialect. */
 am_reason_t am_parse_line(const char *p, size_t n, am_sample_t *out);
 
 /* The hot path's structural read of a line: where the name, values, type

@@ -26,6 +26,12 @@ typedef enum am_reason {
         AM_REASON_COUNT
 } am_reason_t;
 
+/* Outcomes past the rejects: lines accepted that are not metrics (DogStatsD
+ * events and service checks), counted apart. */
+#define AM_EVENT         ((am_reason_t)(AM_REASON_COUNT + 1))
+#define AM_SERVICE_CHECK ((am_reason_t)(AM_REASON_COUNT + 2))
+#define AM_IS_REJECT(r)  ((r) > AM_OK && (r) < AM_REASON_COUNT)
+
 /* The `reason` label value ("syntax", ...); "ok" for AM_OK. Static. */
 const char *am_reason_label(am_reason_t r);
 /* A human sentence for logs and alice-emit. Static. */

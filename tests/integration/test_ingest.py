@@ -350,4 +350,35 @@ def test_set_members_past_the_total_are_refused_and_counted():
         assert sample_value(m, "alice_metricsd_set_members") == 100.0
 
 
+def test_tag_dialects_events_and_service_checks():
+    """InfluxDB, Librato and SignalFx tags land where DogStatsD's do; events
+    and service checks are counted, never rejected; a dialect switched off
+    in the config is a bad name again."""
+    with Daemon() as d:
+        d.send("dia.calls:1|c|#provider:openai\n"
+               "dia.calls,provider=openai:2|c\n"
+               "dia.calls#provider=openai:3|c\n"
+               "dia.calls[provider=openai]:4|c\n"
+               "dia.calls,provider=openai:1|c|#x:y\n"
+               "_e{5,4}:title|text|#env:prod\n"
+               "_sc|db.up|0\n"
+               "dia.gauge:5|g|T1656581400")
+        d.wait_samples(6)  # 5 metric lines + 1 rejected (two dialects)
+        m = d.metrics()
+        assert sample_value(m, "dia_calls_total", provider="openai") == 10.0, m
+        assert sample_value(m, "dia_gauge") == 5.0, m
+        assert sample_value(m, "alice_metricsd_samples_rejected_total", reason="bad_label") == 1
+        assert sample_value(m, "alice_metricsd_events_total", kind="event") == 1.0, m
+        assert sample_value(m, "alice_metricsd_events_total", kind="service_check") == 1.0, m
+    cfg = os.path.join(TMP, "dialects.json")
+    with open(cfg, "w") as f:
+        f.write('{"tag_dialects": ["dogstatsd", "librato"]}')
+    with Daemon(args=["--config", cfg]) as d:
+        d.send("off.calls,provider=openai:2|c\non.calls#provider=x:1|c")
+        d.wait_samples(2)
+        m = d.metrics()
+        assert sample_value(m, "alice_metricsd_samples_rejected_total", reason="bad_name") == 1
+        assert sample_value(m, "on_calls_total", provider="x") == 1.0, m
+
+
 run_tests(globals())

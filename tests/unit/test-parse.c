@@ -31,7 +31,7 @@
 #error "AM_SOURCE_ROOT must name the source tree (tests/unit/meson.build defines it)"
 #endif
 
-#define VECTORS_PATH AM_SOURCE_ROOT "/proto/vectors.json"
+#define VECTORS_PATH          AM_SOURCE_ROOT "/proto/vectors.json"
 #define REGISTRY_VECTORS_PATH AM_SOURCE_ROOT "/proto/registry_vectors.json"
 
 /* ------------------------------------------------------------------------ */
@@ -185,8 +185,8 @@ static bool slice_eq(am_slice_t s, const bytes_t *b)
 }
 
 /* Checks one accepted sample against {"accept": {...}}. */
-static void check_accept(const json_t *vec, const char *vname, size_t line,
-                         const am_sample_t *s, const json_t *acc)
+static void check_accept(const json_t *vec, const char *vname, size_t line, const am_sample_t *s,
+                         const json_t *acc)
 {
     char name[AM_MAX_NAME_LEN + 16];
     size_t nn = family_name(s, name, sizeof(name));
@@ -226,7 +226,8 @@ static void check_accept(const json_t *vec, const char *vname, size_t line,
                   want_tags);
     const char *key;
     json_t *val;
-    json_object_foreach((json_t *)tags, key, val) {
+    json_object_foreach((json_t *)tags, key, val)
+    {
         bytes_t k = vec_string(vec, key, strlen(key));
         bytes_t v = vec_json_string(vec, val);
         size_t i = 0;
@@ -275,9 +276,9 @@ static const struct {
     {"+.5e1", true, 5},
     {"0.1", true, 0.1},
     {"00012", true, 12},
-    {"123456789012345", true, 123456789012345.0},   /* 15 digits: fast path */
-    {"1234567890123456", true, 1234567890123456.0}, /* 16 digits: strtod */
-    {"9007199254740993", true, 9007199254740992.0}, /* 2^53 + 1 rounds */
+    {"123456789012345", true, 123456789012345.0},           /* 15 digits: fast path */
+    {"1234567890123456", true, 1234567890123456.0},         /* 16 digits: strtod */
+    {"9007199254740993", true, 9007199254740992.0},         /* 2^53 + 1 rounds */
     {"18446744073709551616", true, 18446744073709551616.0}, /* past uint64 */
     {"1.7976931348623157e308", true, 1.7976931348623157e308},
     {"4.9e-324", true, 4.9e-324},
@@ -326,8 +327,8 @@ START_TEST(test_parse_number)
         guarded_free(&g);
         ck_assert_msg(ok == numbers[i].ok, "'%s': ok=%d", numbers[i].in, ok);
         if (ok)
-            ck_assert_msg(same_double(v, numbers[i].v), "'%s': %.17g, want %.17g", numbers[i].in,
-                          v, numbers[i].v);
+            ck_assert_msg(same_double(v, numbers[i].v), "'%s': %.17g, want %.17g", numbers[i].in, v,
+                          numbers[i].v);
     }
 }
 END_TEST
@@ -379,8 +380,8 @@ START_TEST(test_map_name)
             ck_assert_msg(n == 0, "'%s' cap %zu: %zu", maps[i].in, maps[i].cap, n);
             continue;
         }
-        ck_assert_msg(n == strlen(maps[i].out) && memcmp(out, maps[i].out, n) == 0,
-                      "'%s': '%.*s'", maps[i].in, (int)n, out);
+        ck_assert_msg(n == strlen(maps[i].out) && memcmp(out, maps[i].out, n) == 0, "'%s': '%.*s'",
+                      maps[i].in, (int)n, out);
         ck_assert_msg(n == sizeof(out) || out[n] == '#', "'%s': wrote past the result", maps[i].in);
     }
 }
@@ -404,20 +405,13 @@ static const struct {
     bool metric;
     bool label;
 } names[] = {
-    {"a", true, true},
-    {"_", true, true},
-    {"_a", true, true},
-    {"__a", true, false},
-    {"__", true, false},
-    {"a__b", true, true},
-    {"A9_z", true, true},
-    {"9a", false, false},
-    {"", false, false},
-    {"a.b", false, false},
-    {"a-b", false, false},
-    {"a:b", false, false}, /* recording-rule colons are not for senders */
-    {"a b", false, false},
-    {"\xc3\xa9", false, false},
+    {"a", true, true},     {"_", true, true},
+    {"_a", true, true},    {"__a", true, false},
+    {"__", true, false},   {"a__b", true, true},
+    {"A9_z", true, true},  {"9a", false, false},
+    {"", false, false},    {"a.b", false, false},
+    {"a-b", false, false}, {"a:b", false, false}, /* recording-rule colons are not for senders */
+    {"a b", false, false}, {"\xc3\xa9", false, false},
 };
 
 START_TEST(test_valid_names)
@@ -435,7 +429,10 @@ END_TEST
 /* ------------------------------------------------------------------------ */
 /* am_valid_utf8                                                             */
 
-#define U(s) {s, sizeof(s) - 1}
+#define U(s)                                                                                       \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
 static const struct {
     struct {
         const char *p;
@@ -446,7 +443,7 @@ static const struct {
     {U(""), true},
     {U("plain ascii"), true},
     {U("\x7f"), true},
-    {U("a\0b"), true}, /* NUL is valid UTF-8; the parser rejects it earlier */
+    {U("a\0b"), true},             /* NUL is valid UTF-8; the parser rejects it earlier */
     {U("\xc2\x80"), true},         /* U+0080 */
     {U("\xdf\xbf"), true},         /* U+07FF */
     {U("\xe0\xa0\x80"), true},     /* U+0800 */
@@ -458,28 +455,34 @@ static const struct {
     {U("\xf0\x9f\x98\x80"), true}, /* U+1F600 */
     {U("\xf4\x8f\xbf\xbf"), true}, /* U+10FFFF */
     {U("Z\xc3\xbcrich \xe6\x97\xa5\xe6\x9c\xac"), true},
-    {U("\x80"), false},             /* lone continuation */
+    {U("\x80"), false}, /* lone continuation */
     {U("\xbf"), false},
-    {U("\xc0\xaf"), false},         /* overlong '/' */
-    {U("\xc1\xbf"), false},         /* overlong */
-    {U("\xe0\x80\xaf"), false},     /* overlong 3-byte */
-    {U("\xe0\x9f\xbf"), false},     /* overlong U+07FF */
-    {U("\xf0\x8f\xbf\xbf"), false}, /* overlong U+FFFF */
-    {U("\xed\xa0\x80"), false},     /* U+D800 */
-    {U("\xed\xbf\xbf"), false},     /* U+DFFF */
+    {U("\xc0\xaf"), false},                 /* overlong '/' */
+    {U("\xc1\xbf"), false},                 /* overlong */
+    {U("\xe0\x80\xaf"), false},             /* overlong 3-byte */
+    {U("\xe0\x9f\xbf"), false},             /* overlong U+07FF */
+    {U("\xf0\x8f\xbf\xbf"), false},         /* overlong U+FFFF */
+    {U("\xed\xa0\x80"), false},             /* U+D800 */
+    {U("\xed\xbf\xbf"), false},             /* U+DFFF */
     {U("\xed\xa0\x80\xed\xb0\x80"), false}, /* CESU-8 surrogate pair */
-    {U("\xf4\x90\x80\x80"), false}, /* U+110000 */
+    {U("\xf4\x90\x80\x80"), false},         /* U+110000 */
     {U("\xf5\x80\x80\x80"), false},
     {U("\xf8\x88\x80\x80\x80"), false}, /* 5-byte form */
     {U("\xfc\x84\x80\x80\x80\x80"), false},
     {U("\xfe"), false},
     {U("\xff"), false},
-    {U("\xc3"), false},             /* truncated at the end */
+    {U("\xc3"), false}, /* truncated at the end */
     {U("\xe6\x97"), false},
     {U("\xf0\x9f\x98"), false},
-    {U("\xc3" "a"), false},         /* bad continuation */
-    {U("\xe6\x97" "a"), false},
-    {U("\xf0\x9f\x98" "a"), false},
+    {U("\xc3"
+       "a"),
+     false}, /* bad continuation */
+    {U("\xe6\x97"
+       "a"),
+     false},
+    {U("\xf0\x9f\x98"
+       "a"),
+     false},
 };
 
 START_TEST(test_valid_utf8)
@@ -575,9 +578,17 @@ END_TEST
 
 START_TEST(test_reason_labels)
 {
-    static const char *const want[] = {"ok", "syntax", "bad_name", "bad_value", "bad_type",
-                                       "bad_sample_rate", "bad_label", "undeclared_label",
-                                       "type_conflict", "negative_counter", "cardinality",
+    static const char *const want[] = {"ok",
+                                       "syntax",
+                                       "bad_name",
+                                       "bad_value",
+                                       "bad_type",
+                                       "bad_sample_rate",
+                                       "bad_label",
+                                       "undeclared_label",
+                                       "type_conflict",
+                                       "negative_counter",
+                                       "cardinality",
                                        "unknown_family"};
     ck_assert_int_eq(AM_REASON_COUNT, sizeof(want) / sizeof(want[0]));
     for (int r = 0; r < AM_REASON_COUNT; r++) {
@@ -693,16 +704,16 @@ static const struct {
     {"a:1:2:3|ms|#x:y,z:w", 1},
     {"alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:ok", 1},
     {"alice.provider.requests:1|c|#provider:openai,model:gpt-4o,status:ok\nb:2|g", 2},
-    {"a:1|c\r\nb:1|c\r", 0},         /* '\r': the skeleton strips it */
+    {"a:1|c\r\nb:1|c\r", 0},          /* '\r': the skeleton strips it */
     {"a:1|c|@0.5\nb:1|c|#x|@0.5", 0}, /* rates: not the usual layout */
     {"a:1|c|c:abc\na:1|c|T123", 0},   /* other extensions */
     {"a:1|c|#x:y|#z:w", 0},           /* two tag sections */
     {"a:1|c|", 0},
     {"a:1|c|x", 0},
     {":1|c\na\na:1\na:|\na:1|", 0},
-    {"a:1|zz\na:1|\na:1||#", 0},      /* types the skeleton refuses */
+    {"a:1|zz\na:1|\na:1||#", 0}, /* types the skeleton refuses */
     {"\n\n\na:1|c\n\n", 1},
-    {"a|b:1|c", 1},                   /* the skeleton's view; the full parse rejects */
+    {"a|b:1|c", 1}, /* the skeleton's view; the full parse rejects */
     {"a:1|c|#x\ny:1|c", 2},
     {"a.b.c.d.e.f.g.h:12345678|c|#aaaaaaaa:bbbbbbbb,cccccccc:dddddddd", 1},
     {"a:1|s|#x:y", 1},
@@ -766,7 +777,8 @@ START_TEST(test_scan_line_vectors)
     json_t *vectors = load_vectors(VECTORS_PATH);
     size_t i, claimed = 0;
     json_t *vec;
-    json_array_foreach(vectors, i, vec) {
+    json_array_foreach(vectors, i, vec)
+    {
         bytes_t dg = vec_json_string(vec, json_object_get(vec, "datagram"));
         guarded_t g = guarded_copy(dg.p, dg.n);
         claimed += check_scan(g.p, dg.n);
@@ -789,7 +801,8 @@ START_TEST(test_vectors)
     json_t *vec;
     size_t nlines = 0;
     bool seen[AM_REASON_COUNT] = {false};
-    json_array_foreach(vectors, i, vec) {
+    json_array_foreach(vectors, i, vec)
+    {
         const char *vname = json_string_value(json_object_get(vec, "name"));
         ck_assert_ptr_nonnull(vname);
         bytes_t dg = vec_json_string(vec, json_object_get(vec, "datagram"));
@@ -805,12 +818,17 @@ START_TEST(test_vectors)
             const json_t *e = json_array_get(expect, k);
             const json_t *rej = json_object_get(e, "reject");
             const json_t *acc = json_object_get(e, "accept");
-            ck_assert_msg((rej != NULL) != (acc != NULL), "%s: expect needs accept or reject",
-                          vname);
-            am_reason_t want = rej ? reason_by_label(json_string_value(rej)) : AM_OK;
-            ck_assert_msg(rc == want, "%s line %zu: %s, want %s", vname, k, am_reason_label(rc),
-                          am_reason_label(want));
-            seen[rc] = true;
+            const json_t *ev = json_object_get(e, "event"); /* "event" or "service_check" */
+            ck_assert_msg((rej != NULL) + (acc != NULL) + (ev != NULL) == 1,
+                          "%s: expect needs accept, reject or event", vname);
+            am_reason_t want =
+                rej  ? reason_by_label(json_string_value(rej))
+                : ev ? (strcmp(json_string_value(ev), "event") == 0 ? AM_EVENT : AM_SERVICE_CHECK)
+                     : AM_OK;
+            ck_assert_msg(rc == want, "%s line %zu: %d (%s), want %d", vname, k, (int)rc,
+                          am_reason_label(rc), (int)want);
+            if (rc < AM_REASON_COUNT)
+                seen[rc] = true;
             if (acc)
                 check_accept(vec, vname, k, &s, acc);
             nlines++;
@@ -818,9 +836,14 @@ START_TEST(test_vectors)
         bytes_free(&dg);
     }
     /* Every reason the parser alone can give has a vector. */
-    static const am_reason_t parser_reasons[] = {
-        AM_OK, AM_REJECT_SYNTAX, AM_REJECT_BAD_NAME, AM_REJECT_BAD_VALUE, AM_REJECT_BAD_TYPE,
-        AM_REJECT_BAD_SAMPLE_RATE, AM_REJECT_BAD_LABEL, AM_REJECT_NEGATIVE_COUNTER};
+    static const am_reason_t parser_reasons[] = {AM_OK,
+                                                 AM_REJECT_SYNTAX,
+                                                 AM_REJECT_BAD_NAME,
+                                                 AM_REJECT_BAD_VALUE,
+                                                 AM_REJECT_BAD_TYPE,
+                                                 AM_REJECT_BAD_SAMPLE_RATE,
+                                                 AM_REJECT_BAD_LABEL,
+                                                 AM_REJECT_NEGATIVE_COUNTER};
     for (size_t r = 0; r < sizeof(parser_reasons) / sizeof(parser_reasons[0]); r++)
         ck_assert_msg(seen[parser_reasons[r]], "no vector for %s",
                       am_reason_label(parser_reasons[r]));
@@ -837,7 +860,8 @@ START_TEST(test_vectors_exact_size)
     json_t *vectors = load_vectors(VECTORS_PATH);
     size_t i;
     json_t *vec;
-    json_array_foreach(vectors, i, vec) {
+    json_array_foreach(vectors, i, vec)
+    {
         bytes_t dg = vec_json_string(vec, json_object_get(vec, "datagram"));
         guarded_t gd = guarded_copy(dg.p, dg.n);
         lines_t l = {0};
@@ -881,7 +905,8 @@ static void limits_from(const json_t *vec, am_limits_t *l)
     const json_t *lim = json_object_get(vec, "limits");
     const char *key;
     json_t *val;
-    json_object_foreach((json_t *)lim, key, val) {
+    json_object_foreach((json_t *)lim, key, val)
+    {
         ck_assert(json_is_integer(val));
         size_t v = (size_t)json_integer_value(val);
         if (strcmp(key, "max_series_per_family") == 0)
@@ -985,14 +1010,16 @@ START_TEST(test_registry_vectors_datagram)
     json_t *vectors = load_vectors(REGISTRY_VECTORS_PATH);
     size_t i;
     json_t *vec;
-    json_array_foreach(vectors, i, vec) {
+    json_array_foreach(vectors, i, vec)
+    {
         const char *vname = json_string_value(json_object_get(vec, "name"));
         am_limits_t lim;
         limits_from(vec, &lim);
         bytes_t dg = {0};
         size_t k;
         json_t *pair;
-        json_array_foreach(json_object_get(vec, "lines"), k, pair) {
+        json_array_foreach(json_object_get(vec, "lines"), k, pair)
+        {
             bytes_t line = vec_json_string(vec, json_array_get(pair, 0));
             /* Each line twice: the second one takes the line cache. */
             for (int rep = 0; rep < 2; rep++) {
@@ -1080,7 +1107,8 @@ START_TEST(test_datagram_near_duplicates)
         ck_assert_msg(strstr(b.data, want), "%s", want);
     }
     ck_assert_ptr_nonnull(strstr(b.data, "alice_provider_requestz_total{"));
-    ck_assert_ptr_nonnull(strstr(b.data, "{model=\"gpt-4p\",provider=\"openai\",status=\"ok\"} 1.0\n"));
+    ck_assert_ptr_nonnull(
+        strstr(b.data, "{model=\"gpt-4p\",provider=\"openai\",status=\"ok\"} 1.0\n"));
     am_buf_free(&b);
     am_registry_free(r);
 }
@@ -1092,7 +1120,8 @@ START_TEST(test_registry_vectors)
     bool seen[AM_REASON_COUNT] = {false};
     size_t i;
     json_t *vec;
-    json_array_foreach(vectors, i, vec) {
+    json_array_foreach(vectors, i, vec)
+    {
         const char *vname = json_string_value(json_object_get(vec, "name"));
         const char *xfail = json_string_value(json_object_get(vec, "xfail"));
         bool all_ok = true;
@@ -1105,7 +1134,8 @@ START_TEST(test_registry_vectors)
 
         size_t k;
         json_t *pair;
-        json_array_foreach(json_object_get(vec, "lines"), k, pair) {
+        json_array_foreach(json_object_get(vec, "lines"), k, pair)
+        {
             bytes_t line = vec_json_string(vec, json_array_get(pair, 0));
             const char *want_label = json_string_value(json_array_get(pair, 1));
             am_reason_t want = reason_by_label(want_label);
@@ -1132,7 +1162,8 @@ START_TEST(test_registry_vectors)
         check_exposition_shape(&text, AM_FORMAT_TEXT);
         check_exposition_shape(&om, AM_FORMAT_OPENMETRICS);
         json_t *want_line;
-        json_array_foreach(json_object_get(vec, "exposed"), k, want_line) {
+        json_array_foreach(json_object_get(vec, "exposed"), k, want_line)
+        {
             bytes_t wl = vec_json_string(vec, want_line);
             if (!has_line(&text, &wl)) {
                 if (all_ok)
@@ -1154,8 +1185,8 @@ START_TEST(test_registry_vectors)
         }
     }
     static const am_reason_t registry_reasons[] = {
-        AM_REJECT_BAD_NAME,       AM_REJECT_BAD_LABEL,   AM_REJECT_UNDECLARED_LABEL,
-        AM_REJECT_TYPE_CONFLICT,  AM_REJECT_CARDINALITY, AM_REJECT_UNKNOWN_FAMILY};
+        AM_REJECT_BAD_NAME,      AM_REJECT_BAD_LABEL,   AM_REJECT_UNDECLARED_LABEL,
+        AM_REJECT_TYPE_CONFLICT, AM_REJECT_CARDINALITY, AM_REJECT_UNKNOWN_FAMILY};
     for (size_t r = 0; r < sizeof(registry_reasons) / sizeof(registry_reasons[0]); r++)
         ck_assert_msg(seen[registry_reasons[r]], "no registry vector for %s",
                       am_reason_label(registry_reasons[r]));
