@@ -105,7 +105,7 @@ static void on_line(void *ctx, const char *line, size_t len)
     FUZZ_CHECK(len > 0 && memchr(line, '\n', len) == NULL);
     for (int rep = 0; rep < 2; rep++) {
         am_reason_t rc = am_parse_line(line, len, &c->sample);
-        FUZZ_CHECK((unsigned)rc < AM_REASON_COUNT);
+        FUZZ_CHECK((unsigned)rc < AM_REASON_COUNT || rc == AM_EVENT || rc == AM_SERVICE_CHECK);
         if (rc == AM_OK) {
             check_sample(&c->sample, line, len);
             rc = am_registry_apply(c->registry, &c->sample);
