@@ -375,8 +375,9 @@ static void reload(server_t *s)
     char err[512];
     if (am_config_load(s->opts->config_path, &cfg, err, sizeof(err)) != 0) {
         s->stats.reloads_failed++;
+        char esc[1024];
         am_log(AM_LOG_ERROR, "event=reload_failed error=\"%s\" action=\"kept the old config\"",
-               err);
+               am_log_escape(esc, sizeof(esc), err));
         return;
     }
     if (apply_config(s, &cfg) != 0) {
@@ -500,7 +501,9 @@ int am_server_run(const am_server_opts_t *opts)
     if (opts->config_path) {
         char err[512];
         if (am_config_load(opts->config_path, &cfg, err, sizeof(err)) != 0) {
-            am_log(AM_LOG_ERROR, "event=config_invalid error=\"%s\"", err);
+            char esc[1024];
+            am_log(AM_LOG_ERROR, "event=config_invalid error=\"%s\"",
+                   am_log_escape(esc, sizeof(esc), err));
             free(s);
             return AM_SERVER_BAD_CONFIG;
         }
