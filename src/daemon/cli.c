@@ -63,6 +63,12 @@ static const char usage_server[] =
     "                            (SO_REUSEPORT: the kernel spreads senders over them)\n"
     "                            and series, merged at scrape; 1 = one loop, no threads\n"
     "                            [env ALICE_METRICS_WORKERS, default 1]\n"
+    "  --max-connections N       HTTP connections open at once, 1..1000000; at the cap a\n"
+    "                            new connection sheds the worst open one (a request head\n"
+    "                            or answer stalled over 1 s, else the longest idle), or is\n"
+    "                            closed when every open one is busy; the soft open-file\n"
+    "                            limit is raised to the hard one at start\n"
+    "                            [env ALICE_MAX_CONNECTIONS, default 1024]\n"
     "  --log-level LEVEL         debug, info, warn, error; debug logs every rejected\n"
     "                            line with its reason (rate-limited)\n"
     "                            [env ALICE_LOG_LEVEL, default info]\n"
@@ -117,6 +123,7 @@ typedef struct setting {
 
 typedef struct server_flags {
     setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level, workers;
+    setting_t max_connections;
 } server_flags_t;
 
 typedef struct flag_def {
@@ -135,6 +142,7 @@ static const flag_def_t server_flag_defs[] = {
     {"--receive-buffer-bytes", "ALICE_STATSD_RECEIVE_BUFFER", offsetof(server_flags_t, rcvbuf)},
     {"--log-level", "ALICE_LOG_LEVEL", offsetof(server_flags_t, log_level)},
     {"--workers", "ALICE_METRICS_WORKERS", offsetof(server_flags_t, workers)},
+    {"--max-connections", "ALICE_MAX_CONNECTIONS", offsetof(server_flags_t, max_connections)},
 };
 #define N_SERVER_FLAGS (sizeof(server_flag_defs) / sizeof(server_flag_defs[0]))
 
@@ -297,6 +305,14 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
         goto out;
     }
     o.workers = (int)workers;
+    long max_conns = cfg.max_connections > 0 ? cfg.max_connections : 1024;
+    if (f.max_connections.value &&
+        !parse_int(f.max_connections.value, 1, AM_SERVER_MAX_CONNECTIONS, &max_conns)) {
+        fprintf(stderr, "alice: %s: \"%s\" is not a connection count in 1..%d\n",
+                f.max_connections.source, f.max_connections.value, AM_SERVER_MAX_CONNECTIONS);
+        goto out;
+    }
+    o.max_connections = (int)max_conns;
     o.config_path = f.config.value;
     o.log_level_fixed = log_level_given;
     /* o borrows host and socket strings from cfg: cfg lives until the server

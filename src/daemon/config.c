@@ -295,8 +295,15 @@ static int get_str(const ctx_t *c, json_t *obj, const char *path, const char *ke
 
 static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
 {
-    static const char *const keys[] = {"host", "port",      "statsd_host",          "statsd_port",
-                                       "unix", "log_level", "receive_buffer_bytes", "workers",
+    static const char *const keys[] = {"host",
+                                       "port",
+                                       "statsd_host",
+                                       "statsd_port",
+                                       "unix",
+                                       "log_level",
+                                       "receive_buffer_bytes",
+                                       "workers",
+                                       "max_connections",
                                        NULL};
     if (!json_is_object(srv))
         return fail(c, "server", "must be an object");
@@ -345,6 +352,10 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
         return rc;
     if (rc == 0)
         out->workers = (int)x;
+    if ((rc = get_int(c, srv, "server", "max_connections", 1, 1000000, &x)) < 0)
+        return rc;
+    if (rc == 0)
+        out->max_connections = (long)x;
     return 0;
 }
 
@@ -594,6 +605,7 @@ void am_config_init(am_config_t *c)
     c->log_level = -1;
     c->receive_buffer_bytes = -1;
     c->workers = -1;
+    c->max_connections = -1;
     am_limits_default(&c->limits);
 }
 

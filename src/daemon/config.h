@@ -24,6 +24,7 @@ typedef struct am_config {
     int log_level;             /* am_log_level_t or -1 */
     long receive_buffer_bytes; /* -1 unset */
     int workers;               /* ingest workers, 1..64; -1 unset */
+    long max_connections;      /* HTTP connections, 1..1000000; -1 unset */
 
     bool has_limits[4]; /* per family, total, families, set members */
     am_limits_t limits;

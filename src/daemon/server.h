@@ -29,9 +29,11 @@ typedef struct am_server_opts {
     int receive_buffer_bytes; /* 0: kernel default */
     bool log_level_fixed;     /* from flag/env: the config must not change it on reload */
     int workers;              /* ingest loops, 1..AM_SERVER_MAX_WORKERS; 0 counts as 1 */
+    int max_connections;      /* HTTP connections, 1..AM_SERVER_MAX_CONNECTIONS; 0: 1024 */
 } am_server_opts_t;
 
-#define AM_SERVER_MAX_WORKERS 64
+#define AM_SERVER_MAX_WORKERS     64
+#define AM_SERVER_MAX_CONNECTIONS 1000000
 
 enum {
     /* am_server_run: the config file could not be loaded (logged with its
