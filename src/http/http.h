@@ -2,10 +2,12 @@
  * libuv loop.
  *
  * The module owns connections, parsing, limits, timeouts, keep-alive,
- * pipelining order, HEAD and 400/405; it knows nothing of metrics, formats
- * or encodings (negotiate.h decides those, the handler encodes). The
- * server module routes each complete GET/HEAD request to one handler
- * callback that fills a response.
+ * pipelining order, HEAD and 400/405, the connection cap and which
+ * connection it sheds, and the bytes connections may hold unsent (shared
+ * bodies); it knows nothing of metrics, formats or encodings (negotiate.h
+ * decides those, the handler encodes). The server module routes each
+ * complete GET/HEAD request to one handler callback that fills a
+ * response.
  *
  * Who calls: server.c, on the main loop; every callback (handler, done)
  * runs on that loop. Not thread-safe. */
