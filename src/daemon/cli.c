@@ -80,6 +80,12 @@ static const char usage_server[] =
     "  --state-discard-bad       a corrupt state file is renamed PATH.bad-<unix time>\n"
     "                            and the daemon starts empty, with a warning\n"
     "                            [env ALICE_STATE_DISCARD_BAD=1]\n"
+    "  --max-connections N       HTTP connections open at once, 1..1000000; at the cap a\n"
+    "                            new connection sheds the worst open one (a request head\n"
+    "                            or answer stalled over 1 s, else the longest idle), or is\n"
+    "                            closed when every open one is busy; the soft open-file\n"
+    "                            limit is raised to the hard one at start\n"
+    "                            [env ALICE_MAX_CONNECTIONS, default 1024]\n"
     "  --log-level LEVEL         debug, info, warn, error; debug logs every rejected\n"
     "                            line with its reason (rate-limited)\n"
     "                            [env ALICE_LOG_LEVEL, default info]\n"
@@ -134,7 +140,7 @@ typedef struct setting {
 
 typedef struct server_flags {
     setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level, workers,
-        ttl, state_file, state_interval;
+        ttl, state_file, state_interval, max_connections;
 } server_flags_t;
 
 typedef struct flag_def {
@@ -156,6 +162,7 @@ static const flag_def_t server_flag_defs[] = {
     {"--ttl", "ALICE_METRICS_TTL", offsetof(server_flags_t, ttl)},
     {"--state-file", "ALICE_STATE_FILE", offsetof(server_flags_t, state_file)},
     {"--state-interval", "ALICE_STATE_INTERVAL", offsetof(server_flags_t, state_interval)},
+    {"--max-connections", "ALICE_MAX_CONNECTIONS", offsetof(server_flags_t, max_connections)},
 };
 #define N_SERVER_FLAGS (sizeof(server_flag_defs) / sizeof(server_flag_defs[0]))
 
@@ -341,6 +348,14 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
     o.state_interval = (unsigned)interval;
     const char *discard = getenv("ALICE_STATE_DISCARD_BAD");
     o.state_discard_bad = discard_bad || (discard && strcmp(discard, "1") == 0);
+    long max_conns = cfg.max_connections > 0 ? cfg.max_connections : 1024;
+    if (f.max_connections.value &&
+        !parse_int(f.max_connections.value, 1, AM_SERVER_MAX_CONNECTIONS, &max_conns)) {
+        fprintf(stderr, "alice: %s: \"%s\" is not a connection count in 1..%d\n",
+                f.max_connections.source, f.max_connections.value, AM_SERVER_MAX_CONNECTIONS);
+        goto out;
+    }
+    o.max_connections = (int)max_conns;
     o.config_path = f.config.value;
     o.log_level_fixed = log_level_given;
     /* o borrows host and socket strings from cfg: cfg lives until the server

@@ -305,6 +305,7 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
                                        "workers",
                                        "state_file",
                                        "state_interval",
+                                       "max_connections",
                                        NULL};
     if (!json_is_object(srv))
         return fail(c, "server", "must be an object");
@@ -359,6 +360,10 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
         return rc;
     if (rc == 0)
         out->workers = (int)x;
+    if ((rc = get_int(c, srv, "server", "max_connections", 1, 1000000, &x)) < 0)
+        return rc;
+    if (rc == 0)
+        out->max_connections = (long)x;
     return 0;
 }
 
@@ -638,6 +643,7 @@ void am_config_init(am_config_t *c)
     c->ttl = -1;
     c->tag_dialects = -1;
     c->state_interval = -1;
+    c->max_connections = -1;
     am_limits_default(&c->limits);
 }
 

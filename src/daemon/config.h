@@ -28,6 +28,7 @@ typedef struct am_config {
     int workers;               /* ingest workers, 1..64; -1 unset */
     long ttl;                  /* top-level "ttl": default series TTL, seconds; -1 unset */
     int tag_dialects;          /* top-level "tag_dialects": AM_DIALECT_* mask; -1 unset */
+    long max_connections;      /* HTTP connections, 1..1000000; -1 unset */
 
     bool has_limits[4]; /* per family, total, families, set members */
     am_limits_t limits;

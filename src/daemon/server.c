@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <uv.h>
 
@@ -44,8 +45,10 @@ typedef struct server {
     bool expiry_ready;
     am_statefile_t state; /* the periodic state writer (--state-file) */
     bool state_ready;
-    /* /metrics answers, rendered by the idle handle one at a time, in
-     * arrival order: the one rendering and the ones waiting. */
+    /* /metrics bodies, rendered by the idle handle one at a time, in
+     * arrival order: the one rendering and the ones waiting. Each answers
+     * every request for its format and encoding that arrived before it
+     * finished: one body, shared, however many scrapers ask at once. */
     uv_idle_t scrape_idle;
     bool scrape_idle_ready;
     struct pending_scrape *scrape_active;           /* owned; merging (several), then rendering */
@@ -53,9 +56,16 @@ typedef struct server {
     struct pending_scrape *queue_head, *queue_tail; /* owned */
 } server_t;
 
+/* One request waiting for a /metrics body. */
+typedef struct scrape_answer {
+    struct scrape_answer *next;
+    am_http_deferred_t *d; /* owned until am_http_deferred_finish(_shared) */
+} scrape_answer_t;
+
 typedef struct pending_scrape {
     struct pending_scrape *next;
-    am_http_deferred_t *answer; /* owned until am_http_deferred_finish */
+    scrape_answer_t *answers; /* owned: the requests this body answers, in arrival order */
+    scrape_answer_t **answers_tail;
     am_format_t fmt;
     bool gzip;
     uint64_t begun;         /* uv_hrtime when its turn came */
@@ -84,6 +94,7 @@ static void scrape_selfstats(server_t *s, am_selfstats_t *st)
     s->stats.http_requests = hs->requests;
     s->stats.http_bad_requests = hs->bad_requests;
     s->stats.http_connections_rejected = hs->connections_rejected;
+    s->stats.http_connections_shed = hs->connections_shed;
     s->stats.http_connections_open = hs->connections_open;
     s->stats.series_expired = s->expiry.expired;
     s->stats.state_writes_ok = s->state.writes_ok;
@@ -152,6 +163,35 @@ static void render_metrics_now(server_t *s, const am_negotiated_t *n, am_http_re
 
 static void on_scrape_idle(uv_idle_t *h);
 
+/* Sends body (its bytes taken) to every request p answers, then frees p;
+ * a failed body (out of memory) answers 500. Finishing an answer may
+ * dispatch pipelined requests, which queue or join other scrapes: p is no
+ * longer reachable by then. */
+static void answer_scrape(server_t *s, pending_scrape_t *p, am_buf_t *body, bool gzipped)
+{
+    am_http_body_t *shared = NULL;
+    if (am_buf_failed(body))
+        am_log(AM_LOG_ERROR, "event=render_failed path=/metrics error=\"out of memory\"");
+    else if (!(shared = am_http_body_new(s->http, body)))
+        am_log(AM_LOG_ERROR, "event=render_failed path=/metrics error=\"out of memory\"");
+    scrape_answer_t *a = p->answers;
+    free(p);
+    while (a) {
+        scrape_answer_t *next = a->next;
+        if (shared) {
+            am_http_deferred_finish_shared(a->d, shared, gzipped);
+        } else {
+            am_buf_t failed;
+            am_buf_init(&failed, 0);
+            failed.failed = true; /* answered 500 */
+            am_http_deferred_finish(a->d, &failed, false);
+        }
+        free(a);
+        a = next;
+    }
+    am_http_body_release(shared);
+}
+
 /* The active scrape failed (out of memory): answered 500. */
 static void fail_active_scrape(server_t *s)
 {
@@ -160,10 +200,8 @@ static void fail_active_scrape(server_t *s)
     s->scrape_active = NULL;
     am_buf_t failed;
     am_buf_init(&failed, 0);
-    failed.failed = true; /* answered 500 */
-    am_log(AM_LOG_ERROR, "event=render_failed path=/metrics error=\"out of memory\"");
-    am_http_deferred_finish(p->answer, &failed, false);
-    free(p);
+    failed.failed = true;
+    answer_scrape(s, p, &failed, false);
 }
 
 /* Takes the next queued /metrics request, if none is active: one worker's
@@ -223,11 +261,7 @@ static void run_scrape(server_t *s, uint64_t budget_ns)
            s->stats.last_scrape_seconds, s->stats.last_scrape_longest_pause_seconds);
     bool gzipped;
     am_buf_t *body = am_scrape_body(sc, &gzipped);
-    if (am_buf_failed(body))
-        am_log(AM_LOG_ERROR, "event=render_failed path=/metrics error=\"out of memory\"");
-    /* May dispatch pipelined requests, which queue more scrapes. */
-    am_http_deferred_finish(p->answer, body, gzipped);
-    free(p);
+    answer_scrape(s, p, body, gzipped); /* may queue more scrapes */
     am_scrape_free(sc);
     start_next_scrape(s);
 }
@@ -254,8 +288,23 @@ static void finish_merge_now(server_t *s)
     }
 }
 
+/* The scrape a request for fmt/gzip joins: the one rendering (its
+ * snapshot began before the request came, as if the request had come a
+ * moment earlier) or one waiting its turn; NULL when there is none. */
+static pending_scrape_t *scrape_to_join(server_t *s, am_format_t fmt, bool gzip)
+{
+    pending_scrape_t *p = s->scrape_active;
+    if (p && p->fmt == fmt && p->gzip == gzip)
+        return p;
+    for (p = s->queue_head; p; p = p->next)
+        if (p->fmt == fmt && p->gzip == gzip)
+            return p;
+    return NULL;
+}
+
 /* /metrics: answered once rendered between loop turns (or at once while
- * stopping). */
+ * stopping), with the body of every request for the same format that
+ * arrives meanwhile. */
 static void serve_metrics(server_t *s, const am_http_request_t *req, am_http_response_t *resp)
 {
     am_negotiated_t n;
@@ -263,14 +312,24 @@ static void serve_metrics(server_t *s, const am_http_request_t *req, am_http_res
     resp->content_type = n.content_type;
     resp->vary_encoding = true;
     s->stats.scrapes++;
-    pending_scrape_t *p = s->stopping ? NULL : calloc(1, sizeof(*p));
-    if (p)
-        p->answer = am_http_defer(resp);
-    if (!p || !p->answer) {
-        free(p);
+    pending_scrape_t *p = s->stopping ? NULL : scrape_to_join(s, n.format, n.gzip);
+    bool fresh = !p && !s->stopping;
+    if (fresh && (p = calloc(1, sizeof(*p))))
+        p->answers_tail = &p->answers;
+    scrape_answer_t *a = p ? calloc(1, sizeof(*a)) : NULL;
+    if (a)
+        a->d = am_http_defer(resp);
+    if (!a || !a->d) {
+        free(a);
+        if (fresh)
+            free(p);
         render_metrics_now(s, &n, resp);
         return;
     }
+    *p->answers_tail = a;
+    p->answers_tail = &a->next;
+    if (!fresh)
+        return;
     p->fmt = n.format;
     p->gzip = n.gzip;
     if (s->queue_tail)
@@ -395,8 +454,9 @@ static void reload(server_t *s)
     char err[512];
     if (am_config_load(s->opts->config_path, &cfg, err, sizeof(err)) != 0) {
         s->stats.reloads_failed++;
+        char esc[1024];
         am_log(AM_LOG_ERROR, "event=reload_failed error=\"%s\" action=\"kept the old config\"",
-               err);
+               am_log_escape(esc, sizeof(esc), err));
         return;
     }
     if (apply_config(s, &cfg) != 0) {
@@ -462,6 +522,28 @@ static int make_workers(server_t *s, const am_config_t *cfg)
     return rc;
 }
 
+/* The soft open-file limit up to the hard one: every HTTP connection is a
+ * descriptor, and at the usual soft limit of 1024 the connection cap could
+ * not be reached (accept would fail instead of shedding). */
+static void raise_fd_limit(unsigned max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    /* Sockets, the loop's own descriptors, the config and /proc reads. */
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max_connections + 64)
+        am_log(AM_LOG_WARN,
+               "event=fd_limit_low limit=%llu max_connections=%u hint=\"raise the hard "
+               "RLIMIT_NOFILE (ulimit -Hn) or lower --max-connections\"",
+               (unsigned long long)rl.rlim_cur, max_connections);
+}
+
 /* The sockets: HTTP, then ingest; then the worker threads. The error is
  * logged. */
 static int open_sockets(server_t *s)
@@ -469,6 +551,9 @@ static int open_sockets(server_t *s)
     const am_server_opts_t *opts = s->opts;
     am_http_limits_t limits;
     am_http_limits_default(&limits);
+    if (opts->max_connections > 0)
+        limits.max_connections = (unsigned)opts->max_connections;
+    raise_fd_limit(limits.max_connections);
     int rc = am_http_server_start(&s->loop, opts->http_host, opts->http_port, &limits, on_request,
                                   s, &s->http);
     if (rc < 0) {
@@ -478,8 +563,8 @@ static int open_sockets(server_t *s)
         s->http = NULL;
         return rc;
     }
-    am_log(AM_LOG_INFO, "event=listening transport=http addr=%s port=%d", opts->http_host,
-           am_http_server_port(s->http));
+    am_log(AM_LOG_INFO, "event=listening transport=http addr=%s port=%d max_connections=%u",
+           opts->http_host, am_http_server_port(s->http), limits.max_connections);
     am_workers_ingest_t in = {
         .statsd_host = opts->statsd_host,
         .statsd_port = opts->statsd_port,
@@ -524,7 +609,9 @@ int am_server_run(const am_server_opts_t *opts)
     if (opts->config_path) {
         char err[512];
         if (am_config_load(opts->config_path, &cfg, err, sizeof(err)) != 0) {
-            am_log(AM_LOG_ERROR, "event=config_invalid error=\"%s\"", err);
+            char esc[1024];
+            am_log(AM_LOG_ERROR, "event=config_invalid error=\"%s\"",
+                   am_log_escape(esc, sizeof(esc), err));
             free(s);
             return AM_SERVER_BAD_CONFIG;
         }

@@ -34,9 +34,11 @@ typedef struct am_server_opts {
     const char *state_path;   /* borrowed; NULL: no state file */
     unsigned state_interval;  /* seconds between state writes, >= 1 */
     bool state_discard_bad;   /* a refused state file is moved aside, not fatal */
+    int max_connections;      /* HTTP connections, 1..AM_SERVER_MAX_CONNECTIONS; 0: 1024 */
 } am_server_opts_t;
 
-#define AM_SERVER_MAX_WORKERS 64
+#define AM_SERVER_MAX_WORKERS     64
+#define AM_SERVER_MAX_CONNECTIONS 1000000
 
 enum {
     /* am_server_run: the config file could not be loaded (logged with its

@@ -1,16 +1,21 @@
 /* conn: one TCP connection of the HTTP server (see http-internal.h):
  * reading into its buffer, queueing responses with uv_write (whose queue
- * keeps them in request order), the one timer that enforces every
- * timeout, and closing: FIN after the last response, then a lingering
- * drain so that unread client bytes do not turn into an RST that destroys
- * the response. */
+ * keeps them in request order), shared bodies and the bytes they count
+ * against the server's budget, the one timer that enforces every timeout,
+ * and closing: FIN after the last response, then a lingering drain so
+ * that unread client bytes do not turn into an RST that destroys the
+ * response. */
 #include "http-internal.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "log.h"
 
@@ -19,6 +24,9 @@
 #define LINGER_MS 2000
 
 #define DEFAULT_CONTENT_TYPE "text/plain; charset=utf-8"
+
+/* Unsent bytes the kernel holds per connection (see am_http__conn_accept). */
+#define NOTSENT_LOWAT (128 * 1024)
 
 /* Reason phrases of the statuses we produce. */
 #define AM_HTTP_STATUS_MAP(XX)                                                                     \
@@ -32,13 +40,17 @@
     XX(500, "Internal Server Error")                                                               \
     XX(503, "Service Unavailable")
 
-/* One queued response: its two buffers live until on_write (libuv: write
+/* One queued response: its buffers live until on_write (libuv: write
  * buffers end with write_cb). */
-typedef struct wreq {
+struct am_http_wreq {
     uv_write_t req;
-    char *head; /* owned until on_write */
-    char *body; /* owned until on_write */
-} wreq_t;
+    am_http_wreq_t *next;   /* the connection's writes in flight */
+    char *head;             /* owned until on_write */
+    char *body;             /* owned until on_write: a private body, or NULL */
+    am_http_body_t *shared; /* a reference until on_write, or NULL */
+    bool counted;           /* shared is held for the budget: until on_write or the close */
+};
+typedef am_http_wreq_t wreq_t;
 
 static void on_timer(uv_timer_t *t);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -59,6 +71,131 @@ static const char *reason_phrase(int status)
     return strcmp(s, "<unknown>") == 0 ? "Unknown" : s;
 }
 
+/* ---- shared bodies and the queued-bytes budget ---- */
+
+am_http_body_t *am_http_body_new(am_http_server_t *srv, am_buf_t *buf)
+{
+    am_http_body_t *b = am_buf_failed(buf) ? NULL : calloc(1, sizeof(*b));
+    if (!b) {
+        am_buf_free(buf);
+        return NULL;
+    }
+    b->srv = srv;
+    b->data = am_buf_steal(buf, &b->len);
+    b->refs = 1;
+    b->gen = ++srv->bodies_made;
+    am_http_body_t *old = srv->newest;
+    srv->newest = b;
+    if (old) {
+        old->superseded = true;
+        if (old->holders > 0) {
+            srv->queued_old += old->len;
+            am_http__enforce_queue_cap(srv);
+        }
+    }
+    return b;
+}
+
+static void body_retain(am_http_body_t *b)
+{
+    b->refs++;
+}
+
+void am_http_body_release(am_http_body_t *b)
+{
+    if (!b)
+        return;
+    assert(b->refs > 0);
+    if (--b->refs > 0)
+        return;
+    assert(b->holders == 0); /* every holder also holds a reference */
+    if (b->srv->newest == b)
+        b->srv->newest = NULL;
+    free(b->data);
+    free(b);
+}
+
+/* w's shared body gains or loses a holder for the server's budget. */
+static void count_write(am_http_server_t *srv, wreq_t *w, bool in)
+{
+    am_http_body_t *b = w->shared;
+    assert(b && w->counted != in);
+    w->counted = in;
+    if (in ? b->holders++ == 0 : --b->holders == 0) {
+        if (b->superseded) {
+            if (in)
+                srv->queued_old += b->len;
+            else
+                srv->queued_old -= b->len;
+        }
+    }
+}
+
+const am_http_body_t *am_http__conn_oldest_counted(const am_http_conn_t *c)
+{
+    /* The list is in queue order, so bodies come oldest first. */
+    for (const wreq_t *w = c->wq; w; w = w->next)
+        if (w->counted && w->shared->superseded)
+            return w->shared;
+    return NULL;
+}
+
+const char *am_http__conn_peer(am_http_conn_t *c, char *buf, size_t n)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char ip[64];
+    snprintf(buf, n, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return buf;
+    int port;
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        if (uv_ip6_name(a, ip, sizeof(ip)) != 0)
+            return buf;
+        port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        if (uv_ip4_name(a, ip, sizeof(ip)) != 0)
+            return buf;
+        port = ntohs(a->sin_port);
+    }
+    snprintf(buf, n, "%s:%d", ip, port);
+    return buf;
+}
+
+/* The write queue shrank since the last look: the client is reading. */
+static void note_progress(am_http_conn_t *c, uint64_t now)
+{
+    size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (q < c->write_queue_seen) {
+        c->write_queue_seen = q;
+        c->write_since = now;
+    }
+}
+
+uint64_t am_http__conn_stalled_ms(am_http_conn_t *c, uint64_t now)
+{
+    if (c->writes == 0)
+        return 0;
+    note_progress(c, now);
+    if (c->write_queue_seen == 0)
+        return 0; /* all taken by the kernel: on_write is on its way */
+    return now > c->write_since ? now - c->write_since : 0;
+}
+
+/* When the answers queued since send_start must be out (min_send_rate), or
+ * UINT64_MAX. */
+static uint64_t send_deadline(const am_http_conn_t *c)
+{
+    const am_http_limits_t *l = &c->srv->limits;
+    if (l->min_send_rate == 0 || c->writes == 0)
+        return UINT64_MAX;
+    uint64_t allow = l->send_grace_ms + c->send_bytes / l->min_send_rate * 1000 +
+                     c->send_bytes % l->min_send_rate * 1000 / l->min_send_rate;
+    return c->send_start + allow < c->send_start ? UINT64_MAX : c->send_start + allow;
+}
+
 /* ---- timers ---- */
 
 /* (Re)arms the one timer from the connection's state; deadlines are stored,
@@ -77,6 +214,15 @@ void am_http__arm_timer(am_http_conn_t *c)
         c->tmode = AM_HTTP_TM_WRITE;
         start = c->write_since;
         limit = l->write_timeout_ms;
+        uint64_t rate_due = send_deadline(c);
+        if (rate_due != UINT64_MAX) {
+            uint64_t now = uv_now(c->srv->loop);
+            uint64_t due = limit && start + limit >= start ? start + limit : UINT64_MAX;
+            if (rate_due < due)
+                due = rate_due;
+            uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+            return;
+        }
     } else if (c->deferred) {
         /* The server owes the answer and bounds its own work. */
         uv_timer_stop(&c->timer);
@@ -108,12 +254,23 @@ static void on_timer(uv_timer_t *t)
             am_http__conn_close(c);
             return;
         case AM_HTTP_TM_WRITE: {
-            /* Only a write that makes no progress times out: a big body to a
-             * slow but live reader is fine. */
-            size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-            if (c->writes > 0 && q < c->write_queue_seen) {
-                c->write_queue_seen = q;
-                c->write_since = uv_now(srv->loop);
+            uint64_t now = uv_now(srv->loop);
+            if (now >= send_deadline(c)) {
+                /* Slower than min_send_rate: a slow reader holding a body. */
+                srv->stats.timeouts++;
+                am_log(AM_LOG_DEBUG, "event=http_timeout kind=send_rate bytes=%" PRIu64,
+                       c->send_bytes);
+                am_http__conn_close(c);
+                return;
+            }
+            /* Otherwise only a write that makes no progress times out: a big
+             * body to a slow but live reader is fine. */
+            uint64_t seen = c->write_since;
+            if (c->writes > 0)
+                note_progress(c, now);
+            const am_http_limits_t *l = &srv->limits;
+            if (c->write_since != seen || l->write_timeout_ms == 0 ||
+                now < c->write_since + l->write_timeout_ms) {
                 am_http__arm_timer(c);
                 return;
             }
@@ -167,13 +324,27 @@ static const char *http_date(am_http_server_t *srv)
     return srv->date;
 }
 
+static void wreq_free(wreq_t *w)
+{
+    free(w->head);
+    free(w->body);
+    am_http_body_release(w->shared);
+    free(w);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     wreq_t *w = (wreq_t *)req;
     am_http_conn_t *c = req->data;
-    free(w->head);
-    free(w->body);
-    free(w);
+    wreq_t **pp = &c->wq;
+    while (*pp != w) {
+        assert(*pp); /* every write in flight is on the list */
+        pp = &(*pp)->next;
+    }
+    *pp = w->next;
+    if (w->counted)
+        count_write(c->srv, w, false);
+    wreq_free(w);
     assert(c->writes > 0);
     c->writes--;
     if (c->closing)
@@ -205,12 +376,13 @@ bool am_http__conn_send(am_http_conn_t *c, const am_http_reply_t *r)
 {
     am_http_server_t *srv = c->srv;
     bool bodyless = r->status < 200 || r->status == 204 || r->status == 304;
+    size_t body_len = r->shared ? r->shared->len : r->body->len;
     am_buf_t head;
     am_buf_init(&head, 0);
     am_buf_printf(&head, "HTTP/1.1 %d %s\r\n", r->status, reason_phrase(r->status));
     if (!bodyless) {
         am_buf_printf(&head, "Content-Type: %s\r\nContent-Length: %zu\r\n",
-                      r->content_type ? r->content_type : DEFAULT_CONTENT_TYPE, r->body->len);
+                      r->content_type ? r->content_type : DEFAULT_CONTENT_TYPE, body_len);
         if (r->gzip)
             am_buf_puts(&head, "Content-Encoding: gzip\r\n");
     }
@@ -221,38 +393,62 @@ bool am_http__conn_send(am_http_conn_t *c, const am_http_reply_t *r)
     am_buf_printf(&head, "Date: %s\r\nConnection: %s\r\n\r\n", http_date(srv),
                   r->keep_alive ? "keep-alive" : "close");
 
-    wreq_t *w = am_buf_failed(&head) || am_buf_failed(r->body) ? NULL : malloc(sizeof(*w));
+    bool failed = am_buf_failed(&head) || (!r->shared && am_buf_failed(r->body));
+    wreq_t *w = failed ? NULL : calloc(1, sizeof(*w));
     if (!w) {
         am_log(AM_LOG_WARN, "event=http_oom where=response");
         am_buf_free(&head);
-        am_buf_free(r->body);
+        if (!r->shared)
+            am_buf_free(r->body);
         am_http__conn_close(c);
         return false;
     }
+    bool send_body = !r->head && !bodyless && body_len > 0;
     uv_buf_t bufs[2];
     unsigned nbufs = 1;
     bufs[0] = uv_buf_init(head.data, (unsigned)head.len);
-    if (!r->head && !bodyless && r->body->len > 0)
-        bufs[nbufs++] = uv_buf_init(r->body->data, (unsigned)r->body->len);
     w->head = am_buf_steal(&head, NULL);
-    w->body = am_buf_steal(r->body, NULL);
+    if (r->shared) {
+        if (send_body) { /* HEAD holds nothing of the body */
+            body_retain(r->shared);
+            w->shared = r->shared;
+            bufs[nbufs++] = uv_buf_init(r->shared->data, (unsigned)r->shared->len);
+        }
+    } else if (send_body) {
+        bufs[nbufs++] = uv_buf_init(r->body->data, (unsigned)r->body->len);
+        w->body = am_buf_steal(r->body, NULL);
+    } else {
+        am_buf_free(r->body); /* HEAD, or nothing to send */
+    }
     w->req.data = c;
     int err = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
     if (err < 0) {
         am_log(AM_LOG_DEBUG, "event=http_write_error error=%s", uv_err_name(err));
-        free(w->head);
-        free(w->body);
-        free(w);
+        wreq_free(w);
         am_http__conn_close(c);
         return false;
     }
-    if (c->writes++ == 0)
-        c->write_since = uv_now(srv->loop);
+    /* Append: on_write finds it; a close takes its bytes off the budget. */
+    wreq_t **pp = &c->wq;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = w;
+    if (w->shared)
+        count_write(srv, w, true);
+    uint64_t now = uv_now(srv->loop);
+    if (c->writes++ == 0) {
+        c->write_since = now;
+        c->send_start = now;
+        c->send_bytes = 0;
+    }
+    c->send_bytes += (uint64_t)bufs[0].len + (nbufs > 1 ? bufs[1].len : 0);
     c->write_queue_seen = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     if (!r->keep_alive)
         c->final = true;
     am_http__arm_timer(c);
-    return true;
+    if (srv->queued_cap && srv->queued_old > srv->queued_cap)
+        am_http__enforce_queue_cap(srv);
+    return !c->closing;
 }
 
 /* A response the module writes itself: the reason phrase as the body. */
@@ -350,9 +546,11 @@ static void on_conn_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     srv->stats.connections_open--;
+    assert(!c->wq); /* the writes were cancelled before the close callbacks */
     am_buf_free(&c->url);
     am_buf_free(&c->accept);
     am_buf_free(&c->accept_encoding);
+    am_buf_free(&c->expect);
     free(c);
     am_http__maybe_finish(srv);
 }
@@ -363,6 +561,13 @@ void am_http__conn_close(am_http_conn_t *c)
     if (c->closing)
         return;
     c->closing = true;
+    assert(c->srv->live > 0);
+    c->srv->live--;
+    /* The cancelled writes free their memory in their callbacks, but no
+     * longer hold the budget from now on. */
+    for (wreq_t *w = c->wq; w; w = w->next)
+        if (w->counted)
+            count_write(c->srv, w, false);
     if (c->deferred) {
         c->deferred->conn = NULL;
         c->deferred = NULL;
@@ -425,11 +630,13 @@ int am_http__conn_accept(am_http_server_t *srv)
     am_buf_init(&c->url, 0);
     am_buf_init(&c->accept, 0);
     am_buf_init(&c->accept_encoding, 0);
+    am_buf_init(&c->expect, 0);
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
     srv->conns = c;
     srv->stats.connections_open++;
+    srv->live++;
     if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp) < 0) {
         am_http__conn_close(c);
         return 0;
@@ -438,6 +645,16 @@ int am_http__conn_accept(am_http_server_t *srv)
     /* Each response is one write; Nagle would hold back a pipelined
      * response until the client's delayed ACK. */
     uv_tcp_nodelay(&c->tcp, 1);
+    /* The kernel keeps at most NOTSENT_LOWAT bytes of a response that the
+     * client has not taken (its window): a reader that keeps up is fed as
+     * fast as it reads, while a slow or stalled one costs 128 KiB of
+     * kernel buffer and of copying, not the megabytes of an autotuned send
+     * buffer per answer (what made a flood of slow readers cost the loop
+     * most of its time). Best effort: an old kernel lacks it. */
+    uv_os_fd_t fd;
+    int lowat = NOTSENT_LOWAT;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     /* A fresh connection owes its first request within request_timeout. */

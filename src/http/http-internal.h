@@ -1,9 +1,11 @@
 /* http-internal: what the HTTP server's own files share, and nobody else
  * includes. The server is one module (http.h) cut into files by concern:
  *
- *   http.c     the server: listener, accepting, start and graceful stop
- *   conn.c     one TCP connection's I/O: reading, writing responses,
- *              timers, shutdown, lingering close
+ *   http.c     the server: listener, accepting, start and graceful stop;
+ *              the limits across connections: the connection cap and
+ *              which connection it sheds, the queued-bytes budget
+ *   conn.c     one TCP connection's I/O: reading, writing responses
+ *              (shared bodies included), timers, shutdown, lingering close
  *   request.c  requests: http-parser callbacks, the handler call, deferred
  *              answers, pipelining
  *
@@ -15,7 +17,8 @@
  * are closed (am_http__maybe_finish). A connection's memory lives until
  * both its handles' close callbacks ran (libuv: handle memory only in
  * close_cb). A deferred answer is owned by the handler until
- * am_http_deferred_finish; the connection only points at it. */
+ * am_http_deferred_finish; the connection only points at it. A shared body
+ * is owned by its references: the producer's and one per queued write. */
 #pragma once
 
 #include <http_parser.h>
@@ -30,8 +33,10 @@
 
 enum {
     /* One read fills at most this much; also bounds the header bytes parsed
-     * past the limit before we notice. */
-    AM_HTTP_READ_BUF_SIZE = 16 * 1024,
+     * past the limit before we notice. Every open connection has one, so it
+     * is most of a connection's memory: 4 KiB holds any scraper's request
+     * (Prometheus sends about 300 bytes); a longer head takes more reads. */
+    AM_HTTP_READ_BUF_SIZE = 4 * 1024,
     /* Longer header names are never one we care about (Accept-Encoding is 15). */
     AM_HTTP_HEADER_NAME_MAX = 32,
 };
@@ -44,13 +49,28 @@ typedef enum am_http_timer_mode {
 } am_http_timer_mode_t;
 
 typedef struct am_http_conn am_http_conn_t;
+typedef struct am_http_wreq am_http_wreq_t;
+
+struct am_http_body {
+    am_http_server_t *srv; /* borrowed: every body is released before the server is freed */
+    char *data;            /* owned */
+    size_t len;
+    unsigned refs;    /* the producer's and one per queued write (memory) */
+    unsigned holders; /* accounted writes: of open connections (the budget) */
+    uint64_t gen;     /* the server's count of bodies made, this one included */
+    bool superseded;  /* a newer body exists: counted in queued_old while held */
+};
 
 struct am_http_server {
     uv_loop_t *loop; /* borrowed until done() */
     uv_tcp_t listener;
     uv_tcp_t spare; /* accepts-and-closes a connection when malloc fails */
     bool spare_busy;
-    bool accept_stalled; /* a connection waits for uv_accept (see accept_and_close) */
+    bool accept_stalled;     /* a connection waits for uv_accept (see accept_and_close) */
+    uv_timer_t accept_timer; /* retries a connection waiting for a slot (accept_one) */
+    bool accept_timer_closed;
+    bool accept_waiting; /* libuv holds a connection that waits for a slot */
+    uint64_t accept_wait_since;
     http_parser_settings settings;
     am_http_limits_t limits; /* copied at start */
     am_http_handler_fn handler;
@@ -58,7 +78,14 @@ struct am_http_server {
     am_http_stats_t stats;
     int port;
     am_http_conn_t *conns; /* owned: every conn not yet freed, closing ones included */
+    unsigned live;         /* conns not closing: what max_connections counts */
     unsigned rejects_closing;
+    /* The queued-bytes budget (limits.max_queued_bytes): every superseded
+     * shared body that an open connection still holds, each counted once. */
+    size_t queued_old;
+    size_t queued_cap;      /* the budget; 0 = none */
+    am_http_body_t *newest; /* borrowed: the last body made, NULL once freed */
+    uint64_t bodies_made;
     bool start_failed;
     bool stopping;
     bool listener_closed;
@@ -81,8 +108,11 @@ struct am_http_conn {
     am_buf_t url;
     am_buf_t accept;
     am_buf_t accept_encoding;
+    am_buf_t expect;
     bool has_accept;
     bool has_accept_encoding;
+    bool has_expect;
+    bool refuse_body; /* Expect: 100-continue on a method we refuse: 405 at the head */
     char hname[AM_HTTP_HEADER_NAME_MAX];
     size_t hname_len; /* may exceed sizeof(hname): such a name matches nothing */
     am_buf_t *hvalue; /* borrowed: where the current header value goes; NULL drops it */
@@ -102,9 +132,12 @@ struct am_http_conn {
     bool reading;
     bool peer_eof;
 
-    size_t writes; /* uv_write requests in flight */
+    size_t writes;      /* uv_write requests in flight */
+    am_http_wreq_t *wq; /* owned until on_write: the writes in flight, oldest first */
     size_t write_queue_seen;
-    uint64_t write_since;
+    uint64_t write_since; /* the last progress seen (or the first write) */
+    uint64_t send_start;  /* when the queue last became non-empty */
+    uint64_t send_bytes;  /* bytes queued since send_start (the min_send_rate deadline) */
     uint64_t idle_since;
     bool final; /* the last response is queued: parse nothing more */
     bool shutting;
@@ -137,7 +170,9 @@ typedef struct am_http_reply {
     bool gzip;                /* body holds gzip bytes */
     bool head;                /* HEAD: headers only */
     bool keep_alive;          /* false: last response of the connection */
-    am_buf_t *body;           /* its bytes are stolen (the buffer is left empty) */
+    am_buf_t *body;           /* its bytes are stolen (the buffer is left empty); unused
+                                 with shared */
+    am_http_body_t *shared;   /* or a shared body: a reference is taken */
 } am_http_reply_t;
 
 /* ---- http.c ---- */
@@ -145,6 +180,9 @@ typedef struct am_http_reply {
 /* Frees a stopping server once its listener and every connection (and
  * rejected socket) are closed, then calls done. */
 void am_http__maybe_finish(am_http_server_t *srv);
+/* Closes the slowest holders of counted bytes while the queued totals are
+ * over the budget. */
+void am_http__enforce_queue_cap(am_http_server_t *srv);
 
 /* ---- conn.c ---- */
 
@@ -153,9 +191,18 @@ void am_http__maybe_finish(am_http_server_t *srv);
  * -ENOMEM / a libuv error before a connection existed: the caller must
  * accept-and-close to keep the listener polled. */
 int am_http__conn_accept(am_http_server_t *srv) __attribute__((warn_unused_result));
-/* Closes now; queued writes are cancelled (their callbacks free them). A
- * second call is a no-op. */
+/* Closes now; queued writes are cancelled (their callbacks free them, and
+ * their bytes leave the budget at once). A second call is a no-op. */
 void am_http__conn_close(am_http_conn_t *c);
+/* The oldest superseded shared body c's unsent answers hold (what counts
+ * against the budget), or NULL. */
+const am_http_body_t *am_http__conn_oldest_counted(const am_http_conn_t *c);
+/* The client's address as "ip:port" into buf (n bytes, the caller's), for
+ * debug logs; "?" when unknown. Returns buf. */
+const char *am_http__conn_peer(am_http_conn_t *c, char *buf, size_t n);
+/* How long c's answers have made no progress, in ms (0 without writes);
+ * notes progress seen since the last look. */
+uint64_t am_http__conn_stalled_ms(am_http_conn_t *c, uint64_t now);
 /* (Re)arms the connection's one timer from its state; idempotent. */
 void am_http__arm_timer(am_http_conn_t *c);
 void am_http__start_reading(am_http_conn_t *c);

@@ -1,12 +1,21 @@
 /* http: the scrape endpoint's HTTP/1.1 server (see http.h): the listener,
- * accepting (and refusing past max_connections or out of memory), start
- * and graceful stop. Connections are conn.c's, requests request.c's
- * (http-internal.h maps the files). */
+ * accepting, start and graceful stop, and the limits that span
+ * connections: which connection goes when max_connections are open, and
+ * the budget of unsent bytes. Connections are conn.c's, requests
+ * request.c's (http-internal.h maps the files).
+ *
+ * Every attacker of a sidecar comes from the same loopback address as the
+ * good scraper, so a connection is judged by what it does, as nginx,
+ * envoy and Go's http.Server judge it by their deadlines: a request head
+ * that takes long, an answer its client does not read. The deadlines
+ * (conn.c) free such connections in the end; these rules free them at
+ * once when a new connection or memory needs the room. */
 #include "http.h"
 #include "http-internal.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,14 +33,150 @@ void am_http_limits_default(am_http_limits_t *limits)
     limits->idle_timeout_ms = 60000;
     limits->request_timeout_ms = 10000;
     limits->write_timeout_ms = 60000;
-    limits->max_connections = 512;
+    limits->min_send_rate = 65536;
+    limits->send_grace_ms = 10000;
+    limits->max_connections = 1024;
+    limits->shed_grace_ms = 1000;
+    limits->hold_grace_ms = 20;
     limits->max_pending_responses = 16;
+    limits->max_conn_queued_bytes = 16384;
+    limits->max_queued_bytes = 0;
+}
+
+/* ---- the limits across connections ---- */
+
+/* What a connection is doing, for the choice of which one to shed: the
+ * higher the worse. */
+/* Waiting on its client for less than this, a connection is never shed:
+ * the connections that arrive together (one loop turn accepts them all) do
+ * not push each other out before any could send its request, and a reader
+ * that keeps up takes some of its answer every loop turn. */
+#define YOUNG_MIN_MS 10
+
+/* At the cap with no connection to shed, a new one waits at most this long
+ * for a slot before it is closed. */
+#define ACCEPT_WAIT_MS 500
+
+typedef enum shed_rank {
+    RANK_KEEP = 0,     /* waiting on us, or on its client for under YOUNG_MIN_MS */
+    RANK_YOUNG = 1,    /* waiting on its client for less than shed_grace_ms */
+    RANK_IDLE = 2,     /* kept alive between requests */
+    RANK_WAITING = 3,  /* waiting on its client for shed_grace_ms or longer */
+    RANK_FINISHED = 4, /* answered; only draining the client before the close */
+} shed_rank_t;
+
+static shed_rank_t shed_rank(am_http_conn_t *c, uint64_t now, uint64_t *wait)
+{
+    uint64_t grace = c->srv->limits.shed_grace_ms;
+    *wait = 0;
+    if (c->closing || c->deferred)
+        return RANK_KEEP;
+    if (c->lingering || (c->shutting && c->writes == 0))
+        return RANK_FINISHED;
+    if (c->writes > 0) {
+        *wait = am_http__conn_stalled_ms(c, now);
+    } else if (c->in_request) {
+        *wait = now > c->request_start ? now - c->request_start : 0;
+    } else {
+        *wait = now > c->idle_since ? now - c->idle_since : 0;
+        return RANK_IDLE;
+    }
+    if (*wait >= grace)
+        return RANK_WAITING;
+    return *wait >= YOUNG_MIN_MS ? RANK_YOUNG : RANK_KEEP;
+}
+
+/* The connection to close so that a new one can be served, or NULL when
+ * every open one is better kept (then the new one is closed). In order:
+ * one already answered and draining; the one that has waited longest on
+ * its client (a request head still incomplete, an answer not progressing),
+ * once it has waited shed_grace_ms; the longest idle keep-alive one; then
+ * again the one waiting longest on its client, however briefly (a flood
+ * that reconnects faster than the grace: each newcomer pushes out the
+ * oldest, so a good client has as many arrivals' time to send its head or
+ * read). Never one that waits on us (a deferred answer), nor one waiting
+ * on its client for under YOUNG_MIN_MS: a reader that keeps up takes some
+ * of its answer every loop turn. O(open connections), only at the cap. */
+static am_http_conn_t *pick_shed_victim(am_http_server_t *srv, uint64_t now)
+{
+    am_http_conn_t *best = NULL;
+    shed_rank_t best_rank = RANK_YOUNG; /* RANK_KEEP never goes */
+    uint64_t best_wait = 0;
+    for (am_http_conn_t *c = srv->conns; c; c = c->next) {
+        uint64_t wait;
+        shed_rank_t r = shed_rank(c, now, &wait);
+        if (r < best_rank || (best && r == best_rank && wait <= best_wait))
+            continue;
+        best = c;
+        best_rank = r;
+        best_wait = wait;
+    }
+    return best;
+}
+
+typedef struct holder {
+    am_http_conn_t *c;
+    uint64_t gen;   /* of the oldest counted body it holds */
+    uint64_t stall; /* ms without progress */
+} holder_t;
+
+/* The longest stalled first, then the oldest body. */
+static int holder_cmp(const void *a, const void *b)
+{
+    const holder_t *x = a, *y = b;
+    if (x->stall != y->stall)
+        return x->stall > y->stall ? -1 : 1;
+    return x->gen < y->gen ? -1 : x->gen > y->gen;
+}
+
+/* While unsent answers hold more superseded bodies than the budget, their
+ * holders that made no progress for hold_grace_ms are closed, the longest
+ * stalled first (of the oldest body on a tie), until the bodies freed
+ * bring the total under. A reader that keeps up is not one of them,
+ * however many bodies are made while it reads: it takes some of its answer
+ * whenever the loop writes to it, while a slow one has taken nothing since
+ * it got its body. The budget may be passed for as long as the readers
+ * that keep up take, and by the bodies of the last hold_grace_ms. (Private answers are not counted: the
+ * daemon's are small, /health and errors, and each connection holds at
+ * most max_pending_responses of them.) One sort per call, only when over. */
+void am_http__enforce_queue_cap(am_http_server_t *srv)
+{
+    if (!srv->queued_cap || srv->queued_old <= srv->queued_cap)
+        return;
+    uint64_t now = uv_now(srv->loop);
+    size_t n = 0;
+    for (am_http_conn_t *c = srv->conns; c; c = c->next)
+        n += !c->closing && am_http__conn_oldest_counted(c) != NULL;
+    holder_t *h = malloc((n ? n : 1) * sizeof(*h));
+    if (!h) {
+        am_log(AM_LOG_WARN, "event=http_oom where=queue_cap");
+        return; /* over the budget until the next try */
+    }
+    size_t k = 0;
+    for (am_http_conn_t *c = srv->conns; c && k < n; c = c->next) {
+        const am_http_body_t *b = c->closing ? NULL : am_http__conn_oldest_counted(c);
+        uint64_t stall = b ? am_http__conn_stalled_ms(c, now) : 0;
+        if (b && stall >= srv->limits.hold_grace_ms)
+            h[k++] = (holder_t){c, b->gen, stall};
+    }
+    qsort(h, k, sizeof(*h), holder_cmp);
+    for (size_t i = 0; i < k && srv->queued_old > srv->queued_cap; i++) {
+        srv->stats.connections_shed++;
+        char peer[80];
+        am_log(AM_LOG_DEBUG,
+               "event=http_shed reason=queued_bytes queued=%zu body=%" PRIu64 " stalled_ms=%" PRIu64
+               " peer=%s",
+               srv->queued_old, h[i].gen, h[i].stall,
+               am_http__conn_peer(h[i].c, peer, sizeof(peer)));
+        am_http__conn_close(h[i].c);
+    }
+    free(h);
 }
 
 void am_http__maybe_finish(am_http_server_t *srv)
 {
-    if (!srv->stopping || !srv->listener_closed || srv->conns || srv->rejects_closing ||
-        srv->spare_busy)
+    if (!srv->stopping || !srv->listener_closed || !srv->accept_timer_closed || srv->conns ||
+        srv->rejects_closing || srv->spare_busy)
         return;
     void (*done)(void *) = srv->done;
     void *ctx = srv->done_ctx;
@@ -99,15 +244,49 @@ static void accept_and_close(am_http_server_t *srv)
     uv_close((uv_handle_t *)t, cb);
 }
 
+static void on_accept_timer(uv_timer_t *t)
+{
+    am_http_server_t *srv = t->data;
+    if (srv->accept_waiting && !srv->stopping)
+        accept_one(srv);
+}
+
+/* Accepts the connection libuv holds: at the cap, after shedding the worst
+ * open one. When none may go, the new one waits in libuv's hands (which
+ * stops polling the listener meanwhile; the kernel's backlog holds the
+ * next ones) and is tried again every YOUNG_MIN_MS: a burst of connections
+ * is young only that long. After ACCEPT_WAIT_MS it is closed. */
 static void accept_one(am_http_server_t *srv)
 {
     const am_http_limits_t *l = &srv->limits;
-    if (l->max_connections && srv->stats.connections_open >= l->max_connections) {
-        srv->stats.connections_rejected++;
-        am_log(AM_LOG_DEBUG, "event=http_reject_connection open=%u", srv->stats.connections_open);
-        accept_and_close(srv);
-        return;
+    if (l->max_connections && srv->live >= l->max_connections) {
+        uint64_t now = uv_now(srv->loop);
+        am_http_conn_t *victim = pick_shed_victim(srv, now);
+        if (!victim) {
+            if (!srv->accept_waiting) {
+                srv->accept_waiting = true;
+                srv->accept_wait_since = now;
+            }
+            if (now - srv->accept_wait_since < ACCEPT_WAIT_MS) {
+                uv_timer_start(&srv->accept_timer, on_accept_timer, YOUNG_MIN_MS, 0);
+                return;
+            }
+            srv->accept_waiting = false;
+            srv->stats.connections_rejected++;
+            am_log(AM_LOG_DEBUG, "event=http_reject_connection open=%u", srv->live);
+            accept_and_close(srv);
+            return;
+        }
+        uint64_t wait;
+        shed_rank_t r = shed_rank(victim, now, &wait);
+        static const char *const why[] = {"keep", "young", "idle", "waiting", "finished"};
+        srv->stats.connections_shed++;
+        char peer[80];
+        am_log(AM_LOG_DEBUG, "event=http_shed reason=%s waited_ms=%" PRIu64 " open=%u peer=%s",
+               why[r], wait, srv->live, am_http__conn_peer(victim, peer, sizeof(peer)));
+        am_http__conn_close(victim);
     }
+    srv->accept_waiting = false;
     if (am_http__conn_accept(srv) < 0)
         accept_and_close(srv);
 }
@@ -123,6 +302,13 @@ static void on_connection(uv_stream_t *listener, int status)
 }
 
 /* ---- start, stop ---- */
+
+static void on_accept_timer_closed(uv_handle_t *h)
+{
+    am_http_server_t *srv = h->data;
+    srv->accept_timer_closed = true;
+    am_http__maybe_finish(srv);
+}
 
 static void on_listener_closed(uv_handle_t *h)
 {
@@ -194,6 +380,8 @@ int am_http_server_start(uv_loop_t *loop, const char *host, int port,
     srv->handler = handler;
     srv->ctx = ctx;
     srv->port = bound_port;
+    srv->queued_cap = limits->max_queued_bytes ? limits->max_queued_bytes
+                                               : (size_t)limits->max_connections * 16384;
     am_http__parser_settings(&srv->settings);
     err = uv_tcp_init(loop, &srv->listener);
     if (err < 0) {
@@ -214,6 +402,8 @@ int am_http_server_start(uv_loop_t *loop, const char *host, int port,
         uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
         return err;
     }
+    uv_timer_init(loop, &srv->accept_timer); /* cannot fail */
+    srv->accept_timer.data = srv;
     *out = srv;
     return 0;
 }
@@ -236,6 +426,7 @@ void am_http_server_stop(am_http_server_t *srv, void (*done)(void *ctx), void *c
     srv->done = done;
     srv->done_ctx = ctx;
     uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+    uv_close((uv_handle_t *)&srv->accept_timer, on_accept_timer_closed);
     for (am_http_conn_t *c = srv->conns; c; c = c->next) {
         if (c->closing)
             continue;

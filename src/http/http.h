@@ -2,10 +2,12 @@
  * libuv loop.
  *
  * The module owns connections, parsing, limits, timeouts, keep-alive,
- * pipelining order, HEAD and 400/405; it knows nothing of metrics, formats
- * or encodings (negotiate.h decides those, the handler encodes). The
- * server module routes each complete GET/HEAD request to one handler
- * callback that fills a response.
+ * pipelining order, HEAD and 400/405, the connection cap and which
+ * connection it sheds, and the bytes connections may hold unsent (shared
+ * bodies); it knows nothing of metrics, formats or encodings (negotiate.h
+ * decides those, the handler encodes). The server module routes each
+ * complete GET/HEAD request to one handler callback that fills a
+ * response.
  *
  * Who calls: server.c, on the main loop; every callback (handler, done)
  * runs on that loop. Not thread-safe. */
@@ -51,10 +53,11 @@ typedef void (*am_http_handler_fn)(void *ctx, const am_http_request_t *req,
  * turns). In the handler: d = am_http_defer(resp), with content_type and
  * vary_encoding set and the body left empty; NULL when out of memory (then
  * answer now). d is owned by the handler until it gives it back with
- * am_http_deferred_finish, which must come from a later loop callback,
- * exactly once per d, before the server is stopped. The connection then
- * answers nothing else, its pipelined requests waiting, and has no timeout
- * until then. */
+ * am_http_deferred_finish or am_http_deferred_finish_shared, which must
+ * come from a later loop callback, exactly once per d, before the server is
+ * stopped. The connection then answers nothing else, its pipelined requests
+ * waiting, and has no timeout until then (nor is it shed: it waits on us,
+ * not on its client). */
 typedef struct am_http_deferred am_http_deferred_t;
 am_http_deferred_t *am_http_defer(am_http_response_t *resp) __attribute__((warn_unused_result));
 /* Sends the deferred answer: 200 with body's bytes (stolen: the buffer is
@@ -64,14 +67,56 @@ am_http_deferred_t *am_http_defer(am_http_response_t *resp) __attribute__((warn_
  * Frees d. */
 void am_http_deferred_finish(am_http_deferred_t *d, am_buf_t *body, bool gzipped);
 
+typedef struct am_http_server am_http_server_t;
+
+/* One rendered body sent to several answers without a copy (every /metrics
+ * request that asked for the same snapshot and format): reference-counted;
+ * each queued answer holds a reference until its write completes or is
+ * cancelled.
+ *
+ * The newest body a server made is free; once a newer one exists, an older
+ * body still held by unsent answers counts against limits.max_queued_bytes
+ * (and the slowest of its readers are closed while the total is over). */
+typedef struct am_http_body am_http_body_t;
+/* A new body of srv (borrowed: the body must be released before the
+ * server's done) with buf's bytes (stolen: buf is left empty, the caller
+ * still owns the am_buf_t) and one reference, the caller's. It becomes
+ * srv's newest body. NULL when out of memory or when buf failed (buf is
+ * then emptied too). May close connections: the slowest holders of older
+ * bodies when over max_queued_bytes, never one with a deferred answer. */
+am_http_body_t *am_http_body_new(am_http_server_t *srv, am_buf_t *buf)
+    __attribute__((warn_unused_result));
+/* Drops the caller's reference; the bytes go with the last one. NULL is
+ * ignored. */
+void am_http_body_release(am_http_body_t *b);
+/* Sends the deferred answer with b's bytes (a reference is taken: the
+ * caller keeps its own). Otherwise as am_http_deferred_finish. Frees d. */
+void am_http_deferred_finish_shared(am_http_deferred_t *d, am_http_body_t *b, bool gzipped);
+
 typedef struct am_http_limits {
     size_t max_header_bytes;      /* request line + headers; over it: 431 and close */
     size_t max_body_bytes;        /* a GET/HEAD body beyond this: 413 and close */
     uint64_t idle_timeout_ms;     /* keep-alive connection with no request in flight */
-    uint64_t request_timeout_ms;  /* from first byte to a complete request (slowloris) */
+    uint64_t request_timeout_ms;  /* from first byte to a complete request (slowloris): one
+                                     deadline for the whole request, not one per read */
     uint64_t write_timeout_ms;    /* a response that makes no progress for this long */
-    unsigned max_connections;     /* beyond it new connections are closed at once */
+    uint64_t min_send_rate;       /* bytes/s: what was queued since the connection's queue
+                                     was last empty must be out by then + send_grace_ms +
+                                     its bytes / this rate; 0 = no such deadline */
+    uint64_t send_grace_ms;       /* see min_send_rate */
+    unsigned max_connections;     /* at it, a new connection sheds the worst open one
+                                     (http.c), or is closed when none is bad enough */
+    uint64_t shed_grace_ms;       /* waiting on its client this long (a request head
+                                     incomplete, a response not progressing), a connection
+                                     may be shed for a new one */
     size_t max_pending_responses; /* pipelined requests queued per connection */
+    size_t max_conn_queued_bytes; /* a connection with more unsent bytes than this reads no
+                                     further request; 0 = no byte cap */
+    size_t max_queued_bytes;      /* shared bodies held by unsent answers, each counted once,
+                                     the newest not counted; over it the holders stalled
+                                     for hold_grace_ms are closed, oldest body first.
+                                     0 = 16 KiB x max_connections */
+    uint64_t hold_grace_ms;       /* see max_queued_bytes */
 } am_http_limits_t;
 
 /* Fills the caller's limits with the defaults. 0 disables a timeout or
@@ -83,14 +128,13 @@ void am_http_limits_default(am_http_limits_t *limits);
 
 typedef struct am_http_stats {
     uint64_t connections_accepted;
-    uint64_t connections_rejected; /* over max_connections */
+    uint64_t connections_rejected; /* new ones closed at once: at max_connections */
+    uint64_t connections_shed;     /* open ones closed for a new one, or over max_queued_bytes */
     uint64_t requests;
     uint64_t bad_requests; /* 400/413/431 */
     uint64_t timeouts;
     unsigned connections_open;
 } am_http_stats_t;
-
-typedef struct am_http_server am_http_server_t;
 
 /* Binds host:port (IPv4 or IPv6 literal, borrowed for the call; port 0 =
  * ephemeral) and starts listening on loop. loop, handler and ctx are

@@ -4,8 +4,9 @@
  * connection. The parser is paused at the end of every message (and at
  * the end of every header block, so header bytes can be counted exactly);
  * when the connection already has max_pending_responses writes in flight,
- * the rest of the read buffer is kept and reading stops until a write
- * completes. */
+ * or more than max_conn_queued_bytes unsent, the rest of the read buffer
+ * is kept and reading stops until a write completes: a client that
+ * pipelines and never reads holds one answer, not one per request. */
 #include "http-internal.h"
 
 #include <assert.h>
@@ -22,7 +23,9 @@ static int on_message_begin(http_parser *p)
     am_buf_reset(&c->url);
     am_buf_reset(&c->accept);
     am_buf_reset(&c->accept_encoding);
-    c->has_accept = c->has_accept_encoding = false;
+    am_buf_reset(&c->expect);
+    c->has_accept = c->has_accept_encoding = c->has_expect = false;
+    c->refuse_body = false;
     c->hname_len = 0;
     c->hvalue = NULL;
     c->in_field = false;
@@ -62,6 +65,9 @@ static void header_name_done(am_http_conn_t *c)
     } else if (am_ascii_caseeq(c->hname, c->hname_len, "accept-encoding")) {
         c->hvalue = &c->accept_encoding;
         seen = &c->has_accept_encoding;
+    } else if (am_ascii_caseeq(c->hname, c->hname_len, "expect")) {
+        c->hvalue = &c->expect;
+        seen = &c->has_expect;
     } else {
         return;
     }
@@ -100,15 +106,36 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* The Expect value names 100-continue (any case, in a list). */
+static bool expects_continue(const am_buf_t *v)
+{
+    static const char want[] = "100-continue";
+    size_t n = sizeof(want) - 1;
+    for (size_t i = 0; v->data && i + n <= v->len; i++)
+        if (am_ascii_caseeq(v->data + i, n, want))
+            return true;
+    return false;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     am_http_conn_t *c = p->data;
     if (c->in_field)
         header_name_done(c);
-    if (am_buf_failed(&c->accept) || am_buf_failed(&c->accept_encoding)) {
+    if (am_buf_failed(&c->accept) || am_buf_failed(&c->accept_encoding) ||
+        am_buf_failed(&c->expect)) {
         c->oom = true;
         return -1;
     }
+    /* A client that sent Expect: 100-continue waits for our word before
+     * it sends the body: a method we refuse gets its 405 now (then the
+     * connection closes, since the body may follow anyway), instead of a
+     * wait for a body that never comes. */
+    bool body_follows =
+        (p->flags & F_CHUNKED) || (p->content_length != ULLONG_MAX && p->content_length > 0);
+    if (c->has_expect && body_follows && p->method != HTTP_GET && p->method != HTTP_HEAD &&
+        expects_continue(&c->expect))
+        c->refuse_body = true;
     /* Refuse a declared oversized body before reading any of it. */
     if (p->content_length != ULLONG_MAX && p->content_length > c->srv->limits.max_body_bytes) {
         c->reject = 413;
@@ -245,6 +272,20 @@ static void dispatch(am_http_conn_t *c)
     am_http__conn_send(c, &r);
 }
 
+/* Expect: 100-continue on a method other than GET/HEAD: 405 at the end of
+ * the head, and the connection ends (what follows is drained, unread). */
+static void refuse_expected_body(am_http_conn_t *c)
+{
+    c->refuse_body = false;
+    c->srv->stats.requests++;
+    c->in_request = false;
+    c->request_begun = false;
+    c->in_body = false;
+    c->header_bytes = 0;
+    c->roff = c->rlen;
+    am_http__send_simple(c, 405, "GET, HEAD", false);
+}
+
 /* Parses rbuf[roff, rlen), answering each complete request. Stops reading
  * while the write queue is full and resumes from on_write. */
 void am_http__conn_feed(am_http_conn_t *c)
@@ -259,7 +300,9 @@ void am_http__conn_feed(am_http_conn_t *c)
             c->roff = c->rlen; /* nothing after the last response is answered */
             break;
         }
-        if (c->writes >= max_pending) {
+        if (c->writes >= max_pending ||
+            (l->max_conn_queued_bytes && c->writes > 0 &&
+             uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > l->max_conn_queued_bytes)) {
             am_http__stop_reading(c);
             return;
         }
@@ -282,6 +325,10 @@ void am_http__conn_feed(am_http_conn_t *c)
         }
         if (err == HPE_PAUSED) {
             http_parser_pause(&c->parser, 0);
+            if (c->refuse_body) {
+                refuse_expected_body(c);
+                break;
+            }
             if (c->message_done) {
                 c->message_done = false;
                 dispatch(c);
@@ -313,7 +360,9 @@ am_http_deferred_t *am_http_defer(am_http_response_t *resp)
     return d;
 }
 
-void am_http_deferred_finish(am_http_deferred_t *d, am_buf_t *body, bool gzipped)
+/* Both finishes: a private body (stolen) or a shared one (a reference). */
+static void deferred_finish(am_http_deferred_t *d, am_buf_t *body, am_http_body_t *shared,
+                            bool gzipped)
 {
     am_http_conn_t *c = d->conn;
     assert(!c || c->deferred == d); /* finished once, on its own connection */
@@ -321,11 +370,12 @@ void am_http_deferred_finish(am_http_deferred_t *d, am_buf_t *body, bool gzipped
     const char *type = d->content_type;
     free(d);
     if (!c) {
-        am_buf_free(body);
+        if (body)
+            am_buf_free(body);
         return;
     }
     c->deferred = NULL;
-    if (am_buf_failed(body)) {
+    if (body && am_buf_failed(body)) {
         am_log(AM_LOG_WARN, "event=http_handler_failed status=200 body_failed=1");
         am_buf_free(body);
         am_http__send_simple(c, 500, NULL, keep);
@@ -338,11 +388,22 @@ void am_http_deferred_finish(am_http_deferred_t *d, am_buf_t *body, bool gzipped
             .head = head,
             .keep_alive = keep,
             .body = body,
+            .shared = shared,
         };
         am_http__conn_send(c, &r);
     }
     if (!c->closing)
         am_http__conn_feed(c); /* the requests that waited behind this one */
+}
+
+void am_http_deferred_finish(am_http_deferred_t *d, am_buf_t *body, bool gzipped)
+{
+    deferred_finish(d, body, NULL, gzipped);
+}
+
+void am_http_deferred_finish_shared(am_http_deferred_t *d, am_http_body_t *b, bool gzipped)
+{
+    deferred_finish(d, NULL, b, gzipped);
 }
 
 void am_http__parser_settings(http_parser_settings *settings)

@@ -134,8 +134,13 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
            "Malformed or oversized HTTP requests (400/413/431).", AM_FAMILY_COUNTER,
            (double)st->http_bad_requests, fmt);
     single(b, "alice_metricsd_http_connections_rejected_total",
-           "HTTP connections closed at once because too many were open.", AM_FAMILY_COUNTER,
-           (double)st->http_connections_rejected, fmt);
+           "New HTTP connections closed at once: max_connections were open and none could be "
+           "shed.",
+           AM_FAMILY_COUNTER, (double)st->http_connections_rejected, fmt);
+    single(b, "alice_metricsd_http_connections_shed_total",
+           "Open HTTP connections closed to make room for a new one (a slow request or reader, "
+           "an idle keep-alive) or because slow readers held too many old /metrics bodies.",
+           AM_FAMILY_COUNTER, (double)st->http_connections_shed, fmt);
     single(b, "alice_metricsd_http_connections", "HTTP connections open.", AM_FAMILY_GAUGE,
            (double)st->http_connections_open, fmt);
 

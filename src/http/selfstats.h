@@ -37,6 +37,7 @@ typedef struct am_selfstats {
     uint64_t http_requests;
     uint64_t http_bad_requests;
     uint64_t http_connections_rejected;
+    uint64_t http_connections_shed;
     unsigned http_connections_open;
     double start_time;   /* unix seconds */
     const char *version; /* static (AM_VERSION) */

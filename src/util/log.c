@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
@@ -26,6 +27,37 @@ int am_log_level_parse(const char *s)
 const char *am_log_level_name(am_log_level_t level)
 {
     return (unsigned)level < 4 ? level_names[level] : "?";
+}
+
+const char *am_log_escape(char *out, size_t size, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (; s && *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[4];
+        size_t n = 0;
+        if (ch == '\\' || ch == '"') {
+            esc[n++] = '\\';
+            esc[n++] = (char)ch;
+        } else if (ch == '\n' || ch == '\r' || ch == '\t') {
+            esc[n++] = '\\';
+            esc[n++] = ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't';
+        } else if (ch < 0x20 || ch == 0x7f) {
+            esc[n++] = '\\';
+            esc[n++] = 'x';
+            esc[n++] = hex[ch >> 4];
+            esc[n++] = hex[ch & 15];
+        } else {
+            esc[n++] = (char)ch;
+        }
+        if (o + n >= size)
+            break;
+        memcpy(out + o, esc, n);
+        o += n;
+    }
+    out[o] = '\0';
+    return out;
 }
 
 void am_log_write(am_log_level_t level, const char *fmt, ...)

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum am_log_level {
     AM_LOG_DEBUG = 0,
@@ -32,6 +33,17 @@ static inline bool am_log_enabled(am_log_level_t level)
 /* Writes one line: "time=... level=... " and fmt's text, cut at 2 KiB
  * (still one line). fmt and its arguments are borrowed for the call. */
 void am_log_write(am_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Escapes s (borrowed for the call; NULL reads as "") for the inside of a
+ * quoted logfmt value, error="...": backslash and double quote get a
+ * backslash, newline, carriage return and tab become \n, \r and \t, other
+ * control bytes \xHH; the rest is copied as is. Written into out (size
+ * bytes, the caller's, size >= 1), always NUL-terminated; a value that does
+ * not fit is cut before an escape, never inside one. Returns out, so that
+ * a call can be an am_log argument:
+ *     char e[512];
+ *     am_log(AM_LOG_ERROR, "event=x error=\"%s\"", am_log_escape(e, sizeof(e), err)); */
+const char *am_log_escape(char *out, size_t size, const char *s);
 
 /* Checks the level before any argument is formatted. */
 #define am_log(level, ...)                                                                         \

@@ -82,6 +82,9 @@ def test_malformed_http_requests():
             (b"GET /metrics HTTP/1.1\r\n" + b"X-Big: " + b"a" * 100000 + b"\r\n\r\n", b"431"),
             (b"POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc", b"405"),
             (b"DELETE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"405"),
+            # the client holds its body back until told to go on: answered at once
+            (b"POST /metrics HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+             b"Content-Length: 5\r\n\r\n", b"405"),
             (b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"404"),
         ]
         for req, code in cases:

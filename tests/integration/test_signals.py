@@ -18,6 +18,37 @@ def write(path, text):
     os.replace(path + ".tmp", path)
 
 
+def logfmt(line):
+    """The key=value pairs of one logfmt line; a quoted value may hold \\"
+    and \\\\ escapes. Fails on anything else (an unescaped quote inside a
+    value leaves a stray word behind)."""
+    out, i, line = {}, 0, line.rstrip("\n")
+    while i < len(line):
+        eq = line.index("=", i)
+        key = line[i:eq]
+        assert key and " " not in key and '"' not in key, (key, line)
+        i = eq + 1
+        if i < len(line) and line[i] == '"':
+            i += 1
+            val = []
+            while line[i] != '"':
+                if line[i] == "\\":
+                    i += 1
+                val.append(line[i])
+                i += 1
+            i += 1
+            value = "".join(val)
+        else:
+            end = line.find(" ", i)
+            end = len(line) if end < 0 else end
+            value = line[i:end]
+            i = end
+        assert i == len(line) or line[i] == " ", (i, line)
+        out[key] = value
+        i += 1
+    return out
+
+
 def test_sigterm_and_sigint_exit_0():
     for sig in (signal.SIGTERM, signal.SIGINT):
         d = Daemon()
@@ -86,7 +117,13 @@ def test_sighup_good_then_bad_config():
         # bad config: logged, old one kept, daemon still ingesting
         write(cfg, '{"families": [{"name": "alice_jobs_total", "type": "countr"}]}')
         d.signal(signal.SIGHUP)
-        assert d.wait_log(r"level=error event=reload_failed .*countr"), d.log
+        line = d.wait_log(r"level=error event=reload_failed .*countr")
+        assert line, d.log
+        # the error text holds quotes: escaped, the line is still logfmt
+        fields = logfmt(line)
+        assert fields["event"] == "reload_failed", fields
+        assert fields["error"].endswith('got "countr"'), fields
+        assert fields["action"] == "kept the old config", fields
         d.send("alice_jobs:1|c|#queue:a")
         d.wait_samples(4)
         m = d.metrics()

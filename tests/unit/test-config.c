@@ -165,6 +165,7 @@ START_TEST(test_empty_object)
     ck_assert_int_eq(c.statsd_port, -1);
     ck_assert_int_eq(c.log_level, -1);
     ck_assert_int_eq(c.receive_buffer_bytes, -1);
+    ck_assert_int_eq(c.max_connections, -1);
     am_limits_t l;
     am_limits_default(&l);
     am_config_apply_limits(&c, &l);
@@ -246,6 +247,21 @@ START_TEST(test_valid_values)
     ck_assert_uint_eq(l.max_set_members, 7);
     ck_assert(!l.auto_create);
     am_config_free(&c);
+}
+END_TEST
+
+START_TEST(test_max_connections)
+{
+    static const long ok[] = {1, 1024, 1000000};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char json[64];
+        snprintf(json, sizeof(json), "{\"server\": {\"max_connections\": %ld}}", ok[i]);
+        am_config_t c;
+        char err[512];
+        ck_assert_msg(parse(json, &c, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_int_eq(c.max_connections, ok[i]);
+        am_config_free(&c);
+    }
 }
 END_TEST
 
@@ -367,6 +383,10 @@ static const error_case_t error_cases[] = {
      "t.json:1:13: server.statsd_port: must be between 0 and 65535, got 70000"},
     {"{\"server\": {\"receive_buffer_bytes\": 100}}",
      "t.json:1:13: server.receive_buffer_bytes: must be between 4096 and 1073741824, got 100"},
+    {"{\"server\": {\"max_connections\": 0}}",
+     "t.json:1:13: server.max_connections: must be between 1 and 1000000, got 0"},
+    {"{\"server\": {\"max_connections\": 1000001}}",
+     "t.json:1:13: server.max_connections: must be between 1 and 1000000, got 1000001"},
     {"{\"limits\": {\"max_series\": 0}}",
      "t.json:1:13: limits.max_series: must be between 1 and 1000000000, got 0"},
     {"{\"limits\": {\"max_families\": -1}}",
@@ -690,6 +710,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_family_defaults);
     tcase_add_test(tc, test_valid_values);
     tcase_add_test(tc, test_ttl);
+    tcase_add_test(tc, test_max_connections);
     tcase_add_test(tc, test_maximums);
     tcase_add_test(tc, test_log_levels);
     tcase_add_test(tc, test_defines_registry);
