@@ -52,6 +52,12 @@ static const char usage_server[] =
     "  --unix PATH               also ingest from a Unix datagram socket at PATH\n"
     "                            (a stale socket file there is replaced; any other\n"
     "                            file is never touched) [env ALICE_STATSD_SOCKET, default off]\n"
+    "  --unix-mode MODE          the socket file's mode, octal: 0666 lets any local user\n"
+    "                            send (as the loopback UDP port does); 0660 only the\n"
+    "                            group. Set as the file is created (no window); a\n"
+    "                            symlink at the path is never followed, and a socket\n"
+    "                            another process serves is never taken over (exit 1)\n"
+    "                            [env ALICE_STATSD_SOCKET_MODE, default 0666]\n"
     "  --config FILE             JSON config: families, buckets, limits; SIGHUP rereads it\n"
     "                            [env ALICE_METRICS_CONFIG, default none]\n"
     "  --receive-buffer-bytes N  socket receive buffer for ingest, 4096..1073741824;\n"
@@ -140,7 +146,7 @@ typedef struct setting {
 
 typedef struct server_flags {
     setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level, workers,
-        ttl, state_file, state_interval, max_connections;
+        ttl, state_file, state_interval, max_connections, unix_mode;
 } server_flags_t;
 
 typedef struct flag_def {
@@ -163,6 +169,7 @@ static const flag_def_t server_flag_defs[] = {
     {"--state-file", "ALICE_STATE_FILE", offsetof(server_flags_t, state_file)},
     {"--state-interval", "ALICE_STATE_INTERVAL", offsetof(server_flags_t, state_interval)},
     {"--max-connections", "ALICE_MAX_CONNECTIONS", offsetof(server_flags_t, max_connections)},
+    {"--unix-mode", "ALICE_STATSD_SOCKET_MODE", offsetof(server_flags_t, unix_mode)},
 };
 #define N_SERVER_FLAGS (sizeof(server_flag_defs) / sizeof(server_flag_defs[0]))
 
@@ -317,6 +324,13 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
     }
     if (o.unix_path && !*o.unix_path)
         o.unix_path = NULL;
+    int mode = cfg.unix_mode >= 0 ? cfg.unix_mode : 0666;
+    if (f.unix_mode.value && (mode = am_config_parse_mode(f.unix_mode.value)) < 0) {
+        fprintf(stderr, "alice: %s: \"%s\" is not an octal file mode in 0..0777 (e.g. 0660)\n",
+                f.unix_mode.source, f.unix_mode.value);
+        goto out;
+    }
+    o.unix_mode = (unsigned)mode;
     if (f.rcvbuf.value && !parse_int(f.rcvbuf.value, 4096, 1L << 30, &rcv)) {
         fprintf(stderr, "alice: %s: \"%s\" is not a byte count in 4096..1073741824\n",
                 f.rcvbuf.source, f.rcvbuf.value);

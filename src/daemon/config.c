@@ -293,6 +293,19 @@ static int get_str(const ctx_t *c, json_t *obj, const char *path, const char *ke
     return 0;
 }
 
+int am_config_parse_mode(const char *s)
+{
+    if (!s || !*s || strlen(s) > 4)
+        return -EINVAL;
+    int mode = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '7')
+            return -EINVAL;
+        mode = mode * 8 + (*p - '0');
+    }
+    return mode <= 0777 ? mode : -EINVAL;
+}
+
 static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
 {
     static const char *const keys[] = {"host",
@@ -306,6 +319,7 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
                                        "state_file",
                                        "state_interval",
                                        "max_connections",
+                                       "unix_mode",
                                        NULL};
     if (!json_is_object(srv))
         return fail(c, "server", "must be an object");
@@ -364,6 +378,21 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
         return rc;
     if (rc == 0)
         out->max_connections = (long)x;
+    char *mode = NULL;
+    if ((rc = get_str(c, srv, "server", "unix_mode", &mode)) < 0)
+        return rc;
+    if (rc == 0) {
+        out->unix_mode = am_config_parse_mode(mode);
+        if (out->unix_mode < 0) {
+            rc = fail(c, "server.unix_mode",
+                      "must be an octal mode from \"0\" to \"0777\", got "
+                      "\"%s\"",
+                      mode);
+            free(mode);
+            return rc;
+        }
+        free(mode);
+    }
     return 0;
 }
 
@@ -644,6 +673,7 @@ void am_config_init(am_config_t *c)
     c->tag_dialects = -1;
     c->state_interval = -1;
     c->max_connections = -1;
+    c->unix_mode = -1;
     am_limits_default(&c->limits);
 }
 

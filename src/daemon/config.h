@@ -29,6 +29,7 @@ typedef struct am_config {
     long ttl;                  /* top-level "ttl": default series TTL, seconds; -1 unset */
     int tag_dialects;          /* top-level "tag_dialects": AM_DIALECT_* mask; -1 unset */
     long max_connections;      /* HTTP connections, 1..1000000; -1 unset */
+    int unix_mode;             /* the Unix socket's mode, 0..0777; -1 unset */
 
     bool has_limits[4]; /* per family, total, families, set members */
     am_limits_t limits;
@@ -59,6 +60,11 @@ int am_config_load(const char *path, am_config_t *out, char *err, size_t errlen)
  * in messages. 0, -EINVAL or -ENOMEM, as am_config_load. */
 int am_config_parse(const char *text, size_t len, const char *name, am_config_t *out, char *err,
                     size_t errlen) __attribute__((warn_unused_result));
+
+/* A file mode written in octal ("0660", "660", "0"), at most 0777: the
+ * mode, or -EINVAL. s is borrowed for the call. For server.unix_mode and
+ * --unix-mode alike. */
+int am_config_parse_mode(const char *s) __attribute__((warn_unused_result));
 
 /* Merges the file's limits/auto_create into l (the caller's; fields the
  * file sets); c is only read. */

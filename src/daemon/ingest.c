@@ -40,6 +40,8 @@ struct am_ingest {
     int port;
     int rcvbuf;
     char *path; /* unix only, owned */
+    dev_t dev;  /* unix: the socket file we made; unlinked at close only if still ours */
+    ino_t ino;
     am_ingest_fn fn;
     am_ingest_batch_fn batch_fn; /* NULL: one loop, no lock */
     uint64_t *wakeups;           /* reads that found datagrams; NULL: not counted */
@@ -182,6 +184,14 @@ static void close_handles(am_ingest_t *in)
     uv_close((uv_handle_t *)&in->wait, on_closed);
 }
 
+/* The file at path is the socket we bound (not one put there since). */
+static bool still_ours(const am_ingest_t *in)
+{
+    struct stat st;
+    return lstat(in->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == in->dev &&
+           st.st_ino == in->ino;
+}
+
 /* On failure in is freed (through libuv once its handle exists). */
 static int start_poll(uv_loop_t *loop, am_ingest_t *in)
 {
@@ -198,7 +208,7 @@ static int start_poll(uv_loop_t *loop, am_ingest_t *in)
         in->coalesce_ms = COALESCE_MS;
     rc = uv_poll_start(&in->poll, UV_READABLE, on_readable);
     if (rc < 0) {
-        if (in->path)
+        if (in->path && still_ours(in))
             unlink(in->path);
         close_handles(in);
         return rc;
@@ -257,22 +267,50 @@ int am_ingest_open_udp(uv_loop_t *loop, const char *host, int port, int rcvbuf, 
     return 0;
 }
 
-int am_ingest_open_unix(uv_loop_t *loop, const char *path, int rcvbuf, am_ingest_fn fn, void *ctx,
-                        am_ingest_t **out)
+/* Whether a process serves the socket file at sa: a datagram connect
+ * reaches a bound socket, and is refused at a file that nobody holds.
+ * 0: stale (or gone); -EADDRINUSE: served (by a datagram socket, or a
+ * socket of another type); another errno when it cannot tell. */
+static int socket_served(const struct sockaddr_un *sa)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+    int e = rc == 0 ? 0 : errno;
+    close(fd);
+    if (rc == 0 || e == EPROTOTYPE)
+        return -EADDRINUSE;
+    if (e == ECONNREFUSED || e == ENOENT)
+        return 0;
+    return -e;
+}
+
+int am_ingest_open_unix(uv_loop_t *loop, const char *path, int rcvbuf, unsigned mode,
+                        am_ingest_fn fn, void *ctx, am_ingest_t **out)
 {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof(sa));
     if (strlen(path) >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;
+    if (mode > 0777)
+        return -EINVAL;
     sa.sun_family = AF_UNIX;
     memcpy(sa.sun_path, path, strlen(path));
 
     struct stat st;
     if (lstat(path, &st) == 0) {
-        /* Never delete what is not ours to delete: only a socket is stale. */
+        /* Never delete what is not ours to delete: only a socket that no
+         * process serves is stale. lstat: a symlink is itself "in the way",
+         * never followed (and bind would not follow it either). */
+        if (S_ISLNK(st.st_mode))
+            return -ELOOP;
         if (!S_ISSOCK(st.st_mode))
             return -EEXIST;
-        if (unlink(path) != 0)
+        int rc = socket_served(&sa);
+        if (rc < 0)
+            return rc;
+        if (unlink(path) != 0 && errno != ENOENT)
             return -errno;
     }
     am_ingest_t *in = ingest_new(AM_TRANSPORT_UNIX, fn, ctx);
@@ -286,14 +324,22 @@ int am_ingest_open_unix(uv_loop_t *loop, const char *path, int rcvbuf, am_ingest
         return e;
     }
     set_rcvbuf(in, rcvbuf);
-    if (bind(in->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        int e = -errno;
+    /* The file is born with its mode: bind creates it with 0777 & ~umask,
+     * so the umask is set around the bind (no window in which a chmod has
+     * yet to come). The umask is the process's: this runs before the
+     * worker threads start, and nothing else creates files meanwhile. */
+    mode_t old = umask((mode_t)(~mode & 0777));
+    int brc = bind(in->fd, (struct sockaddr *)&sa, sizeof(sa));
+    int berr = errno;
+    umask(old);
+    if (brc != 0) {
         ingest_free(in);
-        return e;
+        return -berr;
     }
-    /* Workers often run as other users (sidecar containers): anyone who can
-     * reach the directory may send. Restrict access with the directory. */
-    (void)chmod(path, 0666);
+    if (lstat(path, &st) == 0) {
+        in->dev = st.st_dev;
+        in->ino = st.st_ino;
+    }
     int rc = start_poll(loop, in);
     if (rc < 0)
         return rc;
@@ -336,7 +382,35 @@ void am_ingest_close(am_ingest_t *in)
     assert(!uv_is_closing((uv_handle_t *)&in->poll)); /* closed once */
     uv_poll_stop(&in->poll);
     uv_timer_stop(&in->wait);
-    if (in->path)
+    if (in->path && still_ours(in))
         unlink(in->path);
     close_handles(in);
+}
+
+int am_ingest_udp_port_free(const char *host, int port)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t sl;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        sl = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        sl = sizeof(*s6);
+    } else {
+        return -EINVAL;
+    }
+    /* Without SO_REUSEPORT: any socket bound there, grouped or not, makes
+     * this bind fail. */
+    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = bind(fd, (struct sockaddr *)&ss, sl) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
 }

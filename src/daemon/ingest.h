@@ -57,12 +57,24 @@ int am_ingest_open_udp(uv_loop_t *loop, const char *host, int port, int rcvbuf, 
                        am_ingest_fn fn, void *ctx, am_ingest_t **out)
     __attribute__((warn_unused_result));
 
-/* Binds a Unix datagram socket at path (copied). An existing socket file
- * there is replaced (a stale one from a previous run); any other kind of
- * file is left alone and the call fails with -EEXIST. -ENAMETOOLONG past
- * 107 bytes; otherwise as am_ingest_open_udp. */
-int am_ingest_open_unix(uv_loop_t *loop, const char *path, int rcvbuf, am_ingest_fn fn, void *ctx,
-                        am_ingest_t **out) __attribute__((warn_unused_result));
+/* Binds a Unix datagram socket at path (copied), created with mode (0 to
+ * 0777; the umask is set around the bind, so the file never has another
+ * mode). A socket file there that no process serves (a stale one from a
+ * previous run) is replaced; anything else is left alone: -EADDRINUSE when
+ * a process serves the socket (a connect reaches it), -ELOOP for a symlink
+ * (never followed), -EEXIST for any other kind of file. -ENAMETOOLONG past
+ * 107 bytes, -EINVAL for a bad mode; otherwise as am_ingest_open_udp. At
+ * close the file is unlinked only while it is still the one bound here. */
+int am_ingest_open_unix(uv_loop_t *loop, const char *path, int rcvbuf, unsigned mode,
+                        am_ingest_fn fn, void *ctx, am_ingest_t **out)
+    __attribute__((warn_unused_result));
+
+/* Whether UDP host:port is free: a probe bound without SO_REUSEPORT and
+ * closed at once. Run before binding with AM_INGEST_REUSEPORT, whose bind
+ * would join a group another process of the same user holds there (and
+ * share its traffic) instead of failing. 0 free; -EADDRINUSE, -EINVAL (bad
+ * host) or the socket/bind errno. */
+int am_ingest_udp_port_free(const char *host, int port) __attribute__((warn_unused_result));
 
 /* Sets (or, with NULL, clears) in's batch callback; it gets the ctx given
  * at open. */

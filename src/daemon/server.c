@@ -569,6 +569,7 @@ static int open_sockets(server_t *s)
         .statsd_host = opts->statsd_host,
         .statsd_port = opts->statsd_port,
         .unix_path = opts->unix_path,
+        .unix_mode = opts->unix_mode,
         .receive_buffer_bytes = opts->receive_buffer_bytes,
     };
     rc = am_workers_open_ingest(s->workers, &in);

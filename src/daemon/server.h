@@ -25,6 +25,7 @@ typedef struct am_server_opts {
     const char *statsd_host;  /* borrowed */
     int statsd_port;          /* 0: UDP off */
     const char *unix_path;    /* borrowed; NULL: off */
+    unsigned unix_mode;       /* its file mode, 0..0777 (cli.c's default: 0666) */
     const char *config_path;  /* borrowed; NULL: none */
     int receive_buffer_bytes; /* 0: kernel default */
     bool log_level_fixed;     /* from flag/env: the config must not change it on reload */

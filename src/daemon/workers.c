@@ -212,10 +212,34 @@ static int open_udp(am_workers_t *ws, worker_t *w, const am_workers_ingest_t *o)
     return 0;
 }
 
+/* Why the Unix socket could not be opened (am_ingest_open_unix). */
+static const char *unix_bind_error(int rc)
+{
+    switch (rc) {
+        case -EEXIST:
+            return "a file that is not a socket is in the way; not removing it";
+        case -ELOOP:
+            return "a symlink is at the path; not following or removing it";
+        case -EADDRINUSE:
+            return "another process serves this socket; not taking it over";
+        default:
+            return strerror(-rc);
+    }
+}
+
 int am_workers_open_ingest(am_workers_t *ws, const am_workers_ingest_t *o)
 {
     worker_t *w0 = &ws->w[0];
     if (o->statsd_port > 0) {
+        int free_rc = ws->n > 1 ? am_ingest_udp_port_free(o->statsd_host, o->statsd_port) : 0;
+        if (free_rc < 0) {
+            am_log(AM_LOG_ERROR,
+                   "event=bind_failed transport=udp addr=%s port=%d error=\"%s\" hint=\"another "
+                   "process holds the port (joining it with SO_REUSEPORT would share its "
+                   "traffic): pick --statsd-port\"",
+                   o->statsd_host, o->statsd_port, strerror(-free_rc));
+            return free_rc;
+        }
         for (unsigned i = 0; i < ws->n; i++) {
             int rc = open_udp(ws, &ws->w[i], o);
             if (rc < 0)
@@ -240,13 +264,12 @@ int am_workers_open_ingest(am_workers_t *ws, const am_workers_ingest_t *o)
     }
     if (o->unix_path) {
         /* One socket, read by worker 0 (Unix senders are few and local). */
-        int rc = am_ingest_open_unix(w0->loop, o->unix_path, o->receive_buffer_bytes, on_datagram,
-                                     w0, &w0->unix_in);
+        int rc = am_ingest_open_unix(w0->loop, o->unix_path, o->receive_buffer_bytes, o->unix_mode,
+                                     on_datagram, w0, &w0->unix_in);
         if (rc < 0) {
-            am_log(AM_LOG_ERROR, "event=bind_failed transport=unix path=%s error=\"%s\"",
-                   o->unix_path,
-                   rc == -EEXIST ? "a file that is not a socket is in the way; not removing it"
-                                 : strerror(-rc));
+            char path[512];
+            am_log(AM_LOG_ERROR, "event=bind_failed transport=unix path=\"%s\" error=\"%s\"",
+                   am_log_escape(path, sizeof(path), o->unix_path), unix_bind_error(rc));
             return rc;
         }
         am_ingest_count_wakeups(w0->unix_in, &w0->stats.wakeups[AM_TRANSPORT_UNIX]);

@@ -62,13 +62,17 @@ typedef struct am_workers_ingest {
     const char *statsd_host;
     int statsd_port;          /* 0: UDP off */
     const char *unix_path;    /* NULL: off */
+    unsigned unix_mode;       /* the socket file's mode, 0..0777 */
     int receive_buffer_bytes; /* 0: the kernel's default */
 } am_workers_ingest_t;
 
 /* Opens the ingest sockets on the workers' loops (UDP on every worker,
- * Unix on worker 0) and logs where it listens (bind failures too). 0, or
- * the negative errno of the socket that could not be opened (the sockets
- * already open stay, for am_workers_stop). Before am_workers_start. */
+ * Unix on worker 0) and logs where it listens (bind failures too). With
+ * several workers the UDP port is first checked free (a process of the
+ * same user holding it with SO_REUSEPORT would otherwise share the
+ * traffic): -EADDRINUSE. 0, or the negative errno of the socket that could
+ * not be opened (the sockets already open stay, for am_workers_stop).
+ * Before am_workers_start. */
 int am_workers_open_ingest(am_workers_t *ws, const am_workers_ingest_t *in)
     __attribute__((warn_unused_result));
 

@@ -166,6 +166,7 @@ START_TEST(test_empty_object)
     ck_assert_int_eq(c.log_level, -1);
     ck_assert_int_eq(c.receive_buffer_bytes, -1);
     ck_assert_int_eq(c.max_connections, -1);
+    ck_assert_int_eq(c.unix_mode, -1);
     am_limits_t l;
     am_limits_default(&l);
     am_config_apply_limits(&c, &l);
@@ -262,6 +263,28 @@ START_TEST(test_max_connections)
         ck_assert_int_eq(c.max_connections, ok[i]);
         am_config_free(&c);
     }
+}
+END_TEST
+
+START_TEST(test_unix_mode)
+{
+    static const struct {
+        const char *text;
+        int mode;
+    } ok[] = {{"0666", 0666}, {"660", 0660}, {"0", 0}, {"0777", 0777}, {"0007", 07}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char json[64];
+        snprintf(json, sizeof(json), "{\"server\": {\"unix_mode\": \"%s\"}}", ok[i].text);
+        am_config_t c;
+        char err[512];
+        ck_assert_msg(parse(json, &c, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_int_eq(c.unix_mode, ok[i].mode);
+        ck_assert_int_eq(am_config_parse_mode(ok[i].text), ok[i].mode);
+        am_config_free(&c);
+    }
+    static const char *const bad[] = {"", "8", "0o660", "01000", "07777", "-1", "66a", NULL};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_int_lt(am_config_parse_mode(bad[i]), 0);
 }
 END_TEST
 
@@ -387,6 +410,12 @@ static const error_case_t error_cases[] = {
      "t.json:1:13: server.max_connections: must be between 1 and 1000000, got 0"},
     {"{\"server\": {\"max_connections\": 1000001}}",
      "t.json:1:13: server.max_connections: must be between 1 and 1000000, got 1000001"},
+    {"{\"server\": {\"unix_mode\": 438}}",
+     "t.json:1:13: server.unix_mode: must be a non-empty string"},
+    {"{\"server\": {\"unix_mode\": \"0888\"}}",
+     "t.json:1:13: server.unix_mode: must be an octal mode from \"0\" to \"0777\", got \"0888\""},
+    {"{\"server\": {\"unix_mode\": \"01777\"}}",
+     "t.json:1:13: server.unix_mode: must be an octal mode from \"0\" to \"0777\", got \"01777\""},
     {"{\"limits\": {\"max_series\": 0}}",
      "t.json:1:13: limits.max_series: must be between 1 and 1000000000, got 0"},
     {"{\"limits\": {\"max_families\": -1}}",
@@ -711,6 +740,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_valid_values);
     tcase_add_test(tc, test_ttl);
     tcase_add_test(tc, test_max_connections);
+    tcase_add_test(tc, test_unix_mode);
     tcase_add_test(tc, test_maximums);
     tcase_add_test(tc, test_log_levels);
     tcase_add_test(tc, test_defines_registry);

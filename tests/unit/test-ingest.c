@@ -2,7 +2,10 @@
  * sockets: under load a UDP socket is read on a timer instead of at every
  * arrival (wake-up coalescing), a trickle goes back to arrival wake-ups, a
  * backlog is read on at once, am_ingest_read_now reads whatever waits, and
- * the Unix socket and small receive buffers never coalesce.
+ * the Unix socket and small receive buffers never coalesce. The Unix
+ * socket's file: its mode from the start, never a symlink followed or a
+ * served socket taken over; a UDP port held by another socket is seen
+ * before a SO_REUSEPORT bind would join it.
  *
  * The tests set a long wait (1 s) so that "not read yet" is not a race
  * against the clock: everything the test does between two reads takes far
@@ -11,10 +14,12 @@
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -221,7 +226,8 @@ START_TEST(test_unix_socket_never_waits)
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     seen_t seen = {0};
     am_ingest_t *in;
-    ck_assert_int_eq(am_ingest_open_unix(&loop, path, BIG_RCVBUF, on_datagram, &seen, &in), 0);
+    ck_assert_int_eq(am_ingest_open_unix(&loop, path, BIG_RCVBUF, 0666, on_datagram, &seen, &in),
+                     0);
     ck_assert_uint_eq(am_ingest_coalesce_ms(in), 0);
     int tx = socket(AF_UNIX, SOCK_DGRAM, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -243,6 +249,155 @@ START_TEST(test_unix_socket_never_waits)
 }
 END_TEST
 
+/* The path of a test file in /tmp, unique to this process. */
+static void tmp_path(char *buf, size_t n, const char *what)
+{
+    snprintf(buf, n, "/tmp/am-test-ingest-%d-%s", (int)getpid(), what);
+    unlink(buf);
+}
+
+/* Opens the Unix socket on a loop of its own and closes it again; the
+ * result of the open. */
+static int open_close_unix(const char *path, unsigned mode, mode_t *seen_mode)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    seen_t seen = {0};
+    am_ingest_t *in = NULL;
+    int rc = am_ingest_open_unix(&loop, path, 0, mode, on_datagram, &seen, &in);
+    if (rc == 0) {
+        struct stat st;
+        ck_assert_int_eq(lstat(path, &st), 0);
+        ck_assert(S_ISSOCK(st.st_mode));
+        if (seen_mode)
+            *seen_mode = st.st_mode & 07777;
+        am_ingest_close(in);
+    }
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    return rc;
+}
+
+/* The file has the mode asked for, whatever the process umask, and the
+ * umask is put back. */
+START_TEST(test_unix_mode)
+{
+    char path[96];
+    tmp_path(path, sizeof(path), "mode.sock");
+    mode_t old = umask(0077); /* would make 0600 of a plain bind */
+    static const unsigned modes[] = {0666, 0660, 0600, 0777, 0};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        mode_t got = 01000;
+        ck_assert_int_eq(open_close_unix(path, modes[i], &got), 0);
+        ck_assert_uint_eq(got, modes[i]);
+    }
+    ck_assert_uint_eq(umask(old), 0077);
+    ck_assert_int_eq(open_close_unix(path, 01777, NULL), -EINVAL);
+    ck_assert_int_ne(access(path, F_OK), 0);
+}
+END_TEST
+
+/* A symlink at the path is neither followed nor removed, dangling or not;
+ * a regular file is left alone. */
+START_TEST(test_unix_never_follows_or_removes)
+{
+    char path[96], target[96];
+    tmp_path(path, sizeof(path), "link.sock");
+    tmp_path(target, sizeof(target), "target");
+    ck_assert_int_eq(symlink(target, path), 0); /* dangling */
+    ck_assert_int_eq(open_close_unix(path, 0666, NULL), -ELOOP);
+    ck_assert_int_ne(access(target, F_OK), 0); /* nothing made through the link */
+    FILE *f = fopen(target, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("keep", f);
+    fclose(f);
+    ck_assert_int_eq(open_close_unix(path, 0666, NULL), -ELOOP);
+    struct stat st;
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(S_ISLNK(st.st_mode));
+    ck_assert_int_eq(stat(target, &st), 0);
+    ck_assert(S_ISREG(st.st_mode) && st.st_size == 4);
+    unlink(path);
+    ck_assert_int_eq(open_close_unix(target, 0666, NULL), -EEXIST);
+    ck_assert_int_eq(stat(target, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    unlink(target);
+}
+END_TEST
+
+/* A socket another process serves is not taken over; a stale one (nobody
+ * bound) is replaced; a socket replaced under us is not unlinked at
+ * close. */
+START_TEST(test_unix_served_stale_and_replaced)
+{
+    char path[96];
+    tmp_path(path, sizeof(path), "served.sock");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int other = socket(AF_UNIX, SOCK_DGRAM, 0);
+    ck_assert_int_eq(bind(other, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(open_close_unix(path, 0666, NULL), -EADDRINUSE);
+    struct stat st;
+    ck_assert_int_eq(lstat(path, &st), 0);        /* still the other's */
+    int stream = socket(AF_UNIX, SOCK_STREAM, 0); /* a served socket of another type */
+    char spath[96];
+    tmp_path(spath, sizeof(spath), "stream.sock");
+    struct sockaddr_un ss = {.sun_family = AF_UNIX};
+    memcpy(ss.sun_path, spath, strlen(spath) + 1);
+    ck_assert_int_eq(bind(stream, (struct sockaddr *)&ss, sizeof(ss)), 0);
+    ck_assert_int_eq(listen(stream, 1), 0);
+    ck_assert_int_eq(open_close_unix(spath, 0666, NULL), -EADDRINUSE);
+    close(stream);
+    unlink(spath);
+
+    close(other); /* now stale: the file stays, nobody holds it */
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert_int_eq(open_close_unix(path, 0666, NULL), 0);
+    ck_assert_int_ne(access(path, F_OK), 0);
+
+    /* Replaced while open: the new file is not ours to unlink. */
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    seen_t seen = {0};
+    am_ingest_t *in;
+    ck_assert_int_eq(am_ingest_open_unix(&loop, path, 0, 0666, on_datagram, &seen, &in), 0);
+    ck_assert_int_eq(unlink(path), 0);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    am_ingest_close(in);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    unlink(path);
+}
+END_TEST
+
+/* The probe sees a UDP port held by any socket, SO_REUSEPORT or not (a
+ * SO_REUSEPORT bind of ours would quietly join that one). */
+START_TEST(test_udp_port_free)
+{
+    int one = 1;
+    int held = socket(AF_INET, SOCK_DGRAM, 0);
+    ck_assert_int_eq(setsockopt(held, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(held, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t sl = sizeof(sa);
+    ck_assert_int_eq(getsockname(held, (struct sockaddr *)&sa, &sl), 0);
+    int port = ntohs(sa.sin_port);
+    ck_assert_int_eq(am_ingest_udp_port_free("127.0.0.1", port), -EADDRINUSE);
+    /* That is what the probe prevents: a reuseport bind would succeed. */
+    int joiner = socket(AF_INET, SOCK_DGRAM, 0);
+    ck_assert_int_eq(setsockopt(joiner, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+    ck_assert_int_eq(bind(joiner, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    close(joiner);
+    close(held);
+    ck_assert_int_eq(am_ingest_udp_port_free("127.0.0.1", port), 0);
+    ck_assert_int_eq(am_ingest_udp_port_free("not-an-ip", port), -EINVAL);
+}
+END_TEST
+
 static Suite *ingest_suite(void)
 {
     Suite *s = suite_create("Ingest");
@@ -253,6 +408,10 @@ static Suite *ingest_suite(void)
     tcase_add_test(tc, test_backlog_is_read_on_at_once);
     tcase_add_test(tc, test_close_while_waiting);
     tcase_add_test(tc, test_unix_socket_never_waits);
+    tcase_add_test(tc, test_unix_mode);
+    tcase_add_test(tc, test_unix_never_follows_or_removes);
+    tcase_add_test(tc, test_unix_served_stale_and_replaced);
+    tcase_add_test(tc, test_udp_port_free);
     suite_add_tcase(s, tc);
     return s;
 }
