@@ -216,25 +216,34 @@ static int start_poll(uv_loop_t *loop, am_ingest_t *in)
     return 0;
 }
 
+/* host (an IPv4 or IPv6 literal) and port as a socket address: 0, or
+ * -EINVAL for anything but a literal. */
+static int udp_address(const char *host, int port, struct sockaddr_storage *ss, socklen_t *sl)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        *sl = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        *sl = sizeof(*s6);
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int am_ingest_open_udp(uv_loop_t *loop, const char *host, int port, int rcvbuf, unsigned flags,
                        am_ingest_fn fn, void *ctx, am_ingest_t **out)
 {
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
     socklen_t sl;
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-        sl = sizeof(*s4);
-    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        sl = sizeof(*s6);
-    } else {
+    if (udp_address(host, port, &ss, &sl) != 0)
         return -EINVAL;
-    }
     am_ingest_t *in = ingest_new(AM_TRANSPORT_UDP, fn, ctx);
     if (!in)
         return -ENOMEM;
@@ -259,7 +268,8 @@ int am_ingest_open_udp(uv_loop_t *loop, const char *host, int port, int rcvbuf, 
     }
     sl = sizeof(ss);
     getsockname(in->fd, (struct sockaddr *)&ss, &sl);
-    in->port = ntohs(ss.ss_family == AF_INET ? s4->sin_port : s6->sin6_port);
+    in->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                             : ((struct sockaddr_in6 *)&ss)->sin6_port);
     int rc = start_poll(loop, in);
     if (rc < 0)
         return rc;
@@ -390,21 +400,9 @@ void am_ingest_close(am_ingest_t *in)
 int am_ingest_udp_port_free(const char *host, int port)
 {
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
     socklen_t sl;
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-        sl = sizeof(*s4);
-    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        sl = sizeof(*s6);
-    } else {
+    if (udp_address(host, port, &ss, &sl) != 0)
         return -EINVAL;
-    }
     /* Without SO_REUSEPORT: any socket bound there, grouped or not, makes
      * this bind fail. */
     int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
