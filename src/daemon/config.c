@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -396,39 +397,50 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
     return 0;
 }
 
+/* The numeric keys of "limits": where each goes in am_limits_t, its range. */
+static const struct limit_key {
+    const char *key;
+    size_t offset; /* of a size_t in am_limits_t */
+    long long min, max;
+} limit_keys[AM_CONFIG_NLIMITS] = {
+    {"max_series_per_family", offsetof(am_limits_t, max_series_per_family), 1, 100000000},
+    {"max_series", offsetof(am_limits_t, max_series), 1, 1000000000},
+    {"max_families", offsetof(am_limits_t, max_families), 0, 1000000},
+    {"max_set_members", offsetof(am_limits_t, max_set_members), 0, 1000000000},
+    /* at least one series' worth; at most 1 TiB */
+    {"max_series_bytes", offsetof(am_limits_t, max_series_bytes), 4096, 1LL << 40},
+};
+
+static size_t *limit_field(am_limits_t *l, size_t i)
+{
+    return (size_t *)((char *)l + limit_keys[i].offset);
+}
+
+static size_t limit_value(const am_limits_t *l, size_t i)
+{
+    return *(const size_t *)((const char *)l + limit_keys[i].offset);
+}
+
 static int parse_limits(const ctx_t *c, json_t *lim, am_config_t *out)
 {
-    static const char *const keys[] = {"max_series_per_family", "max_series", "max_families",
-                                       "max_set_members", NULL};
+    const char *keys[AM_CONFIG_NLIMITS + 1];
+    for (size_t i = 0; i < AM_CONFIG_NLIMITS; i++)
+        keys[i] = limit_keys[i].key;
+    keys[AM_CONFIG_NLIMITS] = NULL;
     if (!json_is_object(lim))
         return fail(c, "limits", "must be an object");
     int rc = check_keys(c, lim, "limits", keys);
     if (rc < 0)
         return rc;
-    long long x = 0; /* set when get_int returns 0 */
-    if ((rc = get_int(c, lim, "limits", "max_series_per_family", 1, 100000000, &x)) < 0)
-        return rc;
-    if (rc == 0) {
-        out->limits.max_series_per_family = (size_t)x;
-        out->has_limits[0] = true;
-    }
-    if ((rc = get_int(c, lim, "limits", "max_series", 1, 1000000000, &x)) < 0)
-        return rc;
-    if (rc == 0) {
-        out->limits.max_series = (size_t)x;
-        out->has_limits[1] = true;
-    }
-    if ((rc = get_int(c, lim, "limits", "max_families", 0, 1000000, &x)) < 0)
-        return rc;
-    if (rc == 0) {
-        out->limits.max_families = (size_t)x;
-        out->has_limits[2] = true;
-    }
-    if ((rc = get_int(c, lim, "limits", "max_set_members", 0, 1000000000, &x)) < 0)
-        return rc;
-    if (rc == 0) {
-        out->limits.max_set_members = (size_t)x;
-        out->has_limits[3] = true;
+    for (size_t i = 0; i < AM_CONFIG_NLIMITS; i++) {
+        long long x = 0; /* set when get_int returns 0 */
+        rc = get_int(c, lim, "limits", limit_keys[i].key, limit_keys[i].min, limit_keys[i].max, &x);
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
+            *limit_field(&out->limits, i) = (size_t)x;
+            out->has_limits[i] = true;
+        }
     }
     return 0;
 }
@@ -741,14 +753,9 @@ int am_config_load(const char *path, am_config_t *out, char *err, size_t errlen)
 
 void am_config_apply_limits(const am_config_t *c, am_limits_t *l)
 {
-    if (c->has_limits[0])
-        l->max_series_per_family = c->limits.max_series_per_family;
-    if (c->has_limits[1])
-        l->max_series = c->limits.max_series;
-    if (c->has_limits[2])
-        l->max_families = c->limits.max_families;
-    if (c->has_limits[3])
-        l->max_set_members = c->limits.max_set_members;
+    for (size_t i = 0; i < AM_CONFIG_NLIMITS; i++)
+        if (c->has_limits[i])
+            *limit_field(l, i) = limit_value(&c->limits, i);
     if (c->has_auto_create)
         l->auto_create = c->limits.auto_create;
     if (c->ttl >= 0)

@@ -11,6 +11,10 @@
 
 #include "registry.h"
 
+/* The numeric keys of "limits" (max_series_per_family, max_series,
+ * max_families, max_set_members, max_series_bytes). */
+#define AM_CONFIG_NLIMITS 5
+
 /* A loaded config: caller-allocated, and owns every string and array in
  * it (am_config_free frees them). Borrowers (am_server_opts_t) must not
  * outlive it. */
@@ -31,7 +35,7 @@ typedef struct am_config {
     long max_connections;      /* HTTP connections, 1..1000000; -1 unset */
     int unix_mode;             /* the Unix socket's mode, 0..0777; -1 unset */
 
-    bool has_limits[4]; /* per family, total, families, set members */
+    bool has_limits[AM_CONFIG_NLIMITS]; /* the numeric keys of "limits", in config.c's order */
     am_limits_t limits;
     bool has_auto_create;
 

@@ -104,6 +104,7 @@ static void scrape_selfstats(server_t *s, am_selfstats_t *st)
     *st = s->stats;
     am_workers_add_ingest(s->workers, st);
     st->set_members = am_workers_set_members(s->workers);
+    st->series_bytes = am_workers_series_bytes(s->workers);
 }
 
 /* Begins rendering: one worker's registry as a snapshot it keeps feeding,

@@ -330,6 +330,11 @@ size_t am_workers_set_members(am_workers_t *ws)
     return am_registry_set_member_count(ws->w[0].registry);
 }
 
+size_t am_workers_series_bytes(am_workers_t *ws)
+{
+    return am_registry_series_bytes(ws->w[0].registry); /* the directory's atomic */
+}
+
 void am_workers_counts(am_workers_t *ws, size_t *families, size_t *series)
 {
     if (ws->dir) {

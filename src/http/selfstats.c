@@ -80,6 +80,10 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
            "Set members held over every set series (with workers, summed over them), against "
            "limits.max_set_members.",
            AM_FAMILY_GAUGE, (double)st->set_members, fmt);
+    single(b, "alice_metricsd_series_bytes",
+           "Memory of the series held and their label text (with workers, summed over them), "
+           "against limits.max_series_bytes.",
+           AM_FAMILY_GAUGE, (double)st->series_bytes, fmt);
 
     name = "alice_metricsd_config_reloads_total";
     am_expose_family_header(b, name, "SIGHUP config reloads, by result.", AM_FAMILY_COUNTER, fmt);

@@ -23,6 +23,7 @@ typedef struct am_selfstats {
     uint64_t wakeups[AM_TRANSPORT_COUNT]; /* socket reads that found datagrams */
     uint64_t samples;                     /* lines accepted */
     uint64_t set_members;                 /* held, against limits.max_set_members */
+    uint64_t series_bytes;                /* held, against limits.max_series_bytes */
     uint64_t rejected[AM_REASON_COUNT];   /* by reason; [AM_OK] unused */
     uint64_t events[2];                   /* DogStatsD events, service checks */
     uint64_t reloads_ok;

@@ -405,9 +405,15 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
         rc = check_finite(def, se ? se->v : zeros, s);
     }
     bool taken = false;
+    size_t nvalues = f ? f->nvalues : am__values_per_series(def, r->stamped);
+    size_t bytes = 0; /* taken from limits.max_series_bytes for the new series */
     if (rc == AM_OK && !se) {
         size_t limit = def->max_series ? def->max_series : r->limits.max_series_per_family;
-        if (r->dir) {
+        if (am__series_bytes_take(r, am__series_cost(nvalues, klen)))
+            bytes = am__series_cost(nvalues, klen);
+        if (!bytes) {
+            rc = AM_REJECT_CARDINALITY;
+        } else if (r->dir) {
             /* Limits count the series of every worker (one seen by two
              * workers counts twice). */
             if (!f && !e && r->dir->nauto >= r->limits.max_families)
@@ -424,7 +430,7 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
     if (rc != AM_OK) {
         if (!f)
             am_family_def_clear(&fresh);
-        goto out;
+        goto give_back;
     }
     if (grow.n) {
         /* New labels for an open family (no series of it here has them,
@@ -441,6 +447,10 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
         }
         assert(grow.n == 0);
         h = am_hash(key, klen);
+        /* the longer key is charged (its few more bytes may pass the limit) */
+        am__series_bytes_add(r, am__series_cost(nvalues, klen));
+        am__series_bytes_give(r, bytes);
+        bytes = am__series_cost(nvalues, klen);
     }
     if (!f) {
         rc = AM_REJECT_CARDINALITY; /* out of memory below: counted, not fatal */
@@ -477,6 +487,8 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
 give_back:
     if (taken)
         am__shared_give(r->dir, f ? f->shared : e, 1);
+    if (bytes)
+        am__series_bytes_give(r, bytes);
 out:
     if (dir_locked)
         pthread_mutex_unlock(&r->dir->mu);

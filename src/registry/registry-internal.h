@@ -66,6 +66,7 @@ struct am_famdir {
     am_namedex_t names;         /* sample names of the live entries */
     atomic_size_t nseries;      /* summed over families and workers */
     atomic_size_t nset_members; /* summed over set series and workers */
+    atomic_size_t nbytes;       /* series bytes (am__series_cost), summed over workers */
 };
 
 struct am_family {
@@ -94,6 +95,7 @@ struct am_registry {
     size_t nauto;
     size_t nseries;
     size_t nset_members; /* over every set series: limits.max_set_members */
+    size_t nbytes;       /* am__series_cost of every live series: limits.max_series_bytes */
     am_family_t *first, *last;
     am_namedex_t names;  /* sample names the families own */
     uint64_t generation; /* bumped whenever series or families may be freed */
@@ -170,8 +172,25 @@ void am__set_members_give(am_registry_t *r, size_t n);
 uint64_t am__series_hash(const void *entry);
 /* The series of f with this key (hash h), or NULL. */
 am_series_t *am__series_find(const am_family_t *f, uint64_t h, const char *key, size_t len);
+/* What a series of a family with nvalues doubles and a key of klen bytes
+ * counts against limits.max_series_bytes: its allocation (header, values,
+ * key) plus AM_SERIES_OVERHEAD for the allocator's header and its slot in
+ * the family's table. Set members are not in it (max_set_members). */
+enum { AM_SERIES_OVERHEAD = 32 };
+static inline size_t am__series_cost(size_t nvalues, size_t klen)
+{
+    return sizeof(am_series_t) + nvalues * sizeof(double) + klen + 1 + AM_SERIES_OVERHEAD;
+}
+/* Takes cost bytes from limits.max_series_bytes (counted over every
+ * worker with a directory, atomically); false, nothing taken, when they
+ * do not fit. */
+bool am__series_bytes_take(am_registry_t *r, size_t cost) __attribute__((warn_unused_result));
+/* Counts cost bytes whatever the limit (a merged copy), or gives them back. */
+void am__series_bytes_add(am_registry_t *r, size_t cost);
+void am__series_bytes_give(am_registry_t *r, size_t cost);
 /* A new zeroed series of f with this key (copied), counted in r; NULL when
- * out of memory. Limits are the caller's business. */
+ * out of memory. Limits are the caller's business, its bytes too (taken
+ * before: am__series_bytes_take; given back when it is retired or freed). */
 am_series_t *am__series_new(am_registry_t *r, am_family_t *f, uint64_t h, const char *key,
                             size_t klen);
 /* Frees every series of f and gives back what they took from the limits. */

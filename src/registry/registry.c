@@ -23,6 +23,7 @@ void am_limits_default(am_limits_t *l)
     /* A member is an 8-byte hash in a table 3/8 to 3/4 full: about 11-22 MB
      * for a full budget in large sets, whatever a sender makes up. */
     l->max_set_members = 1u << 20;
+    l->max_series_bytes = (size_t)128 << 20;
     l->auto_create = true;
     l->tag_dialects = AM_DIALECTS_ALL;
 }
@@ -349,6 +350,11 @@ size_t am_registry_set_member_count(const am_registry_t *r)
 {
     return r->dir ? atomic_load_explicit(&r->dir->nset_members, memory_order_relaxed)
                   : r->nset_members;
+}
+
+size_t am_registry_series_bytes(const am_registry_t *r)
+{
+    return r->dir ? atomic_load_explicit(&r->dir->nbytes, memory_order_relaxed) : r->nbytes;
 }
 
 size_t am_registry_series_count(const am_registry_t *r)

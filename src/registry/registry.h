@@ -69,6 +69,7 @@ typedef struct am_limits {
     size_t max_series;            /* total, default 1,000,000 */
     size_t max_families;          /* auto-created, default 1,000 */
     size_t max_set_members;       /* over every set series, default 1,048,576 */
+    size_t max_series_bytes;      /* series memory (am_registry_series_bytes), default 128 MiB */
     uint32_t ttl;                 /* default series TTL, seconds; 0: none (the default) */
     unsigned tag_dialects;        /* AM_DIALECT_* mask, default all */
     bool auto_create;
@@ -128,6 +129,10 @@ size_t am_registry_series_count(const am_registry_t *r);
 /* Set members counted against limits.max_set_members: this registry's, or
  * with a directory every worker's. */
 size_t am_registry_set_member_count(const am_registry_t *r);
+/* Bytes of series and their label text counted against
+ * limits.max_series_bytes: this registry's, or with a directory every
+ * worker's. */
+size_t am_registry_series_bytes(const am_registry_t *r);
 const am_family_t *am_registry_first(const am_registry_t *r);
 const am_family_t *am_family_next(const am_family_t *f);
 const am_family_def_t *am_family_def(const am_family_t *f);

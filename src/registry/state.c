@@ -360,16 +360,23 @@ static int restore_series(am_registry_t *r, am_family_t *f, const saved_series_t
     am_series_t *se = am__series_find(f, h, ss->key, ss->key_len);
     if (!se) {
         size_t limit = f->def.max_series ? f->def.max_series : r->limits.max_series_per_family;
+        size_t cost = am__series_cost(f->nvalues, ss->key_len);
         if (r->dir) {
             if (!am__shared_take(r->dir, f->shared, limit, r->limits.max_series))
                 return 0;
         } else if (f->nseries >= limit || r->nseries >= r->limits.max_series) {
             return 0;
         }
+        if (!am__series_bytes_take(r, cost)) {
+            if (r->dir)
+                am__shared_give(r->dir, f->shared, 1);
+            return 0;
+        }
         se = am__series_new(r, f, h, ss->key, ss->key_len);
         if (!se) {
             if (r->dir)
                 am__shared_give(r->dir, f->shared, 1);
+            am__series_bytes_give(r, cost);
             return -ENOMEM;
         }
     }
