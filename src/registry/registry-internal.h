@@ -34,8 +34,9 @@ struct am_series {
     uint64_t hash;
     struct am_set *set; /* set gauges only */
     uint32_t key_len;
-    uint32_t seen; /* r->now when a line last updated it; AM_SEEN_DEAD: expired */
-    double v[];    /* family->nvalues doubles, then key_len key bytes */
+    uint32_t seen;  /* r->now when a line last updated it; AM_SEEN_DEAD: expired */
+    double created; /* unix seconds: OpenMetrics' _created, kept in the state file */
+    double v[];     /* family->nvalues doubles, then key_len key bytes */
 };
 
 /* Distinct members of a set gauge, as 64-bit hashes in a hash-first table

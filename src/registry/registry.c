@@ -406,6 +406,11 @@ const char *am_series_key(const am_family_t *f, const am_series_t *s, size_t *le
     return am__series_key(f, s);
 }
 
+double am_series_created(const am_series_t *s)
+{
+    return s->created;
+}
+
 const double *am_series_values(const am_series_t *s)
 {
     return s->v;

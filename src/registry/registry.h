@@ -146,6 +146,9 @@ const char *am_series_key(const am_family_t *f, const am_series_t *s, size_t *le
  * in bucket i (not cumulative, i = nbuckets is +Inf). summary: count, sum.
  * Set gauges: v[0] = distinct members. */
 const double *am_series_values(const am_series_t *s);
+/* When s was created (unix seconds, millisecond resolution): its first
+ * line, or as restored from a state file; OpenMetrics' _created. */
+double am_series_created(const am_series_t *s);
 
 /* ---- scrape snapshots while ingest goes on (one loop) ----
  *

@@ -28,12 +28,19 @@ def lines_for(round_):
             "st.lat:%d|ms" % (100 * (round_ + 1)), "st.users:u%d|s" % round_]
 
 
+def created(d, name, **labels):
+    """The OpenMetrics _created sample of a series."""
+    _, _, om = d.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    return sample_value(om.decode() if isinstance(om, bytes) else om, name + "_created", **labels)
+
+
 def test_restarts_keep_every_series_exactly():
     state = path("loop.state")
     for workers in ("1", "2"):
         if os.path.exists(state):
             os.unlink(state)
         total_a = total_b = 0
+        born = {}
         for round_ in range(4):
             with Daemon(args=["--state-file", state, "--workers", workers]) as d:
                 m = d.metrics()
@@ -41,8 +48,14 @@ def test_restarts_keep_every_series_exactly():
                     assert sample_value(m, "st_jobs_total", q="a") == total_a, (round_, m)
                     assert sample_value(m, "st_users") == round_, m
                     assert sample_value(m, "st_lat_count") == round_, m
+                    # _created comes back too: no new series for Prometheus
+                    assert created(d, "st_jobs", q="a") == born["jobs"], (round_, born)
+                    assert created(d, "st_lat") == born["lat"], (round_, born)
                 d.send("\n".join(lines_for(round_)))
                 d.wait_samples(5)
+                if not round_:
+                    born = {"jobs": created(d, "st_jobs", q="a"), "lat": created(d, "st_lat")}
+                    assert abs(born["jobs"] - time.time()) < 60, born
                 total_a += round_ + 1
                 total_b += 2
             # SIGTERM (the context manager): every accepted line is in the file
