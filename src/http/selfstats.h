@@ -25,6 +25,7 @@ typedef struct am_selfstats {
     uint64_t set_members;                 /* held, against limits.max_set_members */
     uint64_t rejected[AM_REASON_COUNT];   /* by reason; [AM_OK] unused */
     uint64_t events[2];                   /* DogStatsD events, service checks */
+    uint64_t mapping_dropped;             /* lines a mapping's action: drop matched */
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     uint64_t scrapes;
