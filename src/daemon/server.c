@@ -20,6 +20,7 @@
 #include "health.h"
 #include "http.h"
 #include "log.h"
+#include "mapping.h"
 #include "negotiate.h"
 #include "registry.h"
 #include "scrape.h"
@@ -41,6 +42,7 @@ typedef struct server {
     uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
     am_workers_t *workers; /* owned */
+    am_mapping_t *mapping; /* owned; every worker's registry borrows it; NULL: none */
     am_expiry_t expiry;    /* the TTL sweep's timer */
     bool expiry_ready;
     am_statefile_t state; /* the periodic state writer (--state-file) */
@@ -437,6 +439,56 @@ static int apply_config(server_t *s, const am_config_t *cfg)
     return rc;
 }
 
+/* ---- the mapping file ---- */
+
+static void log_mapping_warning(void *ctx, const char *msg)
+{
+    (void)ctx;
+    char esc[1024];
+    am_log(AM_LOG_WARN, "event=mapping_warning warning=\"%s\"",
+           am_log_escape(esc, sizeof(esc), msg));
+}
+
+/* Loads opts->mapping_path into *out; the error is logged (event). */
+static int load_mapping(const server_t *s, const char *event, am_mapping_t **out)
+{
+    char err[512];
+    if (am_mapping_load(s->opts->mapping_path, out, err, sizeof(err), log_mapping_warning, NULL) ==
+        0)
+        return 0;
+    char esc[1024];
+    am_log(AM_LOG_ERROR, "event=%s error=\"%s\"%s", event, am_log_escape(esc, sizeof(esc), err),
+           s->mapping ? " action=\"kept the old mapping\"" : "");
+    return -1;
+}
+
+/* Every worker's registry maps lines with m from now on (the workers
+ * paused: each forgets the lines its cache mapped with the old one); the
+ * old mapping is freed once none uses it. */
+static void use_mapping(server_t *s, am_mapping_t *m)
+{
+    unsigned n = am_workers_count(s->workers);
+    am_workers_pause(s->workers);
+    for (unsigned i = 0; i < n; i++)
+        am_registry_set_mapping(am_workers_registry(s->workers, i), m);
+    am_workers_resume(s->workers);
+    am_mapping_free(s->mapping);
+    s->mapping = m;
+}
+
+/* SIGHUP: the mapping file read again; false when it is bad (the old one
+ * stays). */
+static bool reload_mapping(server_t *s)
+{
+    am_mapping_t *m;
+    if (load_mapping(s, "reload_failed", &m) != 0)
+        return false;
+    use_mapping(s, m);
+    am_log(AM_LOG_INFO, "event=mapping_reloaded file=%s mappings=%zu", s->opts->mapping_path,
+           am_mapping_count(m));
+    return true;
+}
+
 static bool state_copying(const void *ctx)
 {
     return am_statefile_copying(ctx);
@@ -447,8 +499,14 @@ static void reload(server_t *s)
     finish_merge_now(s);
     if (s->state_ready)
         am_statefile_finish_copy(&s->state);
+    bool mapping_ok = !s->opts->mapping_path || reload_mapping(s);
     if (!s->opts->config_path) {
-        am_log(AM_LOG_INFO, "event=reload_skipped reason=\"no config file\"");
+        if (!s->opts->mapping_path)
+            am_log(AM_LOG_INFO, "event=reload_skipped reason=\"no config file\"");
+        else if (mapping_ok)
+            s->stats.reloads_ok++;
+        else
+            s->stats.reloads_failed++;
         return;
     }
     am_config_t cfg;
@@ -463,6 +521,8 @@ static void reload(server_t *s)
     if (apply_config(s, &cfg) != 0) {
         s->stats.reloads_failed++;
         am_log(AM_LOG_ERROR, "event=reload_failed error=\"out of memory\"");
+    } else if (!mapping_ok) {
+        s->stats.reloads_failed++; /* the config was applied, the mapping file kept */
     } else {
         s->stats.reloads_ok++;
         am_log(AM_LOG_INFO, "event=reloaded config=%s families=%zu", s->opts->config_path,
@@ -582,6 +642,7 @@ static int open_sockets(server_t *s)
 static void free_server(server_t *s)
 {
     am_workers_free(s->workers);
+    am_mapping_free(s->mapping); /* after the registries that borrow it */
     free(s);
 }
 
@@ -618,11 +679,23 @@ int am_server_run(const am_server_opts_t *opts)
             return AM_SERVER_BAD_CONFIG;
         }
     }
+    am_mapping_t *mapping = NULL;
+    if (opts->mapping_path && load_mapping(s, "mapping_invalid", &mapping) != 0) {
+        am_config_free(&cfg);
+        free(s);
+        return AM_SERVER_BAD_CONFIG;
+    }
     int rc = make_workers(s, &cfg);
     am_config_free(&cfg);
     if (rc != 0) {
+        am_mapping_free(mapping);
         free_server(s);
         return rc;
+    }
+    if (mapping) {
+        use_mapping(s, mapping);
+        am_log(AM_LOG_INFO, "event=mapping_loaded file=%s mappings=%zu", opts->mapping_path,
+               am_mapping_count(mapping));
     }
     if (opts->state_path) {
         /* Before any socket is read; restored series start their TTL now

@@ -36,14 +36,15 @@ typedef struct am_server_opts {
     unsigned state_interval;  /* seconds between state writes, >= 1 */
     bool state_discard_bad;   /* a refused state file is moved aside, not fatal */
     int max_connections;      /* HTTP connections, 1..AM_SERVER_MAX_CONNECTIONS; 0: 1024 */
+    const char *mapping_path; /* borrowed; NULL: no mapping file (read again at SIGHUP) */
 } am_server_opts_t;
 
 #define AM_SERVER_MAX_WORKERS     64
 #define AM_SERVER_MAX_CONNECTIONS 1000000
 
 enum {
-    /* am_server_run: the config file could not be loaded (logged with its
-     * error); nothing was opened. */
+    /* am_server_run: the config file or the mapping file could not be
+     * loaded (logged with its error); nothing was opened. */
     AM_SERVER_BAD_CONFIG = 1,
     /* am_server_run: the state file could not be read or was refused
      * (logged, naming the file); nothing was opened. */

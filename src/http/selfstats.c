@@ -109,6 +109,10 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
     static const char *const kinds[][2] = {{"kind", "event"}, {"kind", "service_check"}};
     for (size_t i = 0; i < 2; i++)
         am_expose_sample(b, "alice_metricsd_events_total", kinds[i], 1, (double)st->events[i]);
+    single(b, "alice_metricsd_mapping_dropped_total",
+           "Lines a mapping with action: drop matched (--mapping-config): dropped on purpose, "
+           "not rejects.",
+           AM_FAMILY_COUNTER, (double)st->mapping_dropped, fmt);
     single(b, "alice_metricsd_series_expired_total",
            "Series removed because no line updated them for their TTL.", AM_FAMILY_COUNTER,
            (double)st->series_expired, fmt);
@@ -169,6 +173,7 @@ void am_selfstats_add_ingest(am_selfstats_t *dst, const am_selfstats_t *src)
         dst->rejected[i] += src->rejected[i];
     for (size_t i = 0; i < 2; i++)
         dst->events[i] += src->events[i];
+    dst->mapping_dropped += src->mapping_dropped;
 }
 
 static double boot_time(void)

@@ -26,6 +26,7 @@ typedef struct am_selfstats {
     uint64_t series_bytes;                /* held, against limits.max_series_bytes */
     uint64_t rejected[AM_REASON_COUNT];   /* by reason; [AM_OK] unused */
     uint64_t events[2];                   /* DogStatsD events, service checks */
+    uint64_t mapping_dropped;             /* lines a mapping's action: drop matched */
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     uint64_t scrapes;

@@ -103,6 +103,7 @@ struct am_registry {
     am_linecache_t cache;
     am_dgram_index_t *dgram_index; /* am_registry_ingest_datagram's, made on first use */
     am_famdir_t *dir;              /* borrowed: shared by the workers; NULL with one loop */
+    const am_mapping_t *mapping;   /* borrowed (am_registry_set_mapping); NULL: none */
     bool stamped;                  /* gauges carry set/delta stamps (GAUGE_* below) */
     double clock;                  /* stamp for gauge updates, set per batch */
     am_snapshot_fn snap_fn;        /* the scrape snapshot in progress, or NULL */

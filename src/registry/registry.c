@@ -212,6 +212,13 @@ void am_registry_set_limits(am_registry_t *r, const am_limits_t *limits)
     r->cache.max_entries = 2 * limits->max_series;
 }
 
+void am_registry_set_mapping(am_registry_t *r, const am_mapping_t *m)
+{
+    if (m != r->mapping)
+        r->generation++; /* cached lines were mapped by the old one */
+    r->mapping = m;
+}
+
 bool am_family_defs_clash(const am_family_def_t *a, const am_family_def_t *b)
 {
     char an[AM_OWNED_NAMES][AM_OWNED_NAME_MAX], bn[AM_OWNED_NAMES][AM_OWNED_NAME_MAX];
@@ -299,7 +306,7 @@ static int define_locked(am_registry_t *r, am_family_def_t *copy_in, famdir_entr
     am_family_def_t copy = *copy_in;
     const am_family_def_t *def = &copy;
     am__snapshot_flush_all(r); /* help, series or the family itself may change */
-    r->generation++;       /* series may be freed below: the line cache must forget them */
+    r->generation++;           /* series may be freed below: the line cache must forget them */
     /* The catalog wins over families whose sample names it would repeat
      * (an auto-created gauge x_count before a configured histogram x). */
     am_family_t *f = am__family_find(r, def->name, strlen(def->name));
@@ -415,4 +422,3 @@ const double *am_series_values(const am_series_t *s)
 {
     return s->v;
 }
-

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mapping.h"
 #include "parse.h"
 #include "reasons.h"
 
@@ -94,6 +95,11 @@ int am_registry_define(am_registry_t *r, const am_family_def_t *def)
     __attribute__((warn_unused_result));
 /* New limits (copied) for series created from now on. */
 void am_registry_set_limits(am_registry_t *r, const am_limits_t *limits);
+
+/* The mapping file lines are mapped by from now on (borrowed: the caller
+ * keeps m alive, unchanged, until it sets another or frees r; NULL: none).
+ * The line cache forgets what the old one mapped. */
+void am_registry_set_mapping(am_registry_t *r, const am_mapping_t *m);
 
 /* Applies one parsed line (s and the bytes its slices point into are
  * borrowed for the call). Returns AM_OK or the reject reason. */
