@@ -92,6 +92,12 @@ static const char usage_server[] =
     "                            closed when every open one is busy; the soft open-file\n"
     "                            limit is raised to the hard one at start\n"
     "                            [env ALICE_MAX_CONNECTIONS, default 1024]\n"
+    "  --remote-write-url URL    push every series (self-metrics too) to a Prometheus\n"
+    "                            remote write 1.0 receiver (http:// or https://) every\n"
+    "                            15 s; more settings (interval, auth, TLS, external\n"
+    "                            labels, queue) in the config's \"remote_write\"\n"
+    "                            [env ALICE_REMOTE_WRITE_URL, config remote_write.url,\n"
+    "                            default none]\n"
     "  --log-level LEVEL         debug, info, warn, error; debug logs every rejected\n"
     "                            line with its reason (rate-limited)\n"
     "                            [env ALICE_LOG_LEVEL, default info]\n"
@@ -146,7 +152,7 @@ typedef struct setting {
 
 typedef struct server_flags {
     setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level, workers,
-        ttl, state_file, state_interval, max_connections, unix_mode;
+        ttl, state_file, state_interval, max_connections, unix_mode, remote_write_url;
 } server_flags_t;
 
 typedef struct flag_def {
@@ -170,6 +176,7 @@ static const flag_def_t server_flag_defs[] = {
     {"--state-interval", "ALICE_STATE_INTERVAL", offsetof(server_flags_t, state_interval)},
     {"--max-connections", "ALICE_MAX_CONNECTIONS", offsetof(server_flags_t, max_connections)},
     {"--unix-mode", "ALICE_STATSD_SOCKET_MODE", offsetof(server_flags_t, unix_mode)},
+    {"--remote-write-url", "ALICE_REMOTE_WRITE_URL", offsetof(server_flags_t, remote_write_url)},
 };
 #define N_SERVER_FLAGS (sizeof(server_flag_defs) / sizeof(server_flag_defs[0]))
 
@@ -370,6 +377,18 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
         goto out;
     }
     o.max_connections = (int)max_conns;
+    o.remote_write_url = f.remote_write_url.value;
+    if (o.remote_write_url) {
+        char why[128];
+        am_remote_url_t u;
+        if (!*o.remote_write_url) {
+            o.remote_write_url = NULL; /* empty: the config's, if any */
+        } else if (am_remote_url_parse(o.remote_write_url, &u, why, sizeof(why)) != 0) {
+            fprintf(stderr, "alice: %s: \"%s\": %s\n", f.remote_write_url.source,
+                    o.remote_write_url, why);
+            goto out;
+        }
+    }
     o.config_path = f.config.value;
     o.log_level_fixed = log_level_given;
     /* o borrows host and socket strings from cfg: cfg lives until the server
