@@ -323,6 +323,16 @@ def test_prometheus_receives_exactly():
         shutil.rmtree(tmp)
 
 
+def test_push_mode_alert_rules():
+    """deploy/'s push-mode rules pass promtool."""
+    if not shutil.which("promtool"):
+        raise Skip("promtool not installed")
+    rules = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy",
+                         "prometheus", "alerts-remote-write.yml")
+    out = subprocess.run(["promtool", "check", "rules", rules], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_bad_config():
     tmp = tempfile.mkdtemp()
     try:
