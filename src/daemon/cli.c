@@ -101,6 +101,12 @@ static const char usage_server[] =
     "                            file exits 2; SIGHUP rereads it (a bad one is logged and\n"
     "                            the old kept) [env ALICE_MAPPING_CONFIG, config\n"
     "                            server.mapping_config, default none]\n"
+    "  --remote-write-url URL    push every series (self-metrics too) to a Prometheus\n"
+    "                            remote write 1.0 receiver (http:// or https://) every\n"
+    "                            15 s; more settings (interval, auth, TLS, external\n"
+    "                            labels, queue) in the config's \"remote_write\"\n"
+    "                            [env ALICE_REMOTE_WRITE_URL, config remote_write.url,\n"
+    "                            default none]\n"
     "  --log-level LEVEL         debug, info, warn, error; debug logs every rejected\n"
     "                            line with its reason (rate-limited)\n"
     "                            [env ALICE_LOG_LEVEL, default info]\n"
@@ -156,7 +162,7 @@ typedef struct setting {
 
 typedef struct server_flags {
     setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level, workers,
-        ttl, state_file, state_interval, max_connections, unix_mode, mapping;
+        ttl, state_file, state_interval, max_connections, unix_mode, mapping, remote_write_url;
 } server_flags_t;
 
 typedef struct flag_def {
@@ -181,6 +187,7 @@ static const flag_def_t server_flag_defs[] = {
     {"--max-connections", "ALICE_MAX_CONNECTIONS", offsetof(server_flags_t, max_connections)},
     {"--unix-mode", "ALICE_STATSD_SOCKET_MODE", offsetof(server_flags_t, unix_mode)},
     {"--mapping-config", "ALICE_MAPPING_CONFIG", offsetof(server_flags_t, mapping)},
+    {"--remote-write-url", "ALICE_REMOTE_WRITE_URL", offsetof(server_flags_t, remote_write_url)},
 };
 #define N_SERVER_FLAGS (sizeof(server_flag_defs) / sizeof(server_flag_defs[0]))
 
@@ -381,6 +388,18 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
         goto out;
     }
     o.max_connections = (int)max_conns;
+    o.remote_write_url = f.remote_write_url.value;
+    if (o.remote_write_url) {
+        char why[128];
+        am_remote_url_t u;
+        if (!*o.remote_write_url) {
+            o.remote_write_url = NULL; /* empty: the config's, if any */
+        } else if (am_remote_url_parse(o.remote_write_url, &u, why, sizeof(why)) != 0) {
+            fprintf(stderr, "alice: %s: \"%s\": %s\n", f.remote_write_url.source,
+                    o.remote_write_url, why);
+            goto out;
+        }
+    }
     o.config_path = f.config.value;
     o.mapping_path = f.mapping.value ? f.mapping.value : cfg.mapping_config;
     if (o.mapping_path && !*o.mapping_path)

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "opts.h"
 #include "registry.h"
 
 /* The numeric keys of "limits" (max_series_per_family, max_series,
@@ -24,10 +25,10 @@ typedef struct am_config {
     int port;
     char *statsd_host; /* owned */
     int statsd_port;
-    char *unix_path; /* owned */
-    char *state_file;       /* owned; NULL unset */
-    long state_interval;    /* seconds; -1 unset */
-    char *mapping_config;   /* owned; NULL unset: statsd_exporter mapping file */
+    char *unix_path;           /* owned */
+    char *state_file;          /* owned; NULL unset */
+    long state_interval;       /* seconds; -1 unset */
+    char *mapping_config;      /* owned; NULL unset: statsd_exporter mapping file */
     int log_level;             /* am_log_level_t or -1 */
     long receive_buffer_bytes; /* -1 unset */
     int workers;               /* ingest workers, 1..64; -1 unset */
@@ -42,6 +43,8 @@ typedef struct am_config {
 
     size_t nfamilies;
     am_family_def_t *families; /* owned: nfamilies defs, each owning its strings */
+
+    am_remote_opts_t remote_write; /* "remote_write"; url NULL when the file has none */
 } am_config_t;
 
 /* An empty config (nothing set, nothing owned). */

@@ -119,15 +119,34 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
     am_expose_family_header(b, "alice_metricsd_longest_pause_seconds",
                             "Longest time ingest waited, in one go, on the last run of each "
                             "background task: a scrape's render or merge steps, a TTL sweep "
-                            "pass, a state file copy.",
+                            "pass, a state file copy, a remote write push's snapshot and "
+                            "encoding.",
                             AM_FAMILY_GAUGE, fmt);
-    static const char *const causes[][2] = {
-        {"cause", "scrape"}, {"cause", "expiry"}, {"cause", "state_write"}};
-    const double pauses[] = {st->last_scrape_longest_pause_seconds,
-                             st->last_expiry_longest_pause_seconds,
-                             st->last_state_longest_pause_seconds};
-    for (size_t i = 0; i < 3; i++)
+    static const char *const causes[][2] = {{"cause", "scrape"},
+                                            {"cause", "expiry"},
+                                            {"cause", "state_write"},
+                                            {"cause", "remote_write"}};
+    const double pauses[] = {
+        st->last_scrape_longest_pause_seconds, st->last_expiry_longest_pause_seconds,
+        st->last_state_longest_pause_seconds, st->last_rw_longest_pause_seconds};
+    for (size_t i = 0; i < 4; i++)
         am_expose_sample(b, "alice_metricsd_longest_pause_seconds", causes[i], 1, pauses[i]);
+    if (st->rw_enabled) {
+        name = "alice_metricsd_remote_write_samples_total";
+        am_expose_family_header(b, name,
+                                "Remote write samples: sent (accepted by the receiver), failed "
+                                "(in a request that did not succeed, per attempt), dropped "
+                                "(given up: refused, or pushed out of a full queue).",
+                                AM_FAMILY_COUNTER, fmt);
+        static const char *const results[][2] = {
+            {"result", "sent"}, {"result", "failed"}, {"result", "dropped"}};
+        const uint64_t rw[] = {st->rw_sent, st->rw_failed, st->rw_dropped};
+        for (size_t i = 0; i < 3; i++)
+            am_expose_sample(b, name, results[i], 1, (double)rw[i]);
+        single(b, "alice_metricsd_remote_write_queue_bytes",
+               "Compressed remote write requests waiting to be sent (max_queue_bytes bounds it).",
+               AM_FAMILY_GAUGE, (double)st->rw_queue_bytes, fmt);
+    }
     am_expose_family_header(b, "alice_metricsd_state_writes_total",
                             "Writes of the state file (--state-file), by result.",
                             AM_FAMILY_COUNTER, fmt);

@@ -26,6 +26,7 @@ void am_limits_default(am_limits_t *l)
     l->max_series_bytes = (size_t)128 << 20;
     l->auto_create = true;
     l->tag_dialects = AM_DIALECTS_ALL;
+    l->ttl = 0; /* never expire, unless --ttl or the config says */
 }
 
 /* ---- definitions ---- */
