@@ -491,6 +491,9 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, const am_m
             rc = AM_REJECT_CARDINALITY;
             goto give_back;
         }
+        /* the wall clock, not the loop's: _created is a unix time, and a
+         * new series is the slow path, where one vDSO call does not show */
+        se->created = am__wall_clock();
     }
     *f_out = f;
     *se_out = se;

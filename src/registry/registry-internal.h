@@ -35,7 +35,8 @@ struct am_series {
     struct am_set *set; /* set gauges only */
     uint32_t key_len;
     uint32_t seen;  /* r->now when a line last updated it; AM_SEEN_DEAD: expired */
-    double created; /* unix seconds: OpenMetrics' _created, kept in the state file */
+    double created; /* unix seconds: OpenMetrics' _created, kept in the state file;
+                     * set by whoever makes the series (a line, a merge, a restore) */
     double v[];     /* family->nvalues doubles, then key_len key bytes */
 };
 
@@ -190,6 +191,8 @@ bool am__series_bytes_take(am_registry_t *r, size_t cost) __attribute__((warn_un
 /* Counts cost bytes whatever the limit (a merged copy), or gives them back. */
 void am__series_bytes_add(am_registry_t *r, size_t cost);
 void am__series_bytes_give(am_registry_t *r, size_t cost);
+/* The unix time in seconds, to the millisecond: a new series' created. */
+double am__wall_clock(void);
 /* A new zeroed series of f with this key (copied), counted in r; NULL when
  * out of memory. Limits are the caller's business, its bytes too (taken
  * before: am__series_bytes_take; given back when it is retired or freed). */

@@ -129,6 +129,13 @@ bool am__series_bytes_take(am_registry_t *r, size_t cost)
     return true;
 }
 
+double am__wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1e3;
+}
+
 am_series_t *am__series_new(am_registry_t *r, am_family_t *f, uint64_t h, const char *key,
                                size_t klen)
 {
@@ -140,11 +147,6 @@ am_series_t *am__series_new(am_registry_t *r, am_family_t *f, uint64_t h, const 
     se->hash = h;
     se->key_len = (uint32_t)klen;
     se->seen = r->now;
-    /* the wall clock, not the loop's: _created is a unix time, and this is
-     * the slow path (a new series), where one vDSO call does not show */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    se->created = (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1e3;
     memcpy(am__series_key(f, se), key, klen);
     if (f->def.is_set) {
         se->set = am__set_new();

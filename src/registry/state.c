@@ -412,8 +412,7 @@ static int restore_series(am_registry_t *r, am_family_t *f, const saved_series_t
     if (se->set)
         se->v[0] = (double)am__set_count(se->set);
     se->seen = r->now;
-    if (!isnan(ss->created))
-        se->created = ss->created; /* else (version 1) the restore's time */
+    se->created = isnan(ss->created) ? am__wall_clock() : ss->created; /* NaN: version 1 */
     return 1;
 }
 
