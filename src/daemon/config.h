@@ -22,6 +22,7 @@ typedef struct am_config {
     int statsd_port;
     char *unix_path; /* owned */
     char *state_file;       /* owned; NULL unset */
+    char *web_config;       /* owned: server.web_config; NULL unset */
     long state_interval;    /* seconds; -1 unset */
     int log_level;             /* am_log_level_t or -1 */
     long receive_buffer_bytes; /* -1 unset */

@@ -36,6 +36,8 @@ typedef struct am_server_opts {
     unsigned state_interval;  /* seconds between state writes, >= 1 */
     bool state_discard_bad;   /* a refused state file is moved aside, not fatal */
     int max_connections;      /* HTTP connections, 1..AM_SERVER_MAX_CONNECTIONS; 0: 1024 */
+    const char *web_config;   /* borrowed; the TLS and basic auth file (exporter-toolkit
+                               * format), read again on every SIGHUP; NULL: none */
 } am_server_opts_t;
 
 #define AM_SERVER_MAX_WORKERS     64
@@ -48,12 +50,16 @@ enum {
     /* am_server_run: the state file could not be read or was refused
      * (logged, naming the file); nothing was opened. */
     AM_SERVER_BAD_STATE = 2,
+    /* am_server_run: the web config (or a certificate or key it names) could
+     * not be loaded (logged, naming the file); nothing was opened. */
+    AM_SERVER_BAD_WEB_CONFIG = 3,
 };
 
 /* Runs until SIGTERM/SIGINT (opts borrowed until it returns). Returns:
  *   0                     after a clean stop
  *   AM_SERVER_BAD_CONFIG  an unusable config file
  *   AM_SERVER_BAD_STATE   an unreadable or refused state file
+ *   AM_SERVER_BAD_WEB_CONFIG  an unusable web config, certificate or key
  *   a negative errno      a socket could not be opened (bind, listen: libuv
  *                         and our own syscalls' codes, logged), or the
  *                         daemon could not start (-ENOMEM, a loop, thread
