@@ -483,7 +483,8 @@ static void reload(server_t *s)
     if (s->state_ready)
         am_statefile_finish_copy(&s->state);
     if (!s->opts->config_path) {
-        am_log(AM_LOG_INFO, "event=reload_skipped reason=\"no config file\"");
+        if (!s->opts->web_config)
+            am_log(AM_LOG_INFO, "event=reload_skipped reason=\"no config file\"");
         return;
     }
     am_config_t cfg;
