@@ -499,7 +499,7 @@ void am_http__tls_resume(am_http_conn_t *c)
     am_http_tls_conn_t *t = c->tls;
     if (t->in_read)
         t->again = true;
-    else if (SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->rbio) > 0)
+    else if (SSL_has_pending(t->ssl) || BIO_ctrl_pending(t->rbio) > 0)
         read_records(c);
 }
 

@@ -102,8 +102,8 @@ static int get_string(ctx_t *c, const char *key, const yaml_node_t *v, char **ou
     const char *s = am_yaml_scalar(v, &is_null);
     if (!s)
         return fail(c, v, "%s: expected a string", key);
-    if (is_null)
-        return 0;
+    if (is_null || !*s)
+        return 0; /* unset, as Go reads an empty string */
     free(*out);
     *out = strdup(s);
     return *out ? 0 : oom(c);
@@ -468,16 +468,15 @@ static int parse_root(ctx_t *c, const yaml_node_t *root)
     return rc;
 }
 
-int am_webconfig_load(const char *path, am_webconfig_t *wc, char *err, size_t n)
+/* Reads a loaded document (rc: its load's status) into wc. */
+static int from_document(int rc, yaml_document_t *doc, const char *path, am_webconfig_t *wc,
+                         char *err, size_t n)
 {
-    am_webconfig_init(wc);
-    yaml_document_t doc;
-    int rc = am_yaml_load(path, &doc, err, n);
     if (rc < 0)
         return rc;
-    ctx_t c = {.path = path, .doc = &doc, .wc = wc, .err = err, .n = n};
+    ctx_t c = {.path = path, .doc = doc, .wc = wc, .err = err, .n = n};
     am_buf_init(&c.ignored, 0);
-    rc = parse_root(&c, am_yaml_root(&doc));
+    rc = parse_root(&c, am_yaml_root(doc));
     if (rc == 0 && c.ignored.len) {
         am_buf_putc(&c.ignored, '\0');
         if (am_buf_failed(&c.ignored))
@@ -486,8 +485,24 @@ int am_webconfig_load(const char *path, am_webconfig_t *wc, char *err, size_t n)
             wc->ignored = am_buf_steal(&c.ignored, NULL);
     }
     am_buf_free(&c.ignored);
-    yaml_document_delete(&doc);
+    yaml_document_delete(doc);
     if (rc < 0)
         am_webconfig_free(wc);
     return rc;
+}
+
+int am_webconfig_load(const char *path, am_webconfig_t *wc, char *err, size_t n)
+{
+    am_webconfig_init(wc);
+    yaml_document_t doc;
+    return from_document(am_yaml_load(path, &doc, err, n), &doc, path, wc, err, n);
+}
+
+int am_webconfig_parse(const char *text, size_t len, const char *path, am_webconfig_t *wc,
+                       char *err, size_t n)
+{
+    am_webconfig_init(wc);
+    yaml_document_t doc;
+    return from_document(am_yaml_load_string(text, len, path, &doc, err, n), &doc, path, wc, err,
+                         n);
 }

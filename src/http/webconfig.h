@@ -71,5 +71,10 @@ void am_webconfig_free(am_webconfig_t *wc);
 int am_webconfig_load(const char *path, am_webconfig_t *wc, char *err, size_t n)
     __attribute__((warn_unused_result));
 
+/* The same from text (len bytes, borrowed for the call), as if read from
+ * path (borrowed for the call: messages and relative names). */
+int am_webconfig_parse(const char *text, size_t len, const char *path, am_webconfig_t *wc,
+                       char *err, size_t n) __attribute__((warn_unused_result));
+
 /* The name of a client auth type as the format spells it (static). */
 const char *am_webconfig_client_auth_name(am_client_auth_t t);

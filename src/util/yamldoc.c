@@ -5,6 +5,20 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Loads from an initialized parser; the error names name. */
+static int load(yaml_parser_t *parser, const char *name, yaml_document_t *doc, char *err, size_t n)
+{
+    if (yaml_parser_load(parser, doc))
+        return 0;
+    const yaml_mark_t *m = parser->problem_mark.line || parser->problem_mark.column
+                               ? &parser->problem_mark
+                               : &parser->context_mark;
+    snprintf(err, n, "%s:%lu:%lu: %s%s%s", name, (unsigned long)m->line + 1,
+             (unsigned long)m->column + 1, parser->problem ? parser->problem : "invalid YAML",
+             parser->context ? " " : "", parser->context ? parser->context : "");
+    return parser->error == YAML_MEMORY_ERROR ? -ENOMEM : -EINVAL;
+}
+
 int am_yaml_load(const char *path, yaml_document_t *doc, char *err, size_t n)
 {
     FILE *f = fopen(path, "rb");
@@ -20,22 +34,28 @@ int am_yaml_load(const char *path, yaml_document_t *doc, char *err, size_t n)
         return -ENOMEM;
     }
     yaml_parser_set_input_file(&parser, f);
-    int rc = 0;
-    if (!yaml_parser_load(&parser, doc)) {
-        const yaml_mark_t *m = parser.problem_mark.line || parser.problem_mark.column
-                                   ? &parser.problem_mark
-                                   : &parser.context_mark;
-        snprintf(err, n, "%s:%lu:%lu: %s%s%s", path, (unsigned long)m->line + 1,
-                 (unsigned long)m->column + 1, parser.problem ? parser.problem : "invalid YAML",
-                 parser.context ? " " : "", parser.context ? parser.context : "");
-        rc = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : -EINVAL;
-    } else if (ferror(f)) {
+    int rc = load(&parser, path, doc, err, n);
+    if (rc == 0 && ferror(f)) {
         yaml_document_delete(doc);
         snprintf(err, n, "%s: read error", path);
         rc = -EIO;
     }
     yaml_parser_delete(&parser);
     fclose(f);
+    return rc;
+}
+
+int am_yaml_load_string(const char *text, size_t len, const char *name, yaml_document_t *doc,
+                        char *err, size_t n)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        snprintf(err, n, "%s: out of memory", name);
+        return -ENOMEM;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int rc = load(&parser, name, doc, err, n);
+    yaml_parser_delete(&parser);
     return rc;
 }
 

@@ -18,6 +18,11 @@
 int am_yaml_load(const char *path, yaml_document_t *doc, char *err, size_t n)
     __attribute__((warn_unused_result));
 
+/* The same from text (len bytes, borrowed for the call); name (borrowed
+ * for the call) stands for the file in messages. */
+int am_yaml_load_string(const char *text, size_t len, const char *name, yaml_document_t *doc,
+                        char *err, size_t n) __attribute__((warn_unused_result));
+
 /* The root node, or NULL for an empty document. Borrowed from doc. */
 yaml_node_t *am_yaml_root(yaml_document_t *doc);
 

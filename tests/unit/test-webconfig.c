@@ -144,6 +144,9 @@ static const struct {
     {"http_server_config:\n  http2: maybe\n", 2, "http2: expected true or false"},
     {"tls_server_config:\n  cert_file: a\n", 2, "tls_server_config: missing key_file"},
     {"tls_server_config:\n  key_file: a\n", 2, "tls_server_config: missing cert_file"},
+    /* an empty string is unset, as in Go */
+    {"tls_server_config:\n  cert_file: ''\n  key_file: a\n", 2,
+     "tls_server_config: missing cert_file"},
     {"tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS14\n", 4,
      "min_version: \"TLS14\" is not TLS10, TLS11, TLS12 or TLS13"},
     {"tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS13\n"
