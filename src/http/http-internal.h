@@ -117,8 +117,6 @@ struct am_http_server {
     bool listener_closed;
     am_http_security_t *sec;  /* owned: what new connections and requests get, or NULL */
     unsigned auth_jobs;       /* password checks on the thread pool: the server waits for them */
-    uint64_t auth_denied;     /* requests answered 401 */
-    uint64_t tls_failed;      /* TLS handshakes that failed */
     char tls_rbuf[16 * 1024]; /* TLS connections' recv buffer: emptied in each read callback */
     void (*done)(void *ctx);
     void *done_ctx;  /* borrowed until done() */

@@ -229,7 +229,7 @@ void am_http__auth_detach(am_http_conn_t *c)
 static void deny(am_http_conn_t *c, bool keep, const char *why)
 {
     am_http_server_t *srv = c->srv;
-    srv->auth_denied++;
+    srv->stats.auth_denied++;
     char peer[80];
     am_log(AM_LOG_DEBUG, "event=http_auth_denied reason=%s peer=%s", why,
            am_http__conn_peer(c, peer, sizeof(peer)));

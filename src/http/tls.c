@@ -417,7 +417,7 @@ static void flush_raw(am_http_conn_t *c)
 static void tls_failed(am_http_conn_t *c, const char *what)
 {
     char e[256], peer[80];
-    c->srv->tls_failed++;
+    c->srv->stats.tls_failed++;
     am_log(AM_LOG_DEBUG, "event=tls_failed during=%s error=\"%s\" peer=%s", what,
            ssl_error(e, sizeof(e)), am_http__conn_peer(c, peer, sizeof(peer)));
     am_http__conn_close(c);
@@ -447,7 +447,7 @@ static void read_records(am_http_conn_t *c)
                 break;
             }
             if (t->tls->nsans && !san_allowed(t->tls, t->ssl)) {
-                c->srv->tls_failed++;
+                c->srv->stats.tls_failed++;
                 am_log(AM_LOG_DEBUG, "event=tls_failed during=handshake error=\"client "
                                      "certificate names no allowed SAN\"");
                 am_http__conn_close(c);

@@ -147,6 +147,47 @@ def test_tls_with_basic_auth():
         c.close()
 
 
+def read_responses(t, n, timeout=10):
+    """n responses to GET (status, head text, body) read from socket t."""
+    buf, out = b"", []
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            assert time.monotonic() < deadline, buf
+            chunk = t.recv(65536)
+            assert chunk, ("closed", out, buf)
+            buf += chunk
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        while len(buf) < length:
+            assert time.monotonic() < deadline
+            chunk = t.recv(65536)
+            assert chunk
+            buf += chunk
+        body, buf = buf[:length], buf[length:]
+        out.append((int(head.split()[1]), head.decode(), body))
+    return out
+
+
+def test_pipelined_requests_wait_for_the_password_check():
+    """Pipelined requests behind one whose password is being checked are
+    answered after it, in order, on the same TLS connection."""
+    with tls_daemon(web_config()) as d:
+        ctx = client_ctx()
+        raw = socket.create_connection(("127.0.0.1", d.http_port), timeout=10)
+        t = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        auth = auth_header()["Authorization"].encode()
+        bad = auth_header(password="nope")["Authorization"].encode()
+        t.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: " + auth + b"\r\n\r\n"
+                  b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: " + bad + b"\r\n\r\n"
+                  b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: " + auth + b"\r\n\r\n")
+        got = read_responses(t, 4)
+        assert [g[0] for g in got] == [200, 200, 401, 200], [g[:2] for g in got]
+        assert b"alice_metricsd" in got[0][2] and b'"status"' in got[1][2]
+        t.close()
+
+
 def test_curl_with_cacert_and_user():
     curl = shutil.which("curl")
     assert curl, "curl missing"
