@@ -31,7 +31,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "http.h"
-#include "tls.h"
+#include "https.h"
 
 enum {
     /* One read fills at most this much; also bounds the header bytes parsed
@@ -56,7 +56,7 @@ typedef struct am_http_tls_conn am_http_tls_conn_t;
 
 /* One queued response: its buffers live until its write completes
  * (libuv: write buffers end with write_cb). On a TLS connection the
- * plaintext is encrypted a chunk at a time as the socket drains (tls.c):
+ * plaintext is encrypted a chunk at a time as the socket drains (https.c):
  * off counts the bytes encrypted so far. */
 struct am_http_wreq {
     uv_write_t req;
@@ -72,7 +72,7 @@ struct am_http_wreq {
 
 /* The security a server applies to new connections (am_http_server_set_security). */
 struct am_http_security {
-    am_tls_t *tls;   /* a reference, or NULL: plain HTTP */
+    am_https_t *tls; /* a reference, or NULL: plain HTTP */
     am_auth_t *auth; /* a reference, or NULL: no users */
     char *headers;   /* owned: extra response header lines ("Name: v\r\n"), or NULL */
 };
@@ -263,11 +263,11 @@ void am_http__conn_eof(am_http_conn_t *c);
 /* Frees what a connection still owns once its handles are closed. */
 void am_http__wreq_free(am_http_wreq_t *w);
 
-/* ---- tls.c: the record layer of one connection ---- */
+/* ---- https.c: the record layer of one connection ---- */
 
 /* Starts TLS on an accepted connection with the server's context. 0 or
  * -ENOMEM. */
-int am_http__tls_accept(am_http_conn_t *c, am_tls_t *tls) __attribute__((warn_unused_result));
+int am_http__tls_accept(am_http_conn_t *c, am_https_t *tls) __attribute__((warn_unused_result));
 /* Ciphertext arrived (data borrowed for the call). */
 void am_http__tls_on_read(am_http_conn_t *c, const char *data, size_t n);
 /* Reading resumed: hands on plaintext TLS already holds. */

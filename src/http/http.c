@@ -420,7 +420,7 @@ int am_http_security_new(const am_webconfig_t *wc, am_http_security_t **out, cha
     }
     int rc = 0;
     if (wc->tls)
-        rc = am_tls_new(wc, &sec->tls, err, n);
+        rc = am_https_new(wc, &sec->tls, err, n);
     if (rc == 0 && wc->nusers && !(sec->auth = am_auth_new(wc->users, wc->nusers))) {
         snprintf(err, n, "out of memory (or no randomness) for basic_auth_users");
         rc = -ENOMEM;
@@ -441,7 +441,7 @@ void am_http_security_free(am_http_security_t *sec)
 {
     if (!sec)
         return;
-    am_tls_unref(sec->tls);
+    am_https_unref(sec->tls);
     am_auth_unref(sec->auth);
     free(sec->headers);
     free(sec);

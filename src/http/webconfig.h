@@ -2,7 +2,7 @@
  * exporter-toolkit format: YAML with tls_server_config,
  * http_server_config and basic_auth_users), read into plain data. It
  * checks keys and values and resolves relative file names against the
- * file's folder; it does not read certificates (tls.c builds the TLS
+ * file's folder; it does not read certificates (https.c builds the TLS
  * context from this) nor check passwords (auth.c).
  *
  * Keys of the format that the daemon does not implement are accepted and

@@ -1,4 +1,4 @@
-/* tls: the TLS context of a web config (tls.h) and the record layer of
+/* https: the TLS context of a web config (https.h) and the record layer of
  * one HTTP connection (http-internal.h). OpenSSL runs over two memory
  * BIOs: ciphertext read from the socket is written into one, ciphertext
  * OpenSSL produces is taken from the other and written with libuv. So the
@@ -16,7 +16,7 @@
  * for its write callback. The chunk that ends a response always goes
  * through uv_write, so a response completes from a loop callback as on a
  * plain connection. */
-#include "tls.h"
+#include "https.h"
 #include "http-internal.h"
 
 #include <arpa/inet.h>
@@ -38,7 +38,7 @@
  * gets a turn: a fast reader of a big body does not hold the loop. */
 #define TLS_PUMP_BUDGET (256 * 1024)
 
-struct am_tls {
+struct am_https {
     SSL_CTX *ctx;
     char **sans; /* owned: client_allowed_sans */
     size_t nsans;
@@ -48,7 +48,7 @@ struct am_tls {
 struct am_http_tls_conn {
     SSL *ssl;
     BIO *rbio, *wbio; /* owned by ssl */
-    am_tls_t *tls;    /* a reference */
+    am_https_t *tls;  /* a reference */
     bool handshaken;
     bool in_read; /* am_http__tls_resume trampolines through the running read */
     bool again;
@@ -186,7 +186,7 @@ static int set_ciphers(SSL_CTX *ctx, const am_webconfig_t *wc, char *err, size_t
     return 0;
 }
 
-static int configure(am_tls_t *t, const am_webconfig_t *wc, char *err, size_t n)
+static int configure(am_https_t *t, const am_webconfig_t *wc, char *err, size_t n)
 {
     SSL_CTX *ctx = t->ctx;
     char e[256];
@@ -262,9 +262,9 @@ static int configure(am_tls_t *t, const am_webconfig_t *wc, char *err, size_t n)
     return 0;
 }
 
-int am_tls_new(const am_webconfig_t *wc, am_tls_t **out, char *err, size_t n)
+int am_https_new(const am_webconfig_t *wc, am_https_t **out, char *err, size_t n)
 {
-    am_tls_t *t = calloc(1, sizeof(*t));
+    am_https_t *t = calloc(1, sizeof(*t));
     if (!t || !(t->ctx = SSL_CTX_new(TLS_server_method()))) {
         free(t);
         snprintf(err, n, "out of memory");
@@ -274,19 +274,19 @@ int am_tls_new(const am_webconfig_t *wc, am_tls_t **out, char *err, size_t n)
     ERR_clear_error();
     int rc = configure(t, wc, err, n);
     if (rc < 0) {
-        am_tls_unref(t);
+        am_https_unref(t);
         return rc;
     }
     *out = t;
     return 0;
 }
 
-void am_tls_ref(am_tls_t *t)
+void am_https_ref(am_https_t *t)
 {
     t->refs++;
 }
 
-void am_tls_unref(am_tls_t *t)
+void am_https_unref(am_https_t *t)
 {
     if (!t || --t->refs > 0)
         return;
@@ -299,7 +299,7 @@ void am_tls_unref(am_tls_t *t)
 
 /* The client certificate names one of client_allowed_sans (DNS, IP, e-mail
  * or URI, matched exactly, as exporter-toolkit matches them). */
-static bool san_allowed(const am_tls_t *t, SSL *ssl)
+static bool san_allowed(const am_https_t *t, SSL *ssl)
 {
     X509 *cert = SSL_get0_peer_certificate(ssl);
     if (!cert)
@@ -332,7 +332,7 @@ static bool san_allowed(const am_tls_t *t, SSL *ssl)
 
 /* ---- one connection ---- */
 
-int am_http__tls_accept(am_http_conn_t *c, am_tls_t *tls)
+int am_http__tls_accept(am_http_conn_t *c, am_https_t *tls)
 {
     am_http_tls_conn_t *t = calloc(1, sizeof(*t));
     if (!t)
@@ -352,7 +352,7 @@ int am_http__tls_accept(am_http_conn_t *c, am_tls_t *tls)
     BIO_set_mem_eof_return(t->rbio, -1);
     SSL_set_bio(t->ssl, t->rbio, t->wbio);
     SSL_set_accept_state(t->ssl);
-    am_tls_ref(tls);
+    am_https_ref(tls);
     t->tls = tls;
     c->tls = t;
     return 0;
@@ -372,7 +372,7 @@ void am_http__tls_free(am_http_conn_t *c)
     am_http_tls_conn_t *t = c->tls;
     assert(!t->stage_busy); /* write callbacks run before close callbacks */
     SSL_free(t->ssl);
-    am_tls_unref(t->tls);
+    am_https_unref(t->tls);
     free(t->stage);
     free(t);
     c->tls = NULL;
