@@ -37,6 +37,10 @@
 /* Ciphertext handed to the kernel synchronously per pump, before the loop
  * gets a turn: a fast reader of a big body does not hold the loop. */
 #define TLS_PUMP_BUDGET (256 * 1024)
+/* Unsent bytes past which a connection that gets more TLS protocol bytes
+ * to send (not answers: key update replies, alerts) is closed: its client
+ * sends and does not read. */
+#define TLS_RAW_UNSENT_MAX (64 * 1024)
 
 struct am_https {
     SSL_CTX *ctx;
@@ -154,7 +158,8 @@ static int accept_any_cert(int preverify, X509_STORE_CTX *x)
     return 1;
 }
 
-/* Go's cipher suite names are IANA's (a few without the _SHA256 suffix). */
+/* Go's cipher suite names are IANA's (a few without the _SHA256 suffix);
+ * they choose among the TLS 1.2 suites, in the given order. */
 static int set_ciphers(SSL_CTX *ctx, const am_webconfig_t *wc, char *err, size_t n)
 {
     char list[4096];
@@ -162,6 +167,11 @@ static int set_ciphers(SSL_CTX *ctx, const am_webconfig_t *wc, char *err, size_t
     list[0] = '\0';
     for (size_t i = 0; i < wc->ncipher_suites; i++) {
         const char *name = wc->cipher_suites[i];
+        /* TLS 1.3's suites are not configurable (in Go either): skipped. */
+        if (strcmp(name, "TLS_AES_128_GCM_SHA256") == 0 ||
+            strcmp(name, "TLS_AES_256_GCM_SHA384") == 0 ||
+            strcmp(name, "TLS_CHACHA20_POLY1305_SHA256") == 0)
+            continue;
         const char *ossl = OPENSSL_cipher_name(name);
         char longer[128];
         if (strcmp(ossl, "(NONE)") == 0 &&
@@ -400,6 +410,12 @@ static void flush_raw(am_http_conn_t *c)
     size_t n = (size_t)BIO_ctrl_pending(t->wbio);
     if (n == 0 || c->closing)
         return;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > TLS_RAW_UNSENT_MAX) {
+        am_log(AM_LOG_DEBUG, "event=tls_failed during=write error=\"the client does not read\"");
+        c->srv->stats.tls_failed++;
+        am_http__conn_close(c);
+        return;
+    }
     raw_write_t *w = malloc(sizeof(*w) + n);
     if (!w || BIO_read(t->wbio, w->data, (int)n) != (int)n) {
         free(w);

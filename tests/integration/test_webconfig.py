@@ -245,6 +245,26 @@ def test_min_version():
         assert https_get(d, "/health", ctx=client_ctx(maximum=ssl.TLSVersion.TLSv1_2))[0] == 200
 
 
+def test_cipher_suites_and_curves():
+    cfg = web_config(users=False, extra_tls="  max_version: TLS12\n"
+                     "  cipher_suites:\n    - TLS_AES_128_GCM_SHA256\n"
+                     "    - TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305\n"
+                     "    - TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\n"
+                     "  curve_preferences: [CurveP384]\n")
+    with tls_daemon(cfg) as d:
+        ctx = client_ctx()
+        with socket.create_connection(("127.0.0.1", d.http_port), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+                name, version, _ = t.cipher()
+        # the server's order wins (prefer_server_cipher_suites defaults to true)
+        assert (name, version) == ("ECDHE-ECDSA-CHACHA20-POLY1305", "TLSv1.2"), (name, version)
+        only_aes = client_ctx()
+        only_aes.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+        assert handshake_fails(d, only_aes)
+    start_fails("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                "  cipher_suites: [TLS_NOT_A_SUITE]\n", r"unknown cipher suite .*TLS_NOT_A_SUITE")
+
+
 def test_client_certificates():
     def cfg(kind, extra=""):
         return web_config(users=False, extra_tls="  client_auth_type: %s\n"
