@@ -41,6 +41,9 @@
  * to send (not answers: key update replies, alerts) is closed: its client
  * sends and does not read. */
 #define TLS_RAW_UNSENT_MAX (64 * 1024)
+/* An idle connection keeps buffers up to this size (small answers do not
+ * reallocate every time). */
+#define TLS_TRIM_ABOVE 4096
 
 struct am_https {
     SSL_CTX *ctx;
@@ -559,6 +562,26 @@ static size_t encrypt_chunk(am_http_conn_t *c, am_http_wreq_t *w)
     return n;
 }
 
+/* Everything is sent: an idle connection gives back what a big answer
+ * grew (the staging buffer and the memory BIO's, a record's worth each),
+ * so that a thousand kept-alive scrapers do not each hold 33 KiB. */
+static void trim(am_http_conn_t *c)
+{
+    am_http_tls_conn_t *t = c->tls;
+    if (t->stage_cap <= TLS_TRIM_ABOVE || c->closing)
+        return;
+    free(t->stage);
+    t->stage = NULL;
+    t->stage_cap = 0;
+    BIO *fresh = BIO_new(BIO_s_mem());
+    if (fresh && BIO_ctrl_pending(t->wbio) == 0) {
+        SSL_set0_wbio(t->ssl, fresh); /* frees the old one */
+        t->wbio = fresh;
+    } else {
+        BIO_free(fresh);
+    }
+}
+
 static void on_stage_write(uv_write_t *req, int status)
 {
     am_http_conn_t *c = req->data;
@@ -584,6 +607,7 @@ void am_http__tls_pump(am_http_conn_t *c)
         am_http_wreq_t *w = c->wq;
         if (!w) {
             flush_raw(c);
+            trim(c);
             return;
         }
         if (w->off == w->head_len + w->body_len)

@@ -486,6 +486,38 @@ def test_tls_slow_readers_share_the_body():
         assert took < 5, took
 
 
+def test_idle_tls_connections_give_back_their_buffers():
+    """After a big answer a kept-alive TLS connection frees its record-sized
+    buffers: about 20 KiB each stay (OpenSSL's connection state), not 58."""
+    with tls_daemon(web_config(users=False)) as d:
+        for i in range(0, 5000, 200):
+            d.send("".join("idle_x:%d|g|#k:v%d\n" % (k, k) for k in range(i, i + 200)))
+        ctx = client_ctx()
+
+        def scrape(c):
+            c.request("GET", "/metrics")
+            r = c.getresponse()
+            return r.read()
+
+        deadline = time.monotonic() + 10
+        first = http.client.HTTPSConnection("127.0.0.1", d.http_port, context=ctx, timeout=10)
+        while sample_value(scrape(first).decode(), "alice_metricsd_samples_total") != 5000:
+            assert time.monotonic() < deadline, "the gauges did not all arrive"
+            time.sleep(0.05)
+        time.sleep(0.2)
+        base = rss(d.proc.pid)
+        conns = [http.client.HTTPSConnection("127.0.0.1", d.http_port, context=ctx, timeout=10)
+                 for _ in range(150)]
+        for c in conns:
+            assert len(scrape(c)) > 100000
+        time.sleep(0.3)
+        per = (rss(d.proc.pid) - base) / len(conns)
+        for c in conns + [first]:
+            c.close()
+        if not sanitized():
+            assert per < 40 * 1024, per
+
+
 def test_prometheus_scrapes_over_tls_with_basic_auth():
     import promhelper
     with tls_daemon(web_config()) as d:
