@@ -413,7 +413,7 @@ def test_password_checks_do_not_stall_the_loop():
             worst = max(worst, time.monotonic() - t0)
         for t in threads:
             t.join(30)
-        assert worst < 0.25, worst
+        assert worst < 0.5, worst  # on the loop, 4 checks would stall it for 2 s
 
 
 def test_tls_big_body_and_silent_clients_are_shed():
