@@ -6,6 +6,11 @@ by Python's http.client and by curl. Prints medians and the TLS/plain
 ratios. Not a timed test: run it by hand (tests/bench/README.md).
 
     ALICE_BIN=build/src/alice tests/bench/tls_scrape.py [--series N] [--runs N]
+
+With --flood SECONDS it measures instead an ordinary TLS scraper (every
+50 ms) while 6 threads open TLS connections, finish the handshake and close
+them as fast as they can, and 2 more open TCP connections that never start
+a handshake, against --max-connections 64.
 """
 
 import argparse
@@ -13,10 +18,12 @@ import http.client
 import os
 import shutil
 import ssl
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -49,14 +56,76 @@ def fresh_by_name(fn):
     return lambda name, d, secure: fn(d, secure)
 
 
+def flood(web, cert, seconds, series):
+    ctx = ssl.create_default_context(cafile=cert)
+    with Daemon(args=["--web-config", web, "--max-connections", "64"]) as d:
+        def scrape():
+            c = http.client.HTTPSConnection("127.0.0.1", d.http_port, context=ctx, timeout=5)
+            c.request("GET", "/metrics")
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            assert r.status == 200
+            return body
+        fill(d, series, lambda: scrape().decode())
+        stop = time.monotonic() + seconds
+        counts = {"handshakes": 0, "handshake_errors": 0, "silent": 0}
+        silent = []
+
+        def handshaker():
+            while time.monotonic() < stop:
+                try:
+                    s = socket.create_connection(("127.0.0.1", d.http_port), timeout=2)
+                    ctx.wrap_socket(s, server_hostname="127.0.0.1").close()
+                    counts["handshakes"] += 1
+                except OSError:
+                    counts["handshake_errors"] += 1
+
+        def opener():
+            while time.monotonic() < stop:
+                try:
+                    silent.append(socket.create_connection(("127.0.0.1", d.http_port), timeout=2))
+                    counts["silent"] += 1
+                except OSError:
+                    pass
+                time.sleep(0.005)
+
+        threads = [threading.Thread(target=handshaker) for _ in range(6)]
+        threads += [threading.Thread(target=opener) for _ in range(2)]
+        for t in threads:
+            t.start()
+        lat, failed = [], 0
+        time.sleep(0.5)
+        while time.monotonic() < stop - 0.5:
+            t0 = time.monotonic()
+            try:
+                scrape()
+                lat.append((time.monotonic() - t0) * 1000)
+            except (OSError, AssertionError, http.client.HTTPException):
+                failed += 1
+            time.sleep(0.05)
+        for t in threads:
+            t.join()
+        for s in silent:
+            s.close()
+        lat.sort()
+        print("ordinary scrapes %d, failed %d, p50 %.1f ms, p99 %.1f ms, max %.1f ms; %s"
+              % (len(lat), failed, lat[len(lat) // 2], lat[max(0, int(len(lat) * 0.99) - 1)],
+                 lat[-1], counts))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--flood", type=float, default=0, metavar="SECONDS")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="alice-tlsbench-")
     try:
         web, cert = certs(tmp)
+        if a.flood:
+            flood(web, cert, a.flood, a.series)
+            return
         ctx = ssl.create_default_context(cafile=cert)
         with Daemon() as plain, Daemon(args=["--web-config", web]) as tls:
             def conn(d, secure):
