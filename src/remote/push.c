@@ -73,6 +73,7 @@ struct am_push {
 
 static void kick(am_push_t *p);
 static void close_all(am_push_t *p);
+static void peer_closed(am_push_t *p, conn_t *c, int err, const char *why);
 
 /* ---- connections ---- */
 
@@ -128,7 +129,7 @@ static void on_written(uv_write_t *req, int status)
     conn_t *c = req->data;
     free(w);
     if (status < 0 && c->p && c->p->conn == c)
-        attempt_failed(c->p, uv_strerror(status), true);
+        peer_closed(c->p, c, status, NULL);
 }
 
 /* Sends len bytes (stolen: a wblock_t's data, or NULL for out of memory). */
@@ -280,6 +281,33 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = c->p ? uv_buf_init(c->p->rbuf, READ_BUF) : uv_buf_init(sink, sizeof(sink));
 }
 
+/* The receiver closed the connection, or it broke: err is UV_EOF (also a
+ * TLS close_notify) or a libuv error; why, when not NULL, says it better. */
+static void peer_closed(am_push_t *p, conn_t *c, int err, const char *why)
+{
+    if (!p->q.head_busy) {
+        drop_conn(p); /* idle: the next request opens another */
+        return;
+    }
+    if (c->in_flight && c->reused && c->got == 0 &&
+        (err == UV_EOF || err == UV_ECONNRESET || err == UV_EPIPE)) {
+        /* a kept-alive connection the receiver closed as the request went
+         * (its idle timeout): again at once on a new one, not counted, as
+         * HTTP clients do. A new connection never comes back here. */
+        uv_timer_stop(&p->timeout);
+        drop_conn(p);
+        p->q.head_busy = false;
+        kick(p);
+        return;
+    }
+    if (c->in_flight && c->got && err == UV_EOF) /* an answer the close ends */
+        http_parser_execute(&c->parser, &parser_settings, NULL, 0);
+    if (c->complete)
+        answered(p, c);
+    else
+        attempt_failed(p, why ? why : err == UV_EOF ? "connection closed" : uv_strerror(err), true);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
@@ -287,23 +315,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (!p || nread == 0)
         return;
     if (nread < 0) {
-        if (!c->in_flight) {
-            drop_conn(p);
-        } else if (c->reused && c->got == 0 && nread == UV_EOF) {
-            /* a kept-alive connection the receiver had closed: again, at once */
-            uv_timer_stop(&p->timeout);
-            drop_conn(p);
-            p->q.head_busy = false;
-            kick(p);
-        } else {
-            if (c->got && nread == UV_EOF && !c->tls)
-                http_parser_execute(&c->parser, &parser_settings, NULL, 0);
-            if (c->complete)
-                answered(p, c);
-            else
-                attempt_failed(p, nread == UV_EOF ? "connection closed" : uv_strerror((int)nread),
-                               true);
-        }
+        peer_closed(p, c, (int)nread, NULL);
         return;
     }
     if (!c->tls) {
@@ -333,14 +345,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (r == 0)
             break;
         if (r < 0) {
-            if (c->in_flight)
-                attempt_failed(p, r == -EPIPE ? "connection closed" : "TLS error", true);
-            else
-                drop_conn(p);
-            break;
+            peer_closed(p, c, r == -EPIPE ? UV_EOF : UV_EPROTO, r == -EPIPE ? NULL : "TLS error");
+            return;
         }
         parse(p, c, p->plain, (size_t)r);
     }
+    if (c->p == p && p->conn == c)
+        flush_tls(c); /* what reading made TLS answer (a key update) */
 }
 
 static void on_connected(uv_connect_t *req, int status)
