@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <http_parser.h>
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,9 @@ struct am_push {
     uint64_t hold_ns;
     bool enc_holds;
     double last_pause;
+    /* this push so far, for its debug line (the cost figures) */
+    uint64_t push_begun_ns, push_enc_ns, push_bytes;
+    size_t push_requests;
     char rbuf[READ_BUF];
     char plain[READ_BUF];
 };
@@ -467,6 +471,8 @@ static void kick(am_push_t *p)
 static void on_request_encoded(void *ctx, char *bytes, size_t len, size_t nsamples)
 {
     am_push_t *p = ctx;
+    p->push_bytes += len;
+    p->push_requests++;
     size_t dropped = am_rwq_push(&p->q, bytes, len, nsamples);
     if (dropped)
         am_log(AM_LOG_WARN,
@@ -478,7 +484,10 @@ static void on_request_encoded(void *ctx, char *bytes, size_t len, size_t nsampl
 static void on_idle(uv_idle_t *h)
 {
     am_push_t *p = h->data;
-    if (!am_remote_enc_step(p->enc, ENCODE_STEP_NS, on_request_encoded, p))
+    uint64_t t0 = uv_hrtime();
+    bool done = am_remote_enc_step(p->enc, ENCODE_STEP_NS, on_request_encoded, p);
+    p->push_enc_ns += uv_hrtime() - t0;
+    if (!done)
         return;
     uv_idle_stop(&p->idle);
     uint64_t held = p->hold_ns;
@@ -486,8 +495,15 @@ static void on_idle(uv_idle_t *h)
     if (p->enc_holds && enc > held)
         held = enc;
     p->last_pause = (double)held / 1e9;
-    am_log(AM_LOG_DEBUG, "event=remote_write_encoded series=%zu longest_pause_seconds=%.6f",
-           am_remote_enc_series(p->enc), p->last_pause);
+    /* encode_seconds: the encoder's steps (parse, protobuf, snappy, queue);
+     * seconds: from asking for the body (its render included) to here */
+    am_log(AM_LOG_DEBUG,
+           "event=remote_write_encoded series=%zu requests=%zu bytes=%" PRIu64
+           " encode_seconds=%.6f seconds=%.6f longest_pause_seconds=%.6f"
+           " render_longest_seconds=%.6f encode_longest_seconds=%.6f",
+           am_remote_enc_series(p->enc), p->push_requests, p->push_bytes,
+           (double)p->push_enc_ns / 1e9, (double)(uv_hrtime() - p->push_begun_ns) / 1e9,
+           p->last_pause, (double)p->hold_ns / 1e9, (double)enc / 1e9);
 }
 
 static void on_tick(uv_timer_t *h)
@@ -496,6 +512,9 @@ static void on_tick(uv_timer_t *h)
     if (!p->on || p->stopping || p->waiting_body || am_remote_enc_busy(p->enc))
         return;
     p->waiting_body = true;
+    p->push_begun_ns = uv_hrtime();
+    p->push_enc_ns = p->push_bytes = 0;
+    p->push_requests = 0;
     p->want(p->want_ctx);
 }
 
