@@ -4,7 +4,9 @@
 #include <snappy-c.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hash.h"
 #include "remote.pb-c.h"
@@ -43,12 +45,13 @@ typedef struct key_ent {
  * works in units of bounded cost between looks at the clock. */
 typedef enum phase { PHASE_IDLE, PHASE_COUNT, PHASE_PARSE, PHASE_STALE, PHASE_RELEASE } phase_t;
 
-/* A block of the push before the previous one (its text, its index),
- * given back in slices: freeing 100 MB at once holds the loop for 10 ms
- * while the kernel unmaps it. */
+/* A block of the previous push (its text, its index) once the current
+ * one has replaced it, given back in slices: freeing 100 MB at once holds
+ * the loop for 10 ms while the kernel unmaps it. */
 typedef struct retired {
     char *p; /* owned (malloc) */
     size_t size;
+    size_t done; /* bytes from p already given back */
 } retired_t;
 
 /* One push's body and the index of its series. */
@@ -488,6 +491,7 @@ static void retire(retired_t *r, void *p, size_t size)
     free(r->p);
     r->p = p;
     r->size = size;
+    r->done = 0;
 }
 
 /* The push is encoded: its series become the previous push's, whose
@@ -507,23 +511,28 @@ static void end_push(am_remote_enc_t *e, am_remote_emit_fn emit, void *ctx)
     e->phase = PHASE_RELEASE;
 }
 
-/* Gives RELEASE_PER bytes of a retired block back: realloc shrinks a
- * large (mmap'ed) block in place, unmapping its tail. */
+/* Gives RELEASE_PER bytes of a retired block back: its whole pages are
+ * discarded (MADV_DONTNEED: the kernel takes them now, a slice at a time),
+ * then free() unmaps what is left, which costs little. The pages are ours
+ * until free: the allocator's own header lies before p, outside them. (A
+ * shrinking realloc would do the same with glibc, but copies the block
+ * with other allocators and under ASan.) */
 static void release_some(am_remote_enc_t *e)
 {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     for (size_t i = 0; i < 2; i++) {
         retired_t *r = &e->retired[i];
         if (!r->p)
             continue;
-        if (r->size <= RELEASE_PER) {
-            free(r->p);
-            r->p = NULL;
+        uintptr_t lo = ((uintptr_t)r->p + r->done + page - 1) & ~(page - 1);
+        uintptr_t hi = ((uintptr_t)r->p + r->size) & ~(page - 1);
+        if (hi > lo && hi - lo > RELEASE_PER) {
+            (void)madvise((void *)lo, RELEASE_PER, MADV_DONTNEED);
+            r->done = lo + RELEASE_PER - (uintptr_t)r->p;
             return;
         }
-        r->size -= RELEASE_PER;
-        char *q = realloc(r->p, r->size);
-        if (q) /* else it stays as it was, smaller next time */
-            r->p = q;
+        free(r->p);
+        r->p = NULL;
         return;
     }
     e->phase = PHASE_IDLE;
