@@ -1283,14 +1283,14 @@ class DiscardReceiver:
 
 
 RW_LINE = re.compile(r"event=remote_write_encoded series=(\d+) requests=(\d+) bytes=(\d+) "
-                     r"encode_seconds=([\d.]+) seconds=([\d.]+) longest_pause_seconds=([\d.]+) "
+                     r"encode_cpu_seconds=([\d.]+) seconds=([\d.]+) longest_pause_seconds=([\d.]+) "
                      r"render_longest_seconds=([\d.]+) encode_longest_seconds=([\d.]+)")
 
 
 def remote_write_run(args, procs, tmp, nseries, pushes=4):
     """nseries series (families of 10,000) pushed every 2 s: from the
     daemon's debug line of each push, its encode time (parse, protobuf,
-    snappy), bytes and longest ingest pause; the server's CPU time per push
+    snappy; the daemon's thread CPU time), bytes and longest ingest pause; the server's CPU time per push
     (render, encode, send) over `pushes` pushes after the load."""
     rcv = DiscardReceiver()
     cfg = {"remote_write": {"url": rcv.url, "interval": 2, "timeout": 30,
@@ -1354,7 +1354,7 @@ def section_remote_write(run):
     a = run.args
     print("## Remote write: every series pushed every 2 s (families of 10,000 series, one "
           "worker)\n")
-    print("| series | encode + compress ns/series | server CPU per push s | push s (render "
+    print("| series | encode + compress CPU ns/series | server CPU per push s | push s (render "
           "to last request queued) | bytes/series | longest ingest pause ms (each push) | "
           "failed | dropped |")
     print("|---:|---:|---:|---:|---:|---|---:|---:|")
