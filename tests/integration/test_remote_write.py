@@ -3,11 +3,11 @@ receivers on loopback: Debian's Prometheus with its remote write receiver
 (what it stores is exactly what was sent, external labels included, and the
 stale markers end series on TTL expiry and at shutdown), and Python servers
 that decode the snappy protobuf and answer 500 then 200, 400, or hang."""
+import contextlib
 import http.server
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -191,6 +191,18 @@ def rw_counts(d):
             for r in ("sent", "failed", "dropped")}
 
 
+def ingest_goes_on(d, line, n, pause=0.0):
+    """Sends line n times, each followed by a scrape that must answer
+    within 0.5 s, then waits until all n are counted."""
+    for i in range(n):
+        d.send(line)
+        t0 = time.monotonic()
+        d.get("/metrics")
+        assert time.monotonic() - t0 < 0.5
+        time.sleep(pause)
+    d.wait_samples(n)
+
+
 def test_headers_and_content():
     """Every request carries the remote write 1.0 headers; series sorted by
     label name, one timestamp per push, external labels added."""
@@ -272,13 +284,7 @@ def test_hanging_receiver():
         d = Daemon(["--config", config(tmp, rcv.url(), timeout=0.5)])
         try:
             assert rcv.wait(lambda rs: len(rs) >= 1)
-            for i in range(5):
-                d.send(b"ticks:1|c")
-                t0 = time.monotonic()
-                d.get("/metrics")
-                assert time.monotonic() - t0 < 0.5
-                time.sleep(0.3)
-            d.wait_samples(5)
+            ingest_goes_on(d, b"ticks:1|c", 5, pause=0.3)
             assert rw_counts(d)["failed"] > 0
         finally:
             t0 = time.monotonic()
@@ -460,134 +466,110 @@ def pushed_names(rcv):
         return {dict(l).get("__name__") for _, s in rcv.requests for l, _ in s}
 
 
+@contextlib.contextmanager
+def scratch_pki():
+    """(a temporary folder, make_pki's files in it), removed after."""
+    tmp = tempfile.mkdtemp()
+    try:
+        yield tmp, make_pki(tmp)
+    finally:
+        shutil.rmtree(tmp)
+
+
+@contextlib.contextmanager
+def https_receiver(require_client_cert=False, **kw):
+    """(tmp, pki, an https Receiver answering 200), all closed after."""
+    with scratch_pki() as (tmp, pki):
+        rcv = Receiver([200], tls=server_tls(pki, require_client_cert), **kw)
+        try:
+            yield tmp, pki, rcv
+        finally:
+            rcv.close()
+
+
 def test_tls_ca_file():
     """https with tls.ca_file: the receiver's certificate (for 127.0.0.1,
     checked against the IP address) verified, the series delivered."""
-    tmp = tempfile.mkdtemp()
-    try:
-        pki = make_pki(tmp)
-        rcv = Receiver([200], tls=server_tls(pki))
-        try:
-            cfg = config(tmp, rcv.url(), tls={"ca_file": pki["ca.crt"]})
-            with Daemon(["--config", cfg]) as d:
-                d.send(b"tls_orders_total:3|c")
-                d.wait_samples(1)
-                assert rcv.wait(lambda rs: len(rs) >= 2)
-                assert "tls_orders_total" in pushed_names(rcv)
-                c = wait_counts(d, lambda c: c["sent"] > 0)
-                assert c["sent"] > 0 and c["failed"] == 0, c
-            assert not rcv.tls_errors, rcv.tls_errors
-        finally:
-            rcv.close()
-    finally:
-        shutil.rmtree(tmp)
+    with https_receiver() as (tmp, pki, rcv):
+        cfg = config(tmp, rcv.url(), tls={"ca_file": pki["ca.crt"]})
+        with Daemon(["--config", cfg]) as d:
+            d.send(b"tls_orders_total:3|c")
+            d.wait_samples(1)
+            assert rcv.wait(lambda rs: len(rs) >= 2)
+            assert "tls_orders_total" in pushed_names(rcv)
+            c = wait_counts(d, lambda c: c["sent"] > 0)
+            assert c["sent"] > 0 and c["failed"] == 0, c
+        assert not rcv.tls_errors, rcv.tls_errors
 
 
 def test_tls_insecure_skip_verify():
     """insecure_skip_verify: true and no CA: the unverifiable certificate is
     accepted."""
-    tmp = tempfile.mkdtemp()
-    try:
-        pki = make_pki(tmp)
-        rcv = Receiver([200], tls=server_tls(pki))
-        try:
-            cfg = config(tmp, rcv.url(), tls={"insecure_skip_verify": True})
-            with Daemon(["--config", cfg]) as d:
-                assert rcv.wait(lambda rs: len(rs) >= 2)
-                c = wait_counts(d, lambda c: c["sent"] > 0)
-                assert c["sent"] > 0 and c["failed"] == 0, c
-        finally:
-            rcv.close()
-    finally:
-        shutil.rmtree(tmp)
+    with https_receiver() as (tmp, pki, rcv):
+        cfg = config(tmp, rcv.url(), tls={"insecure_skip_verify": True})
+        with Daemon(["--config", cfg]) as d:
+            assert rcv.wait(lambda rs: len(rs) >= 2)
+            c = wait_counts(d, lambda c: c["sent"] > 0)
+            assert c["sent"] > 0 and c["failed"] == 0, c
 
 
 def test_tls_wrong_ca():
     """A certificate from another CA: nothing delivered, every attempt
     counted failed and logged with the verification error; ingest and
     scrapes go on, and the daemon stops in bounded time."""
-    tmp = tempfile.mkdtemp()
-    try:
-        pki = make_pki(tmp)
-        rcv = Receiver([200], tls=server_tls(pki))
+    with https_receiver() as (tmp, pki, rcv):
+        cfg = config(tmp, rcv.url(), tls={"ca_file": pki["other.crt"]})
+        d = Daemon(["--config", cfg])
         try:
-            cfg = config(tmp, rcv.url(), tls={"ca_file": pki["other.crt"]})
-            d = Daemon(["--config", cfg])
-            try:
-                c = wait_counts(d, lambda c: c["failed"] > 0)
-                assert c["failed"] > 0 and c["sent"] == 0, c
-                line = d.wait_log(r"event=remote_write_failed")
-                assert line and "certificate" in line and "issuer" in line, line
-                for i in range(3):
-                    d.send(b"still_counting_total:1|c")
-                    t0 = time.monotonic()
-                    d.get("/metrics")
-                    assert time.monotonic() - t0 < 0.5
-                d.wait_samples(3)
-                assert "still_counting_total 3" in d.metrics()
-            finally:
-                t0 = time.monotonic()
-                assert d.stop() == 0
-            assert time.monotonic() - t0 < 5
-            assert rcv.requests == [] and rcv.tls_errors
+            c = wait_counts(d, lambda c: c["failed"] > 0)
+            assert c["failed"] > 0 and c["sent"] == 0, c
+            line = d.wait_log(r"event=remote_write_failed")
+            assert line and "certificate" in line and "issuer" in line, line
+            ingest_goes_on(d, b"still_counting_total:1|c", 3)
+            assert "still_counting_total 3" in d.metrics()
         finally:
-            rcv.close()
-    finally:
-        shutil.rmtree(tmp)
+            t0 = time.monotonic()
+            assert d.stop() == 0
+        assert time.monotonic() - t0 < 5
+        assert rcv.requests == [] and rcv.tls_errors
 
 
 def test_tls_client_certificate():
     """A receiver that requires a client certificate gets tls.cert_file's
     (checked against its CA); without one the handshake fails, counted."""
-    tmp = tempfile.mkdtemp()
-    try:
-        pki = make_pki(tmp)
-        rcv = Receiver([200], tls=server_tls(pki, require_client_cert=True))
-        try:
-            cfg = config(tmp, rcv.url(), tls={"ca_file": pki["ca.crt"],
-                                              "cert_file": pki["client.crt"],
-                                              "key_file": pki["client.key"]})
-            with Daemon(["--config", cfg]) as d:
-                assert rcv.wait(lambda rs: len(rs) >= 2)
-                c = wait_counts(d, lambda c: c["sent"] > 0)
-                assert c["sent"] > 0 and c["failed"] == 0, c
-            with rcv.lock:
-                assert set(rcv.peers) == {"alice-client"}, rcv.peers
-                n = len(rcv.requests)
-            cfg = config(tmp, rcv.url(), tls={"ca_file": pki["ca.crt"]})
-            with Daemon(["--config", cfg]) as d:
-                c = wait_counts(d, lambda c: c["failed"] > 0)
-                assert c["failed"] > 0 and c["sent"] == 0, c
-            with rcv.lock:
-                assert len(rcv.requests) == n
-        finally:
-            rcv.close()
-    finally:
-        shutil.rmtree(tmp)
+    with https_receiver(require_client_cert=True) as (tmp, pki, rcv):
+        cfg = config(tmp, rcv.url(), tls={"ca_file": pki["ca.crt"],
+                                          "cert_file": pki["client.crt"],
+                                          "key_file": pki["client.key"]})
+        with Daemon(["--config", cfg]) as d:
+            assert rcv.wait(lambda rs: len(rs) >= 2)
+            c = wait_counts(d, lambda c: c["sent"] > 0)
+            assert c["sent"] > 0 and c["failed"] == 0, c
+        with rcv.lock:
+            assert set(rcv.peers) == {"alice-client"}, rcv.peers
+            n = len(rcv.requests)
+        cfg = config(tmp, rcv.url(), tls={"ca_file": pki["ca.crt"]})
+        with Daemon(["--config", cfg]) as d:
+            c = wait_counts(d, lambda c: c["failed"] > 0)
+            assert c["failed"] > 0 and c["sent"] == 0, c
+        with rcv.lock:
+            assert len(rcv.requests) == n
 
 
 def test_basic_auth_over_tls():
     """basic_auth: username and the first line of password_file, over https."""
     import base64
-    tmp = tempfile.mkdtemp()
-    try:
-        pki = make_pki(tmp)
+    with https_receiver() as (tmp, pki, rcv):
         pw = os.path.join(tmp, "pw")
         with open(pw, "w") as f:
             f.write("s3cret:x\n")
-        rcv = Receiver([200], tls=server_tls(pki))
-        try:
-            cfg = config(tmp, rcv.url(), tls={"ca_file": pki["ca.crt"]},
-                         basic_auth={"username": "alice", "password_file": pw})
-            with Daemon(["--config", cfg]):
-                assert rcv.wait(lambda rs: len(rs) >= 2)
-            want = "Basic " + base64.b64encode(b"alice:s3cret:x").decode()
-            with rcv.lock:
-                assert {h.get("Authorization") for h, _ in rcv.requests} == {want}
-        finally:
-            rcv.close()
-    finally:
-        shutil.rmtree(tmp)
+        cfg = config(tmp, rcv.url(), tls={"ca_file": pki["ca.crt"]},
+                     basic_auth={"username": "alice", "password_file": pw})
+        with Daemon(["--config", cfg]):
+            assert rcv.wait(lambda rs: len(rs) >= 2)
+        want = "Basic " + base64.b64encode(b"alice:s3cret:x").decode()
+        with rcv.lock:
+            assert {h.get("Authorization") for h, _ in rcv.requests} == {want}
 
 
 def test_bearer_token():
@@ -613,9 +595,7 @@ def test_stale_connection_is_retried():
     """A kept-alive connection the receiver closed (idle, or as the next
     request arrived) is not a failure: the request goes again at once on a
     new connection, plain and TLS alike (TCP close or close_notify)."""
-    tmp = tempfile.mkdtemp()
-    try:
-        pki = make_pki(tmp)
+    with scratch_pki() as (tmp, pki):
         cases = [("plain", None, {"cut_reused": "fin"}),
                  ("tls cut", server_tls(pki), {"cut_reused": "fin"}),
                  ("tls cut close_notify", server_tls(pki), {"cut_reused": "notify"}),
@@ -632,8 +612,7 @@ def test_stale_connection_is_retried():
                     assert rcv.cut >= 2, (name, rcv.cut)
             finally:
                 rcv.close()
-    finally:
-        shutil.rmtree(tmp)
+
 
 if __name__ == "__main__":
     run_tests(globals())
