@@ -111,6 +111,11 @@ void am_workers_add_ingest(am_workers_t *ws, am_selfstats_t *st);
  * count is atomic). */
 size_t am_workers_set_members(am_workers_t *ws);
 
+/* Calls fn(ctx, r) with every worker's registry, each worker held in turn
+ * (r borrowed for the call: read it, change nothing). */
+typedef void (*am_workers_each_fn)(void *ctx, const am_registry_t *r);
+void am_workers_each(am_workers_t *ws, am_workers_each_fn fn, void *ctx);
+
 /* Families (with several workers: distinct over them, from the directory)
  * and series (summed over workers: one series fed by two counts twice). */
 void am_workers_counts(am_workers_t *ws, size_t *families, size_t *series);

@@ -623,6 +623,8 @@ static __attribute__((noinline)) am_reason_t ingest_slow(am_registry_t *r, const
     am_family_t *f;
     am_series_t *se;
     rc = apply_full(r, s, &f, &se);
+    if (rc == AM_OK)
+        f->lines++; /* the live view's rate */
     if (rc == AM_OK && cacheable)
         am_linecache_insert(&r->cache, h, f, se);
     return rc;
@@ -641,8 +643,10 @@ ingest_keyed(am_registry_t *r, const char *p, size_t n, const am_skeleton_t *sk,
             r->cache.generation = r->generation;
         }
         am_linecache_entry_t *e = am_linecache_find(&r->cache, h);
-        if (e && apply_cached(r, e->family, e->series, sk, s) == AM_OK)
+        if (e && apply_cached(r, e->family, e->series, sk, s) == AM_OK) {
+            ((am_family_t *)e->family)->lines++; /* the live view's rate: one add per line */
             return AM_OK;
+        }
     }
     return ingest_slow(r, p, n, sk != NULL, h, s);
 }

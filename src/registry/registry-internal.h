@@ -76,6 +76,7 @@ struct am_family {
      * which checks (am__snap_pending). Next to def.type: both are read. */
     uint8_t fast_type;
     uint32_t snap_index; /* the family's place in that snapshot */
+    uint64_t lines;      /* lines accepted (the hot path adds one): the live view's rate */
     am_family_def_t def;
     bool catalogued;
     famdir_entry_t *shared; /* directory entry (multi-worker registries), else NULL */
@@ -85,6 +86,9 @@ struct am_family {
     size_t nseries;
     am_series_t *first, *last;
     size_t nvalues;
+    /* famstats.c: the live view's counts, kept as lines come */
+    uint64_t rejects[AM_REASON_COUNT]; /* lines of this family rejected, by reason */
+    struct am_valcounts *valcounts;    /* owned: per label, value -> series; NULL: none yet */
 };
 
 struct am_registry {
@@ -116,6 +120,12 @@ struct am_registry {
     size_t scrub_pos;      /* the next cache slot to scrub */
     size_t scrub_cap;      /* the cache's size when the scrub began */
     uint64_t scrub_gen;    /* the registry generation then */
+    /* famstats.c: rejected lines no family of this registry owns (by
+     * reason), label values tracked over every family, and whether this
+     * registry keeps them (not a scrape's merged copy) */
+    uint64_t rejects_nofamily[AM_REASON_COUNT];
+    size_t values_tracked;
+    bool no_live_counts;
 };
 
 /* am_series_t.seen of an expired series: out of its family's table and
@@ -180,6 +190,16 @@ void am__family_free_series(am_registry_t *r, am_family_t *f);
  * place under every limit given back, marked AM_SEEN_DEAD. It stays in f's
  * list (readers skip it) until a sweep of r unlinks it. */
 void am__series_retire(am_registry_t *r, am_family_t *f, am_series_t *s);
+
+/* ---- famstats.c (the live view's counts) ---- */
+
+/* A series of f with this key was created: its label values count one
+ * more series each (within the caps). */
+void am__values_add(am_registry_t *r, am_family_t *f, const char *key, size_t klen);
+/* A series of f with this key left (expired): one series fewer each. */
+void am__values_remove(am_registry_t *r, am_family_t *f, const char *key, size_t klen);
+/* Every series of f is gone: forgets its value counts. */
+void am__values_free(am_registry_t *r, am_family_t *f);
 
 /* ---- expire.c ---- */
 
