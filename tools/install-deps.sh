@@ -6,13 +6,15 @@
 set -eu
 
 BUILD="gcc libc6-dev meson ninja-build pkg-config
-       libuv1-dev libhttp-parser-dev libjansson-dev zlib1g-dev"
+       libuv1-dev libhttp-parser-dev libjansson-dev zlib1g-dev libssl-dev"
 RUNTIME="curl netcat-openbsd ca-certificates man-db"
+# chromium (headless) renders GET / in tests/integration/test_liveview.py;
+# openssl makes that test's throwaway TLS certificates.
 # clang builds and runs the libFuzzer targets (tools/test.sh); with
 # --no-install-recommends its fuzzer and sanitizer runtimes come only with
 # libclang-rt-14-dev.
 TEST="check libsubunit-dev prometheus python3 python3-prometheus-client python3-yaml
-      procps clang libclang-rt-14-dev"
+      procps clang libclang-rt-14-dev chromium openssl"
 
 pkgs="$BUILD $RUNTIME"
 if [ "${1:-}" = "--test" ]; then
