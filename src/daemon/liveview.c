@@ -80,12 +80,14 @@ typedef struct row {
     uint64_t series, lines, rejects_total;
     uint64_t rejects[AM_REASON_COUNT];
     double per_second;
-    json_t *values; /* owned: {"label": {"value": series}} summed over workers */
+    json_t *values; /* owned, several workers: {"label": {"value": series}} summed */
+    json_t *tops;   /* owned: {"label": [{"value": v, "series": n}, ...]}, the top ones */
 } row_t;
 
 typedef struct gather {
     am_liveview_t *lv;
     bool with_values;
+    bool single; /* one registry: tops ranked straight from its counts */
     row_t *rows; /* owned */
     size_t nrows, cap;
     uint64_t nofamily[AM_REASON_COUNT];
@@ -114,15 +116,36 @@ static row_t *row_for(gather_t *g, const char *name)
     return row;
 }
 
-/* Adds f's tracked label values into row->values. */
-static bool gather_values(row_t *row, const am_family_t *f)
+/* top[0..n) as [{"value": v, "series": n}, ...] set as label's entry of
+ * *tops (made on first use); false when out of memory. */
+static bool set_top(json_t **tops, const char *label, const am_label_value_t *top, size_t n)
+{
+    json_t *arr = json_array();
+    if (!arr || (!*tops && !(*tops = json_object())) || json_object_set_new(*tops, label, arr) != 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (json_array_append_new(arr, json_pack("{s:s%, s:I}", "value", top[i].value, top[i].len,
+                                                 "series", (json_int_t)top[i].series)) != 0)
+            return false;
+    return true;
+}
+
+/* f's tracked label values: ranked into row->tops (one registry: no copy
+ * of the values but the top ones), or added into row->values (several,
+ * ranked once all are read: values a worker does not rank high may add up
+ * to the top). */
+static bool gather_values(row_t *row, const am_family_t *f, bool single)
 {
     const am_family_def_t *def = am_family_def(f);
     for (size_t k = 0; k < def->nlabels; k++) {
-        size_t pos = 0;
-        am_label_value_t v;
+        size_t pos = 0, n = 0;
+        am_label_value_t v, top[AM_LIVEVIEW_TOP];
         json_t *label = NULL;
         while (am_family_label_value_next(f, k, &pos, &v)) {
+            if (single) {
+                am_label_value_rank(top, &n, AM_LIVEVIEW_TOP, &v);
+                continue;
+            }
             if (!label) {
                 if (!row->values && !(row->values = json_object()))
                     return false;
@@ -132,10 +155,37 @@ static bool gather_values(row_t *row, const am_family_t *f)
                      !label))
                     return false;
             }
-            json_t *n = json_object_getn(label, v.value, v.len);
-            json_int_t before = n ? json_integer_value(n) : 0;
+            json_t *have = json_object_getn(label, v.value, v.len);
+            json_int_t before = have ? json_integer_value(have) : 0;
             if (json_object_setn_new(label, v.value, v.len,
                                      json_integer(before + (json_int_t)v.series)) != 0)
+                return false;
+        }
+        if (n && !set_top(&row->tops, def->labels[k], top, n))
+            return false;
+    }
+    return true;
+}
+
+/* The top values of every row's summed counts (several workers). */
+static bool rank_summed(gather_t *g)
+{
+    for (size_t i = 0; i < g->nrows; i++) {
+        const char *label;
+        json_t *values;
+        json_object_foreach(g->rows[i].values, label, values)
+        {
+            size_t n = 0;
+            const char *key;
+            size_t key_len;
+            json_t *c;
+            am_label_value_t top[AM_LIVEVIEW_TOP];
+            json_object_keylen_foreach(values, key, key_len, c)
+            {
+                am_label_value_t v = {key, key_len, (size_t)json_integer_value(c)};
+                am_label_value_rank(top, &n, AM_LIVEVIEW_TOP, &v);
+            }
+            if (n && !set_top(&g->rows[i].tops, label, top, n))
                 return false;
         }
     }
@@ -162,15 +212,17 @@ static void gather_registry(void *ctx, const am_registry_t *r)
             row->rejects[i] += n;
             row->rejects_total += n;
         }
-        if (g->with_values && !gather_values(row, f))
+        if (g->with_values && !gather_values(row, f, g->single))
             g->lv->out_of_memory = true;
     }
 }
 
 static void gather_free(gather_t *g)
 {
-    for (size_t i = 0; i < g->nrows; i++)
+    for (size_t i = 0; i < g->nrows; i++) {
         json_decref(g->rows[i].values);
+        json_decref(g->rows[i].tops);
+    }
     free(g->rows);
 }
 
@@ -179,6 +231,7 @@ static void gather(am_liveview_t *lv, gather_t *g, bool with_values)
     memset(g, 0, sizeof(*g));
     g->lv = lv;
     g->with_values = with_values;
+    g->single = am_workers_count(lv->ws) == 1;
     lv->epoch++;
     lv->out_of_memory = false;
     am_workers_each(lv->ws, gather_registry, g);
@@ -264,22 +317,6 @@ static int cmp_rows(const void *pa, const void *pb)
     return strcmp(a->rate->name, b->rate->name);
 }
 
-/* The top k values of one label's {"value": series} as ranked entries
- * (borrowing the keys of label); returns how many. */
-static size_t top_of(json_t *label, am_label_value_t *top, size_t k)
-{
-    size_t n = 0;
-    const char *key;
-    size_t key_len;
-    json_t *v;
-    json_object_keylen_foreach(label, key, key_len, v)
-    {
-        am_label_value_t lv = {key, key_len, (size_t)json_integer_value(v)};
-        am_label_value_rank(top, &n, k, &lv);
-    }
-    return n;
-}
-
 static json_t *reasons_json(const uint64_t *counts)
 {
     json_t *o = json_object();
@@ -298,30 +335,11 @@ static json_t *row_json(const row_t *row)
                           row->type, "series", (json_int_t)row->series, "lines_per_second",
                           row->per_second, "lines_total", (json_int_t)row->lines, "rejects_total",
                           (json_int_t)row->rejects_total, "rejects", reasons_json(row->rejects));
-    json_t *tops = o ? json_object() : NULL;
-    if (!tops || json_object_set_new(o, "top_label_values", tops) != 0 ||
+    json_t *tops = row->tops ? json_incref(row->tops) : json_object();
+    if (!o || json_object_set_new(o, "top_label_values", tops) != 0 ||
         !json_object_get(o, "rejects")) {
         json_decref(o);
         return NULL;
-    }
-    const char *label;
-    json_t *values;
-    json_object_foreach(row->values, label, values)
-    {
-        am_label_value_t top[AM_LIVEVIEW_TOP];
-        size_t n = top_of(values, top, AM_LIVEVIEW_TOP);
-        json_t *arr = json_array();
-        if (!arr || json_object_set_new(tops, label, arr) != 0) {
-            json_decref(o);
-            return NULL;
-        }
-        for (size_t i = 0; i < n; i++)
-            if (json_array_append_new(arr,
-                                      json_pack("{s:s%, s:I}", "value", top[i].value, top[i].len,
-                                                "series", (json_int_t)top[i].series)) != 0) {
-                json_decref(o);
-                return NULL;
-            }
     }
     return o;
 }
@@ -391,18 +409,19 @@ static void render_html(const gather_t *g, am_buf_t *b)
         html_reasons(b, row->rejects);
         am_buf_puts(b, "</td><td>");
         const char *label;
-        json_t *values;
-        json_object_foreach(row->values, label, values)
+        json_t *top;
+        json_object_foreach(row->tops, label, top)
         {
-            am_label_value_t top[AM_LIVEVIEW_HTML_TOP];
-            size_t n = top_of(values, top, AM_LIVEVIEW_HTML_TOP);
             am_buf_puts(b, "<div>");
             html_text(b, label, strlen(label));
             am_buf_puts(b, ": ");
-            for (size_t k = 0; k < n; k++) {
+            for (size_t k = 0; k < json_array_size(top) && k < AM_LIVEVIEW_HTML_TOP; k++) {
+                json_t *value = json_object_get(json_array_get(top, k), "value");
                 am_buf_puts(b, k ? ", " : "");
-                html_text(b, top[k].value, top[k].len);
-                am_buf_printf(b, "&nbsp;(%zu)", top[k].series);
+                html_text(b, json_string_value(value), json_string_length(value));
+                am_buf_printf(b, "&nbsp;(%lld)",
+                              (long long)json_integer_value(
+                                  json_object_get(json_array_get(top, k), "series")));
             }
             am_buf_puts(b, "</div>");
         }
@@ -421,6 +440,8 @@ void am_liveview_render(am_liveview_t *lv, am_buf_t *body, bool html)
     gather_t g;
     am_workers_read_now(lv->ws);
     gather(lv, &g, true);
+    if (!g.single && !rank_summed(&g))
+        lv->out_of_memory = true;
     for (size_t i = 0; i < g.nrows; i++)
         g.rows[i].per_second = rate_of(lv, g.rows[i].rate, g.rows[i].lines);
     if (g.nrows)

@@ -172,9 +172,14 @@ static bool ranks_before(const am_label_value_t *a, const am_label_value_t *b)
 {
     if (a->series != b->series)
         return a->series > b->series;
+    /* Ties are the rule (values of one label often have the same series
+     * count) and values are short: a byte loop, no call per candidate. */
     size_t n = a->len < b->len ? a->len : b->len;
-    int c = memcmp(a->value, b->value, n);
-    return c != 0 ? c < 0 : a->len < b->len;
+    const unsigned char *x = (const unsigned char *)a->value, *y = (const unsigned char *)b->value;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return x[i] < y[i];
+    return a->len < b->len;
 }
 
 void am_label_value_rank(am_label_value_t *top, size_t *n, size_t k, const am_label_value_t *v)
