@@ -410,10 +410,10 @@ static long dechunk(char *b, size_t n)
     }
 }
 
-/* Splits the answer in buf (len bytes, NUL-terminated) into res. */
-static int parse_answer(char *buf, size_t len, bool complete, am_fetch_result_t *res, char *err,
-                        size_t errlen)
+int am_fetch_parse_answer(char *buf, size_t len, bool complete, am_fetch_result_t *res, char *err,
+                          size_t errlen)
 {
+    memset(res, 0, sizeof(*res));
     char *sep = strstr(buf, "\r\n\r\n");
     size_t skip = 4;
     if (!sep && (sep = strstr(buf, "\n\n")))
@@ -513,7 +513,7 @@ int am_fetch_get(const am_url_t *base, const char *path, const am_fetch_opts_t *
             break;
     }
     if (rc == 0)
-        rc = parse_answer(buf, len, complete, res, err, errlen);
+        rc = am_fetch_parse_answer(buf, len, complete, res, err, errlen);
     free(buf);
     conn_close(&c);
     return rc;

@@ -50,6 +50,14 @@ int am_fetch_get(const am_url_t *base, const char *path, const am_fetch_opts_t *
                  am_fetch_result_t *res, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* am_fetch_get's reading of a raw answer: buf (len bytes, buf[len] a
+ * NUL; the caller's, decoded in place when chunked) into res; complete:
+ * the connection ended after it (an answer without a length runs to the
+ * end). 0, or -EPROTO (malformed, cut short) or -ENOMEM with err said.
+ * Apart for tests/fuzz/fuzz-answer.c: these bytes come from the network. */
+int am_fetch_parse_answer(char *buf, size_t len, bool complete, am_fetch_result_t *res, char *err,
+                          size_t errlen) __attribute__((warn_unused_result));
+
 /* Reads the first line of file (borrowed), trailing "\n" or "\r\n" cut,
  * into out (cap bytes): 0, a negative errno (err says), or -E2BIG. */
 int am_fetch_read_secret(const char *file, char *out, size_t cap, char *err, size_t errlen)
