@@ -33,13 +33,6 @@ struct am_liveview {
     uint64_t tick;      /* samples taken */
     uint64_t epoch;     /* gathers begun */
     bool out_of_memory; /* the last gather lost a family */
-    /* Several workers: a render's summed label values (gather_t), kept
-     * from one render to the next so that their memory is not faulted in
-     * afresh every time (megabytes at 100,000 values). */
-    am_buf_t arena;
-    am_table_t summed;
-    struct label_top *tops;
-    size_t tops_cap;
 };
 
 static uint64_t rate_hash(const void *entry)
@@ -92,20 +85,6 @@ typedef struct row {
     json_t *tops; /* owned: {"label": [{"value": v, "series": n}, ...]}, the top ones */
 } row_t;
 
-/* Several workers: one label value of one row, its series summed over the
- * workers. A worker is held only while its values are copied into the
- * arena as records: row (uint32_t), label and value lengths (uint16_t
- * each), series (uint64_t), then the label and value bytes; they are
- * summed once every worker is released (sum_records). */
-typedef struct summed {
-    uint64_t hash; /* of the record's key: all but its series */
-    size_t off;    /* of its first record in the arena */
-    uint64_t series;
-} summed_t;
-
-#define REC_KEY  (sizeof(uint32_t) + 2 * sizeof(uint16_t))
-#define REC_HEAD (REC_KEY + sizeof(uint64_t))
-
 typedef struct gather {
     am_liveview_t *lv;
     bool with_values;
@@ -113,8 +92,6 @@ typedef struct gather {
     row_t *rows; /* owned */
     size_t nrows, cap;
     uint64_t nofamily[AM_REASON_COUNT];
-    am_buf_t *arena;    /* several workers: the records of `summed` (lv's) */
-    am_table_t *summed; /* summed_t, by record hash (lv's) */
 } gather_t;
 
 static row_t *row_for(gather_t *g, const char *name)
@@ -156,125 +133,18 @@ static bool set_top(json_t **tops, const char *label, size_t len, const am_label
     return true;
 }
 
-/* Copies one value of a row's label into the arena. */
-static bool copy_value(gather_t *g, uint32_t row, const char *label, const am_label_value_t *v)
+/* The top values of each label of def (counts vc) into row->tops. */
+static bool gather_values(row_t *row, const am_family_def_t *def, const am_valcounts_t *vc)
 {
-    char head[REC_HEAD];
-    uint16_t ll = (uint16_t)strlen(label), vl = (uint16_t)v->len;
-    uint64_t series = v->series;
-    memcpy(head, &row, sizeof(row));
-    memcpy(head + 4, &ll, sizeof(ll));
-    memcpy(head + 6, &vl, sizeof(vl));
-    memcpy(head + REC_KEY, &series, sizeof(series));
-    am_buf_append(g->arena, head, sizeof(head));
-    am_buf_append(g->arena, label, ll);
-    am_buf_append(g->arena, v->value, vl);
-    return !am_buf_failed(g->arena);
-}
-
-/* The same (row, label, value) 's records summed into g->summed. */
-static bool sum_records(gather_t *g)
-{
-    for (size_t off = 0; off < g->arena->len;) {
-        const char *rec = g->arena->data + off;
-        uint16_t ll, vl;
-        uint64_t series;
-        memcpy(&ll, rec + 4, sizeof(ll));
-        memcpy(&vl, rec + 6, sizeof(vl));
-        memcpy(&series, rec + REC_KEY, sizeof(series));
-        size_t n = REC_HEAD + ll + vl;
-        /* the key: row and lengths, then the bytes after the series */
-        uint64_t h = am_table_hash(am_hash(rec, REC_KEY) ^ am_hash(rec + REC_HEAD, ll + vl));
-        size_t i;
-        summed_t *e = am_table_first(g->summed, h, &i);
-        for (; e; e = am_table_next(g->summed, &i)) {
-            const char *o = g->arena->data + e->off;
-            if (e->hash == h && memcmp(o, rec, REC_KEY) == 0 &&
-                memcmp(o + REC_HEAD, rec + REC_HEAD, ll + vl) == 0)
-                break;
-        }
-        if (!e) {
-            if (!(e = am_table_add(g->summed, h)))
-                return false;
-            e->off = off;
-            e->series = 0;
-        }
-        e->series += series;
-        off += n;
-    }
-    return true;
-}
-
-/* f's tracked label values: ranked into row->tops (one registry: no copy
- * of the values but the top ones), or summed (several, ranked once all
- * are read: values no worker ranks high may add up to the top). */
-static bool gather_values(gather_t *g, row_t *row, const am_family_t *f)
-{
-    const am_family_def_t *def = am_family_def(f);
-    for (size_t k = 0; k < def->nlabels; k++) {
+    for (size_t k = 0; vc && k < def->nlabels; k++) {
         size_t pos = 0, n = 0;
         am_label_value_t v, top[AM_LIVEVIEW_TOP];
-        while (am_family_label_value_next(f, k, &pos, &v)) {
-            if (g->single)
-                am_label_value_rank(top, &n, AM_LIVEVIEW_TOP, &v);
-            else if (!copy_value(g, (uint32_t)(row - g->rows), def->labels[k], &v))
-                return false;
-        }
+        while (am_valcounts_next(vc, k, &pos, &v))
+            am_label_value_rank(top, &n, AM_LIVEVIEW_TOP, &v);
         if (n && !set_top(&row->tops, def->labels[k], strlen(def->labels[k]), top, n))
             return false;
     }
     return true;
-}
-
-/* One row's label with its top values so far (rank_summed). */
-typedef struct label_top {
-    const char *label; /* in the arena */
-    size_t len, n;
-    am_label_value_t top[AM_LIVEVIEW_TOP];
-} label_top_t;
-
-/* The top values of the summed counts (several workers), into each row's
- * tops. */
-static bool rank_summed(gather_t *g)
-{
-    size_t need = g->nrows * AM_MAX_LABELS;
-    if (need > g->lv->tops_cap) {
-        free(g->lv->tops);
-        g->lv->tops_cap = 0;
-        if (!(g->lv->tops = malloc(need * sizeof(*g->lv->tops))))
-            return false;
-        g->lv->tops_cap = need;
-    }
-    label_top_t *lt = g->lv->tops;
-    if (need)
-        memset(lt, 0, need * sizeof(*lt));
-    size_t i = 0;
-    for (const summed_t *e; (e = am_table_each(g->summed, &i));) {
-        const char *rec = g->arena->data + e->off;
-        uint32_t row;
-        uint16_t ll, vl;
-        memcpy(&row, rec, sizeof(row));
-        memcpy(&ll, rec + 4, sizeof(ll));
-        memcpy(&vl, rec + 6, sizeof(vl));
-        label_top_t *t = &lt[(size_t)row * AM_MAX_LABELS];
-        size_t k = 0;
-        while (k < AM_MAX_LABELS && t[k].label &&
-               !(t[k].len == ll && memcmp(t[k].label, rec + REC_HEAD, ll) == 0))
-            k++;
-        if (k == AM_MAX_LABELS)
-            continue; /* more label names than a family has: cannot be */
-        t[k].label = rec + REC_HEAD;
-        t[k].len = ll;
-        am_label_value_t v = {rec + REC_HEAD + ll, vl, (size_t)e->series};
-        am_label_value_rank(t[k].top, &t[k].n, AM_LIVEVIEW_TOP, &v);
-    }
-    bool ok = true;
-    for (size_t r = 0; ok && r < g->nrows; r++)
-        for (size_t k = 0; ok && k < AM_MAX_LABELS && lt[r * AM_MAX_LABELS + k].label; k++) {
-            const label_top_t *t = &lt[r * AM_MAX_LABELS + k];
-            ok = set_top(&g->rows[r].tops, t->label, t->len, t->top, t->n);
-        }
-    return ok;
 }
 
 static void gather_registry(void *ctx, const am_registry_t *r)
@@ -290,16 +160,33 @@ static void gather_registry(void *ctx, const am_registry_t *r)
             continue;
         }
         row->type = am_family_type_name(def->type);
-        row->series += am_family_series_count(f);
         row->lines += am_family_lines(f);
         for (int i = 1; i < AM_REASON_COUNT; i++) {
             uint64_t n = am_family_rejects(f, (am_reason_t)i);
             row->rejects[i] += n;
             row->rejects_total += n;
         }
-        if (g->with_values && !gather_values(g, row, f))
+        if (!g->single)
+            continue; /* series and values: the directory's (live_family) */
+        row->series = am_family_series_count(f);
+        if (g->with_values && !gather_values(row, def, am_family_valcounts(f)))
             g->lv->out_of_memory = true;
     }
+}
+
+/* Several workers: a family's series and label values, each series counted
+ * once however many workers hold it. */
+static void live_family(void *ctx, const am_family_def_t *def, size_t series,
+                        const am_valcounts_t *vc)
+{
+    gather_t *g = ctx;
+    row_t *row = row_for(g, def->name);
+    if (!row || !gather_values(row, def, vc)) {
+        g->lv->out_of_memory = true;
+        return;
+    }
+    row->type = am_family_type_name(def->type);
+    row->series = series;
 }
 
 static void gather_free(gather_t *g)
@@ -307,8 +194,6 @@ static void gather_free(gather_t *g)
     for (size_t i = 0; i < g->nrows; i++)
         json_decref(g->rows[i].tops);
     free(g->rows);
-    am_buf_reset(g->arena);
-    am_table_clear(g->summed);
 }
 
 static void gather(am_liveview_t *lv, gather_t *g, bool with_values)
@@ -317,11 +202,11 @@ static void gather(am_liveview_t *lv, gather_t *g, bool with_values)
     g->lv = lv;
     g->with_values = with_values;
     g->single = am_workers_count(lv->ws) == 1;
-    g->arena = &lv->arena;
-    g->summed = &lv->summed;
     lv->epoch++;
     lv->out_of_memory = false;
     am_workers_each(lv->ws, gather_registry, g);
+    if (!g->single && with_values)
+        am_famdir_each_live(am_workers_directory(lv->ws), live_family, g);
 }
 
 /* ---- the sampling timer ---- */
@@ -359,8 +244,7 @@ int am_liveview_start(uv_loop_t *loop, am_workers_t *ws, am_liveview_t **out)
         return -ENOMEM;
     lv->ws = ws;
     am_table_init(&lv->rates, sizeof(rate_t *), 75, rate_hash);
-    am_buf_init(&lv->arena, 0);
-    am_table_init(&lv->summed, sizeof(summed_t), 75, NULL);
+
     int rc = uv_timer_init(loop, &lv->timer);
     if (rc != 0) {
         free(lv);
@@ -383,9 +267,6 @@ static void on_closed(uv_handle_t *h)
     for (rate_t **e; (e = am_table_each(&lv->rates, &i));)
         free(*e);
     am_table_free(&lv->rates);
-    am_buf_free(&lv->arena);
-    am_table_free(&lv->summed);
-    free(lv->tops);
     free(lv);
 }
 
@@ -532,8 +413,6 @@ void am_liveview_render(am_liveview_t *lv, am_buf_t *body, bool html)
     gather_t g;
     am_workers_read_now(lv->ws);
     gather(lv, &g, true);
-    if (!g.single && (!sum_records(&g) || !rank_summed(&g)))
-        lv->out_of_memory = true;
     for (size_t i = 0; i < g.nrows; i++)
         g.rows[i].per_second = rate_of(lv, g.rows[i].rate, g.rows[i].lines);
     if (g.nrows)

@@ -9,9 +9,9 @@
  * / 60, where a family younger than that (or a daemon) counts from 0.
  *
  * With several workers each worker's registry is read in turn (that
- * worker held): lines, rejects, series and value counts are summed over
- * them, as the series limits count (a label set fed through two workers
- * counts once per worker).
+ * worker held) for its lines and rejects, summed; series and label value
+ * counts come from the family directory, which counts a series once
+ * however many workers hold it (as /metrics shows it).
  *
  * JSON (one line):
  *   {"window_seconds":60,

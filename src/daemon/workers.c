@@ -332,6 +332,11 @@ size_t am_workers_set_members(am_workers_t *ws)
     return am_registry_set_member_count(ws->w[0].registry);
 }
 
+am_famdir_t *am_workers_directory(am_workers_t *ws)
+{
+    return ws->dir;
+}
+
 void am_workers_each(am_workers_t *ws, am_workers_each_fn fn, void *ctx)
 {
     for (unsigned i = 0; i < ws->n; i++) {

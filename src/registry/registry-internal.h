@@ -56,6 +56,10 @@ typedef struct famdir_entry {
     bool removed;
     uint64_t name_hash;
     atomic_size_t nseries; /* summed over the workers */
+    /* famstats.c, under the directory's live_mu: series some worker holds
+     * (one held by two workers counts once) and their label values */
+    size_t nlive;
+    struct am_valcounts *valcounts; /* owned; NULL: none yet */
 } famdir_entry_t;
 
 struct am_famdir {
@@ -66,6 +70,11 @@ struct am_famdir {
     am_namedex_t names;         /* sample names of the live entries */
     atomic_size_t nseries;      /* summed over families and workers */
     atomic_size_t nset_members; /* summed over set series and workers */
+    /* famstats.c: the live view's distinct series over the workers. A leaf
+     * lock (nothing is locked while it is held), after mu when both are. */
+    pthread_mutex_t live_mu;
+    am_table_t holders;    /* holder_t: a series of an entry -> workers holding it */
+    size_t values_tracked; /* over every entry's valcounts */
 };
 
 struct am_family {
@@ -195,11 +204,18 @@ void am__series_retire(am_registry_t *r, am_family_t *f, am_series_t *s);
 
 /* A series of f with this key was created: its label values count one
  * more series each (within the caps). */
-void am__values_add(am_registry_t *r, am_family_t *f, const char *key, size_t klen);
+void am__values_add(am_registry_t *r, am_family_t *f, const am_series_t *s);
 /* A series of f with this key left (expired): one series fewer each. */
-void am__values_remove(am_registry_t *r, am_family_t *f, const char *key, size_t klen);
-/* Every series of f is gone: forgets its value counts. */
+void am__values_remove(am_registry_t *r, am_family_t *f, const am_series_t *s);
+/* Every series of f is about to be freed: forgets its value counts (with a
+ * directory, f's live series leave the directory's counts). */
 void am__values_free(am_registry_t *r, am_family_t *f);
+/* f's directory entry becomes to (a redefinition): its live series move
+ * from the old entry's counts to to's. */
+void am__values_move(am_registry_t *r, am_family_t *f, famdir_entry_t *to);
+/* The directory's side (famdir.c calls them): set up, free. */
+int am__dir_live_init(am_famdir_t *d);
+void am__dir_live_free(am_famdir_t *d);
 
 /* ---- expire.c ---- */
 

@@ -345,6 +345,23 @@ typedef struct am_label_value {
 bool am_family_label_value_next(const am_family_t *f, size_t label, size_t *pos,
                                 am_label_value_t *out);
 
+/* The same for any set of value counts (a family's, or the directory's
+ * below). */
+typedef struct am_valcounts am_valcounts_t;
+bool am_valcounts_next(const am_valcounts_t *vc, size_t label, size_t *pos, am_label_value_t *out);
+const am_valcounts_t *am_family_valcounts(const am_family_t *f); /* borrowed as f; NULL: none */
+
+/* Several workers: the series of each family counted once however many
+ * workers hold it (the directory keeps which series some worker holds),
+ * and their label values. fn(ctx, def, series, vc) for each live family
+ * of d, under the directory's locks: def and vc are borrowed for the call
+ * (vc NULL: no values); fn must not call into d or a registry using it.
+ * Costs about 32 bytes per series with several workers (the holders
+ * table). */
+typedef void (*am_famdir_live_fn)(void *ctx, const am_family_def_t *def, size_t series,
+                                  const am_valcounts_t *vc);
+void am_famdir_each_live(am_famdir_t *d, am_famdir_live_fn fn, void *ctx);
+
 /* Ranks v into top[0..*n) (at most k entries, most series first, then by
  * value bytes): kept when it beats the last. */
 void am_label_value_rank(am_label_value_t *top, size_t *n, size_t k, const am_label_value_t *v);

@@ -119,7 +119,7 @@ am_series_t *am__series_new(am_registry_t *r, am_family_t *f, uint64_t h, const 
     f->last = se;
     f->nseries++;
     r->nseries++;
-    am__values_add(r, f, key, klen);
+    am__values_add(r, f, se);
     return se;
 }
 
@@ -141,7 +141,7 @@ void am__series_retire(am_registry_t *r, am_family_t *f, am_series_t *s)
     }
     f->nseries--;
     r->nseries--;
-    am__values_remove(r, f, am__series_key(f, s), s->key_len);
+    am__values_remove(r, f, s);
     if (f->shared)
         am__shared_give(r->dir, f->shared, 1);
     s->seen = AM_SEEN_DEAD;
@@ -149,6 +149,7 @@ void am__series_retire(am_registry_t *r, am_family_t *f, am_series_t *s)
 
 void am__family_free_series(am_registry_t *r, am_family_t *f)
 {
+    am__values_free(r, f);
     am_series_t *s = f->first;
     size_t members = 0;
     while (s) {
@@ -167,7 +168,6 @@ void am__family_free_series(am_registry_t *r, am_family_t *f)
         atomic_fetch_sub_explicit(&r->dir->nseries, f->nseries, memory_order_relaxed);
     }
     am_table_free(&f->series);
-    am__values_free(r, f);
     f->nseries = 0;
     f->first = f->last = NULL;
 }

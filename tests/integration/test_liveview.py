@@ -130,10 +130,12 @@ def test_families_with_two_workers():
                                                                        else "odd")] * 5)
             s.sendto(payload.encode(), ("127.0.0.1", d.udp_port))
             s.sendto(b"lv.w:1|g", ("127.0.0.1", d.udp_port))
+            s.sendto(b"lv.shared:1|c|#k:same", ("127.0.0.1", d.udp_port))  # on both workers
+        wait_lines(d, "lv_shared_total", 24)
         doc = wait_lines(d, "lv_w_total", 120)
         _, _, h = d.get("/health")
         per_worker = json.loads(h)["worker_datagrams_received_total"]
-        assert len(per_worker) == 2
+        assert len(per_worker) == 2 and min(per_worker) > 0, per_worker
         for s in socks:
             s.close()
         w = family(doc, "lv_w_total")
@@ -143,9 +145,13 @@ def test_families_with_two_workers():
         kinds = {e["value"]: e["series"] for e in w["top_label_values"]["kind"]}
         assert kinds == {"even": 12, "odd": 12}, kinds
         assert len(w["top_label_values"]["sender"]) == 10  # the top 10 of 24
-        # the scrape agrees on the series
+        # one series fed through both workers counts once, as the scrape shows it
+        sh = family(doc, "lv_shared_total")
+        assert sh["series"] == 1 and sh["lines_total"] == 24, sh
+        assert sh["top_label_values"] == {"k": [{"value": "same", "series": 1}]}, sh
         body = d.get("/metrics")[2].decode()
         assert sum(1 for ln in body.splitlines() if ln.startswith("lv_w_total{")) == 24
+        assert sum(1 for ln in body.splitlines() if ln.startswith("lv_shared_total{")) == 1
 
 
 def test_counts_follow_expiry():

@@ -192,6 +192,100 @@ START_TEST(redefinition_and_merged_copies)
 }
 END_TEST
 
+/* The directory's view of one family: series and the series of a value. */
+typedef struct live {
+    const char *family, *label, *value;
+    size_t series, value_series;
+    bool seen;
+} live_t;
+
+static void on_live(void *ctx, const am_family_def_t *def, size_t series, const am_valcounts_t *vc)
+{
+    live_t *l = ctx;
+    if (strcmp(def->name, l->family) != 0)
+        return;
+    l->seen = true;
+    l->series = series;
+    l->value_series = 0;
+    for (size_t k = 0; k < def->nlabels; k++) {
+        size_t pos = 0;
+        am_label_value_t v;
+        while (strcmp(def->labels[k], l->label) == 0 && am_valcounts_next(vc, k, &pos, &v))
+            if (v.len == strlen(l->value) && memcmp(v.value, l->value, v.len) == 0)
+                l->value_series = v.series;
+    }
+}
+
+static live_t live_of(am_famdir_t *d, const char *family, const char *label, const char *value)
+{
+    live_t l = {family, label, value, 0, 0, false};
+    am_famdir_each_live(d, on_live, &l);
+    ck_assert_msg(l.seen, "%s not in the directory", family);
+    return l;
+}
+
+START_TEST(workers_count_a_series_once)
+{
+    am_limits_t l;
+    am_limits_default(&l);
+    l.ttl = 1;
+    am_famdir_t *d = am_famdir_new();
+    am_registry_t *w[2];
+    for (int i = 0; i < 2; i++) {
+        w[i] = am_registry_new(&l);
+        am_registry_use_directory(w[i], d);
+        am_registry_set_now(w[i], 0);
+    }
+    ck_assert_int_eq(ingest(w[0], "sh:1|c|#k:a"), AM_OK);
+    ck_assert_int_eq(ingest(w[1], "sh:1|c|#k:a"), AM_OK); /* the same series, other worker */
+    ck_assert_int_eq(ingest(w[1], "sh:1|c|#k:b"), AM_OK);
+    live_t v = live_of(d, "sh_total", "k", "a");
+    ck_assert_uint_eq(v.series, 2);
+    ck_assert_uint_eq(v.value_series, 1);
+    ck_assert_uint_eq(am_famdir_series_count(d), 3); /* the limits count per worker */
+    /* one copy expires: the series stays; both: it goes */
+    am_registry_set_now(w[1], 30);
+    ck_assert_int_eq(ingest(w[1], "sh:1|c|#k:a"), AM_OK);
+    am_expire_cursor_t c;
+    memset(&c, 0, sizeof(c));
+    size_t expired = 0;
+    while (!am_registry_expire_step(w[0], &c, 35, 100, &expired))
+        ;
+    ck_assert_uint_eq(expired, 1);
+    v = live_of(d, "sh_total", "k", "a");
+    ck_assert_uint_eq(v.series, 2);
+    ck_assert_uint_eq(v.value_series, 1);
+    memset(&c, 0, sizeof(c));
+    while (!am_registry_expire_step(w[1], &c, 100, 100, &expired))
+        ;
+    v = live_of(d, "sh_total", "k", "a");
+    ck_assert_uint_eq(v.series, 0);
+    ck_assert_uint_eq(v.value_series, 0);
+    /* a redefinition of the same shape moves the counts to the new entry;
+     * another shape drops them */
+    ck_assert_int_eq(ingest(w[0], "sh:1|c|#k:z"), AM_OK);
+    ck_assert_int_eq(ingest(w[1], "sh:1|c|#k:z"), AM_OK);
+    am_family_def_t def = {.name = S("sh_total"),
+                           .help = S("other help"),
+                           .type = AM_FAMILY_COUNTER,
+                           .open_labels = true,
+                           .nlabels = 1,
+                           .labels = {S("k")}};
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_ge(am_registry_define(w[i], &def), 0);
+    v = live_of(d, "sh_total", "k", "z");
+    ck_assert_uint_eq(v.series, am_family_series_count(am_registry_find(w[0], "sh_total")));
+    def.labels[0] = S("j");
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_ge(am_registry_define(w[i], &def), 0);
+    v = live_of(d, "sh_total", "j", "z");
+    ck_assert_uint_eq(v.series, 0);
+    for (int i = 0; i < 2; i++)
+        am_registry_free(w[i]);
+    am_famdir_free(d);
+}
+END_TEST
+
 static Suite *famstats_suite(void)
 {
     Suite *s = suite_create("Famstats");
@@ -202,6 +296,7 @@ static Suite *famstats_suite(void)
     tcase_add_test(tc, values_are_capped_per_label);
     tcase_add_test(tc, ranking_keeps_the_top_k);
     tcase_add_test(tc, redefinition_and_merged_copies);
+    tcase_add_test(tc, workers_count_a_series_once);
     suite_add_tcase(s, tc);
     return s;
 }
