@@ -226,16 +226,8 @@ static live_t live_of(am_famdir_t *d, const char *family, const char *label, con
 
 START_TEST(workers_count_a_series_once)
 {
-    am_limits_t l;
-    am_limits_default(&l);
-    l.ttl = 1;
-    am_famdir_t *d = am_famdir_new();
     am_registry_t *w[2];
-    for (int i = 0; i < 2; i++) {
-        w[i] = am_registry_new(&l);
-        am_registry_use_directory(w[i], d);
-        am_registry_set_now(w[i], 0);
-    }
+    am_famdir_t *d = two_workers(1, w);
     ck_assert_int_eq(ingest(w[0], "sh:1|c|#k:a"), AM_OK);
     ck_assert_int_eq(ingest(w[1], "sh:1|c|#k:a"), AM_OK); /* the same series, other worker */
     ck_assert_int_eq(ingest(w[1], "sh:1|c|#k:b"), AM_OK);
