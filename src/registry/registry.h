@@ -356,7 +356,7 @@ const am_valcounts_t *am_family_valcounts(const am_family_t *f); /* borrowed as 
  * and their label values. fn(ctx, def, series, vc) for each live family
  * of d, under the directory's locks: def and vc are borrowed for the call
  * (vc NULL: no values); fn must not call into d or a registry using it.
- * Costs about 32 bytes per series with several workers (the holders
+ * Costs 33-42 bytes per series with several workers (the holders
  * table). */
 typedef void (*am_famdir_live_fn)(void *ctx, const am_family_def_t *def, size_t series,
                                   const am_valcounts_t *vc);
