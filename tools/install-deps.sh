@@ -6,7 +6,8 @@
 set -eu
 
 BUILD="gcc libc6-dev meson ninja-build pkg-config
-       libuv1-dev libhttp-parser-dev libjansson-dev zlib1g-dev libssl-dev"
+       libuv1-dev libhttp-parser-dev libjansson-dev zlib1g-dev libyaml-dev
+       protobuf-c-compiler libprotobuf-c-dev libsnappy-dev libssl-dev libcrypt-dev"
 RUNTIME="curl netcat-openbsd ca-certificates man-db"
 # chromium (headless) renders GET / in tests/integration/test_liveview.py;
 # openssl makes that test's throwaway TLS certificates.
@@ -14,7 +15,8 @@ RUNTIME="curl netcat-openbsd ca-certificates man-db"
 # --no-install-recommends its fuzzer and sanitizer runtimes come only with
 # libclang-rt-14-dev.
 TEST="check libsubunit-dev prometheus python3 python3-prometheus-client python3-yaml
-      procps clang libclang-rt-14-dev chromium openssl"
+      python3-snappy procps clang libclang-rt-14-dev python3-statsd
+      python3-bcrypt openssl chromium"
 
 pkgs="$BUILD $RUNTIME"
 if [ "${1:-}" = "--test" ]; then

@@ -403,6 +403,42 @@ def test_basic_auth_client():
         assert r.returncode == 0, r.stderr
 
 
+def test_the_daemon_behind_tls_and_basic_auth():
+    """alice health and top against the daemon's own --web-config."""
+    try:
+        import bcrypt
+    except ImportError:
+        raise Skip("python3-bcrypt missing (tools/install-deps.sh --test)")
+    _, crt = make_cert("localhost", "DNS:localhost,IP:127.0.0.1")
+    key = crt[:-len(".crt")] + ".key"
+    cfg = os.path.join(TMP, "web.yml")
+    with open(cfg, "w") as f:
+        f.write("tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n"
+                "  lv-user: %s\n" % (crt, key, bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()))
+    pw = os.path.join(TMP, "daemon-pw")
+    with open(pw, "w") as f:
+        f.write("pw\n")
+    with Daemon(["--web-config", cfg]) as d:
+        d.send("lv.sec:1|c|#k:v")
+        url = "https://localhost:%d" % d.http_port
+        r = alice("health", "--url", url, "--cacert", crt)  # /health stays open
+        assert r.returncode == 0, r.stderr
+        r = alice("top", "--url", url, "--cacert", crt)
+        assert r.returncode == 1 and "HTTP 401" in r.stderr, r.stderr
+        deadline = time.monotonic() + 5
+        while True:  # UDP is asynchronous: until the line is counted
+            r = alice("top", "--url", url, "--cacert", crt, "--user", "lv-user",
+                      "--password-file", pw)
+            assert r.returncode == 0, r.stderr
+            rows = parse_top(r.stdout)[1]
+            if "lv_sec_total" in rows or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert rows["lv_sec_total"][:2] == ["counter", "1"], rows
+        r = alice("top", "--url", "http://127.0.0.1:%d" % d.http_port)  # plain HTTP to TLS
+        assert r.returncode == 1 and "not reachable" in r.stderr, r.stderr
+
+
 def test_landing_page_in_chromium():
     with Daemon(["--config", CONFIG]) as d:
         feed_known(d)
