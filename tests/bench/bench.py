@@ -784,6 +784,22 @@ def scrape_run(args, procs, tmp, nseries, nscrapes, workers=1):
                         "max_ms": round(max(times), 1), "body_bytes": size,
                         "server_cpu_ms_per_scrape": round((cpu_b - cpu_a) * 1000 / nscrapes, 1),
                         "longest_ingest_pause_ms": round(max(pauses), 2)}
+        # GET /api/v1/families (alice top's source) at this size: kept counts,
+        # no scan of the series, so it must stay cheap enough to ask every second
+        times = []
+        cpu_a = cpu_seconds(srv.pid)
+        for _ in range(nscrapes):
+            st, _, body, dt = http_get(srv.http_port, "/api/v1/families", timeout=60)
+            if st != 200:
+                raise BenchError("/api/v1/families answered %d" % st)
+            times.append(dt * 1000)
+        cpu_b = cpu_seconds(srv.pid)
+        fams = json.loads(body)["families"]
+        if sum(f["series"] for f in fams) != nseries + 1:  # + the warm-up series
+            raise BenchError("/api/v1/families counts %d series" % sum(f["series"] for f in fams))
+        row["families_api"] = {"median_ms": round(statistics.median(times), 2),
+                               "max_ms": round(max(times), 2), "body_bytes": len(body),
+                               "server_cpu_ms": round((cpu_b - cpu_a) * 1000 / nscrapes, 2)}
     except BenchError as e:
         row["error"] = str(e)
     finally:
@@ -1516,6 +1532,16 @@ def section_scrape(run):
                     r["rss_beyond_label_values"]))
     print("\nWith workers, the longest ingest pause is the longest a worker was held by "
           "one merge step (rendering runs on the merged copy).\n")
+    print("GET /api/v1/families at the same sizes:\n")
+    print("| series | workers | median ms | max ms | server CPU ms/call | body bytes |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in run.results["scrape"]:
+        f = r.get("families_api")
+        if f:
+            print("| %s | %d | %.2f | %.2f | %.2f | %s |" % (
+                ifmt(r["series"]), r["workers"], f["median_ms"], f["max_ms"], f["server_cpu_ms"],
+                ifmt(f["body_bytes"])))
+    print()
 
 
 def section_workers(run):
