@@ -117,6 +117,7 @@ struct am_http_server {
     bool listener_closed;
     am_http_security_t *sec;  /* owned: what new connections and requests get, or NULL */
     unsigned auth_jobs;       /* password checks on the thread pool: the server waits for them */
+#define AM_HTTP_AUTH_MAX_JOBS 2 /* at most this many at once; past it: 503 */
     char tls_rbuf[16 * 1024]; /* TLS connections' recv buffer: emptied in each read callback */
     void (*done)(void *ctx);
     void *done_ctx;  /* borrowed until done() */

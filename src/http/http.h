@@ -135,6 +135,7 @@ typedef struct am_http_stats {
     uint64_t bad_requests; /* 400/413/431 */
     uint64_t timeouts;
     uint64_t auth_denied; /* requests answered 401 (no, malformed or wrong credentials) */
+    uint64_t auth_busy;   /* answered 503: every password check slot was busy */
     uint64_t tls_failed;  /* TLS connections closed for a failed handshake or record */
     unsigned connections_open;
 } am_http_stats_t;

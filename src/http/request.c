@@ -305,6 +305,17 @@ static bool authorized(am_http_conn_t *c, const am_http_request_t *req, bool kee
         deny(c, keep, "malformed");
         return false;
     }
+    if (rc == AM_AUTH_SLOW && srv->auth_jobs >= AM_HTTP_AUTH_MAX_JOBS) {
+        /* Every check slot busy (a flood of new or wrong passwords): no
+         * queue that would hold good clients behind bad ones, and no more
+         * than two cores' worth of bcrypt. A credential checked before is
+         * answered from the cache above and never gets here. */
+        am_auth_job_free(job);
+        srv->stats.auth_busy++;
+        am_log(AM_LOG_DEBUG, "event=http_auth_busy jobs=%u", srv->auth_jobs);
+        am_http__send_simple(c, 503, NULL, keep);
+        return false;
+    }
     auth_wait_t *aw = rc == AM_AUTH_SLOW ? calloc(1, sizeof(*aw)) : NULL;
     if (aw) {
         aw->srv = srv;

@@ -416,6 +416,37 @@ def test_password_checks_do_not_stall_the_loop():
         assert worst < 0.5, worst  # on the loop, 4 checks would stall it for 2 s
 
 
+def test_a_flood_of_wrong_passwords_is_bounded():
+    """At most two password checks run at once; past them a request is
+    answered 503 at once instead of queueing behind the flood. A user
+    checked before is answered from the cache all along."""
+    good = bcrypt.hashpw(b"right", bcrypt.gensalt(12)).decode()
+    cfg = write("flood.yml", "basic_auth_users:\n  ops: %s\n" % good)
+    with Daemon(args=["--web-config", cfg]) as d:
+        assert d.get("/metrics", auth_header("ops", "right"))[0] == 200  # now cached
+        results = []
+
+        def wrong(i):
+            results.append(d.get("/metrics", auth_header("ops", "wrong%d" % i))[0])
+
+        threads = [threading.Thread(target=wrong, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        time.sleep(0.05)
+        worst = 0.0
+        for _ in range(5):
+            t0 = time.monotonic()
+            assert d.get("/metrics", auth_header("ops", "right"))[0] == 200
+            worst = max(worst, time.monotonic() - t0)
+        for t in threads:
+            t.join(30)
+        assert len(results) == 12 and set(results) <= {401, 503}, results
+        assert results.count(503) >= 6, results  # 2 checked at a time, the rest refused
+        assert worst < 0.5, worst
+        # the flood over, a check slot is free again
+        assert d.get("/metrics", auth_header("ops", "wrong"))[0] == 401
+
+
 def test_tls_big_body_and_silent_clients_are_shed():
     cfg = web_config(users=False)
     with tls_daemon(cfg, args=["--max-connections", "8"]) as d:
