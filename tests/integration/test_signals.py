@@ -2,12 +2,13 @@
 
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from amtest import Daemon, owe_scrapes, read_answer, run_tests, sample_value  # noqa: E402
+from amtest import ALICE_BIN, Daemon, owe_scrapes, read_answer, run_tests, sample_value  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="alice-sig-")
 
@@ -152,6 +153,57 @@ def test_sighup_changes_limits():
         assert sample_value(m, "lim_x_total", k="a") == 1.0
         assert sample_value(m, "lim_x_total", k="b") == 1.0
         assert sample_value(m, "alice_metricsd_samples_rejected_total", reason="cardinality") == 1
+
+
+def sparse(path, size):
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+def test_sighup_config_not_a_regular_file():
+    """A config path that became a FIFO, a device or a huge file: SIGHUP
+    logs an error at once and keeps the old config; the loop never waits on
+    the file (a blocking open of a FIFO would wait for a writer)."""
+    cfg = os.path.join(TMP, "special.json")
+    write(cfg, '{"families": [{"name": "kept_gauge", "type": "gauge", "help": "Kept."}]}')
+    with Daemon(args=["--config", cfg]) as d:
+        cases = [
+            ("fifo", lambda: os.mkfifo(cfg), "not a regular file"),
+            ("device", lambda: os.symlink("/dev/zero", cfg), "not a regular file"),
+            ("huge", lambda: sparse(cfg, 1 << 30), "larger than 16 MiB"),
+        ]
+        for n, (name, make, want) in enumerate(cases, 1):
+            os.unlink(cfg)
+            make()
+            t0 = time.monotonic()
+            d.signal(signal.SIGHUP)
+            # the loop answers at once, during and after the reload attempt
+            status, _, body = d.get("/health", timeout=1)
+            assert status == 200 and b'"ok"' in body, (name, status, body)
+            assert d.wait_log(r"level=error event=reload_failed .*%s" % want, timeout=1), \
+                (name, d.log)
+            assert time.monotonic() - t0 < 2, name
+            m = d.metrics()
+            assert "# HELP kept_gauge Kept." in m, (name, m)
+            assert sample_value(m, "alice_metricsd_config_reloads_total", result="failure") == n
+        # a regular file again: reloaded
+        os.unlink(cfg)
+        write(cfg, '{"families": [{"name": "kept_gauge", "type": "gauge", "help": "Back."}]}')
+        d.signal(signal.SIGHUP)
+        assert d.wait_log(r"event=reloaded"), d.log
+        assert "# HELP kept_gauge Back." in d.metrics()
+    # at start and in check-config: refused as a bad config, without waiting
+    os.unlink(cfg)
+    os.mkfifo(cfg)
+    try:
+        r = subprocess.run([ALICE_BIN, "metrics-server", "--config", cfg, "--port", "0"],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2 and "not a regular file" in r.stderr, r
+        r = subprocess.run([ALICE_BIN, "check-config", cfg], capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 1 and "not a regular file" in r.stderr, r
+    finally:
+        os.unlink(cfg)
 
 
 run_tests(globals())
