@@ -310,11 +310,19 @@ int am_config_parse_mode(const char *s)
 
 static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
 {
-    static const char *const keys[] = {
-        "host",       "port",           "statsd_host",          "statsd_port",
-        "unix",       "log_level",      "receive_buffer_bytes", "workers",
-        "state_file", "state_interval", "max_connections",      "unix_mode",
-        NULL};
+    static const char *const keys[] = {"host",
+                                       "port",
+                                       "statsd_host",
+                                       "statsd_port",
+                                       "unix",
+                                       "log_level",
+                                       "receive_buffer_bytes",
+                                       "workers",
+                                       "state_file",
+                                       "state_interval",
+                                       "max_connections",
+                                       "unix_mode",
+                                       NULL};
     if (!json_is_object(srv))
         return fail(c, "server", "must be an object");
     int rc = check_keys(c, srv, "server", keys);

@@ -24,7 +24,7 @@
 #define AM_SOURCE_ROOT "."
 #endif
 #define CONFIG_DATA AM_SOURCE_ROOT "/tests/data/config/"
-#define NELEMS(a)   ((int)(sizeof(a) / sizeof((a)[0])))
+#define NELEMS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static int parse(const char *json, am_config_t *c, char *err, size_t errlen)
 {
@@ -184,7 +184,8 @@ START_TEST(test_family_defaults)
 {
     am_config_t c;
     char err[512] = "";
-    ck_assert_msg(am_config_load(CONFIG_DATA "minimal.json", &c, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(am_config_load(CONFIG_DATA "minimal.json", &c, err, sizeof(err)) == 0, "%s",
+                  err);
     ck_assert_uint_eq(c.nfamilies, 2);
     ck_assert_str_eq(c.families[0].name, "jobs_total");
     ck_assert_str_eq(c.families[0].help, "jobs_total"); /* help defaults to the name */
@@ -316,9 +317,7 @@ START_TEST(test_log_levels)
     static const struct {
         const char *name;
         int level;
-    } cases[] = {{"debug", AM_LOG_DEBUG},
-                 {"Info", AM_LOG_INFO},
-                 {"warn", AM_LOG_WARN},
+    } cases[] = {{"debug", AM_LOG_DEBUG}, {"Info", AM_LOG_INFO}, {"warn", AM_LOG_WARN},
                  {"ERROR", AM_LOG_ERROR}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char json[128], err[512];
@@ -433,8 +432,7 @@ static const error_case_t error_cases[] = {
     {"{\"server\": {\"log_level\": \"loud\"}}",
      "t.json:1:13: server.log_level: must be debug, info, warn or error, got \"loud\""},
     {"{\"server\": {\"unix\": \"/tmp/"
-     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-     "aa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
      "aaaaaaaaaa\"}}",
      "t.json:1:13: server.unix: socket path longer than 107 bytes"},
     /* names */
@@ -600,9 +598,9 @@ START_TEST(test_counter_total_duplicate)
                      -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "families[1].name: family \"jobs_total\" is defined twice"));
     /* a gauge keeps its name */
-    ck_assert_int_eq(
-        parse("{\"families\": [{\"name\": \"jobs\", \"type\": \"gauge\"}]}", &c, err, sizeof(err)),
-        0);
+    ck_assert_int_eq(parse("{\"families\": [{\"name\": \"jobs\", \"type\": \"gauge\"}]}", &c, err,
+                           sizeof(err)),
+                     0);
     ck_assert_str_eq(c.families[0].name, "jobs");
     am_config_free(&c);
 }
@@ -683,8 +681,7 @@ START_TEST(test_missing_required)
     static const struct {
         const char *json, *want;
     } cases[] = {
-        {"{\"families\": [{\"type\": \"gauge\"}]}",
-         "t.json:1:15: families[0].name: required string"},
+        {"{\"families\": [{\"type\": \"gauge\"}]}", "t.json:1:15: families[0].name: required string"},
         {"{\"families\": [{\"name\": \"a\"}]}",
          "t.json:1:15: families[0].type: required: counter, gauge, histogram or summary"},
         {"{\"families\": [3]}", "t.json:1:15: families[0]: must be an object"},
