@@ -8,7 +8,7 @@
  * Input: byte 0 chooses how the rest is sent (bits 0-1: in one piece, or
  * in pieces of 1, 7 or 61 bytes with loop turns between them, so the
  * server reads it split; bit 2: the client half-closes after sending, else
- * it reads for a while and then closes; bit 3: deferred /metrics answers
+ * it reads for a while and then closes, with a reset; bit 3: deferred /metrics answers
  * are finished with shared bodies). The rest is the byte stream.
  *
  * Checks (abort() when violated): what the server sends starts with an
@@ -145,6 +145,10 @@ static int connect_client(void)
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* close() resets instead of leaving the port in TIME_WAIT: a run of
+     * millions of connections would exhaust the ephemeral ports */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     /* a blocking connect completes from the kernel's backlog, before the
      * server's loop accepts it */
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
