@@ -42,7 +42,7 @@ int am_file_read(const char *path, size_t max, char **out, size_t *len, char *er
     if (!S_ISREG(st.st_mode)) {
         int e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
         snprintf(err, errlen, "%s: %s", path,
-                 e == EISDIR ? "is a directory, not a file"
+                 e == EISDIR ? "is a directory, not a regular file"
                              : "not a regular file (a FIFO, socket or device is never read)");
         close(fd);
         return -e;

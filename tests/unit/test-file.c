@@ -101,7 +101,7 @@ START_TEST(test_devices_and_dirs)
     ck_assert_str_eq(err, "/dev/zero: not a regular file (a FIFO, socket or device is never read)");
     ck_assert_int_eq(am_file_read("/dev/null", 1 << 20, &data, &len, err, sizeof(err)), -EINVAL);
     ck_assert_int_eq(am_file_read("/", 1 << 20, &data, &len, err, sizeof(err)), -EISDIR);
-    ck_assert_str_eq(err, "/: is a directory, not a file");
+    ck_assert_str_eq(err, "/: is a directory, not a regular file");
     ck_assert_int_eq(am_file_read("/nonexistent/x", 1 << 20, &data, &len, err, sizeof(err)),
                      -ENOENT);
     ck_assert_str_eq(err, "/nonexistent/x: cannot open: No such file or directory");
