@@ -13,6 +13,7 @@
 #include "config.h"
 #include "hash.h"
 #include "log.h"
+#include "mapping.h"
 #include "server.h"
 #include "emit.h"
 
@@ -24,6 +25,8 @@ static const char usage_top[] =
     "commands:\n"
     "  metrics-server     run the StatsD -> Prometheus aggregating daemon\n"
     "  check-config FILE  validate a JSON config file (exit 0 valid, 1 invalid)\n"
+    "  check-config --mapping FILE\n"
+    "                     validate a statsd_exporter mapping file (exit 0 valid, 1 invalid)\n"
     "  emit ...           send a metric (same as alice-emit; see alice emit --help)\n"
     "  version            print the version\n"
     "  help               this text\n"
@@ -92,6 +95,18 @@ static const char usage_server[] =
     "                            closed when every open one is busy; the soft open-file\n"
     "                            limit is raised to the hard one at start\n"
     "                            [env ALICE_MAX_CONNECTIONS, default 1024]\n"
+    "  --mapping-config FILE     statsd_exporter mapping file (YAML: glob and regex\n"
+    "                            matches, $1 captures into name and labels, action: drop,\n"
+    "                            ttl...); dotted names become labelled families. A bad\n"
+    "                            file exits 2; SIGHUP rereads it (a bad one is logged and\n"
+    "                            the old kept) [env ALICE_MAPPING_CONFIG, config\n"
+    "                            server.mapping_config, default none]\n"
+    "  --remote-write-url URL    push every series (self-metrics too) to a Prometheus\n"
+    "                            remote write 1.0 receiver (http:// or https://) every\n"
+    "                            15 s; more settings (interval, auth, TLS, external\n"
+    "                            labels, queue) in the config's \"remote_write\"\n"
+    "                            [env ALICE_REMOTE_WRITE_URL, config remote_write.url,\n"
+    "                            default none]\n"
     "  --log-level LEVEL         debug, info, warn, error; debug logs every rejected\n"
     "                            line with its reason (rate-limited)\n"
     "                            [env ALICE_LOG_LEVEL, default info]\n"
@@ -99,7 +114,8 @@ static const char usage_server[] =
     "\n"
     "endpoints: GET /metrics (text 0.0.4, OpenMetrics by Accept, gzip by\n"
     "Accept-Encoding), GET /health (JSON), GET / (links).\n"
-    "signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads --config.\n"
+    "signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads --config and\n"
+    "--mapping-config.\n"
     "exit codes: 0 clean stop, 1 cannot bind a socket, 2 bad flags or config.\n"
     "\n"
     "example:\n"
@@ -146,7 +162,7 @@ typedef struct setting {
 
 typedef struct server_flags {
     setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level, workers,
-        ttl, state_file, state_interval, max_connections, unix_mode;
+        ttl, state_file, state_interval, max_connections, unix_mode, mapping, remote_write_url;
 } server_flags_t;
 
 typedef struct flag_def {
@@ -170,6 +186,8 @@ static const flag_def_t server_flag_defs[] = {
     {"--state-interval", "ALICE_STATE_INTERVAL", offsetof(server_flags_t, state_interval)},
     {"--max-connections", "ALICE_MAX_CONNECTIONS", offsetof(server_flags_t, max_connections)},
     {"--unix-mode", "ALICE_STATSD_SOCKET_MODE", offsetof(server_flags_t, unix_mode)},
+    {"--mapping-config", "ALICE_MAPPING_CONFIG", offsetof(server_flags_t, mapping)},
+    {"--remote-write-url", "ALICE_REMOTE_WRITE_URL", offsetof(server_flags_t, remote_write_url)},
 };
 #define N_SERVER_FLAGS (sizeof(server_flag_defs) / sizeof(server_flag_defs[0]))
 
@@ -370,7 +388,22 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
         goto out;
     }
     o.max_connections = (int)max_conns;
+    o.remote_write_url = f.remote_write_url.value;
+    if (o.remote_write_url) {
+        char why[128];
+        am_remote_url_t u;
+        if (!*o.remote_write_url) {
+            o.remote_write_url = NULL; /* empty: the config's, if any */
+        } else if (am_remote_url_parse(o.remote_write_url, &u, why, sizeof(why)) != 0) {
+            fprintf(stderr, "alice: %s: \"%s\": %s\n", f.remote_write_url.source,
+                    o.remote_write_url, why);
+            goto out;
+        }
+    }
     o.config_path = f.config.value;
+    o.mapping_path = f.mapping.value ? f.mapping.value : cfg.mapping_config;
+    if (o.mapping_path && !*o.mapping_path)
+        o.mapping_path = NULL;
     o.log_level_fixed = log_level_given;
     /* o borrows host and socket strings from cfg: cfg lives until the server
      * returns (the server loads the file again for the registry, one code
@@ -382,16 +415,43 @@ out:
     return rc;
 }
 
+static void print_mapping_warning(void *ctx, const char *msg)
+{
+    (void)ctx;
+    fprintf(stderr, "alice: warning: %s\n", msg);
+}
+
+/* check-config --mapping FILE: a statsd_exporter mapping file. */
+static int check_mapping(const char *path)
+{
+    am_mapping_t *m;
+    char err[512];
+    if (am_mapping_load(path, &m, err, sizeof(err), print_mapping_warning, NULL) != 0) {
+        fprintf(stderr, "alice: mapping invalid: %s\n", err);
+        return 1;
+    }
+    printf("%s: ok (%zu mappings)\n", path, am_mapping_count(m));
+    am_mapping_free(m);
+    return 0;
+}
+
 static int cmd_check_config(int argc, char **argv)
 {
     if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
         puts("usage: alice check-config FILE\n"
-             "Validates a JSON config file. Exit 0 when valid, 1 when not (the error names\n"
-             "the file, line:column and key path), 2 on usage errors.");
+             "       alice check-config --mapping FILE\n"
+             "Validates a JSON config file, or with --mapping a statsd_exporter mapping file.\n"
+             "Exit 0 when valid, 1 when not (the error names the file, line:column and key\n"
+             "path; for a mapping file FILE:LINE), 2 on usage errors. Keys of the mapping\n"
+             "format that alice-metrics does not use are warned about, not errors.");
         return 0;
     }
-    if (argc != 2) {
-        fprintf(stderr, "usage: alice check-config FILE\n");
+    if (argc == 3 && strcmp(argv[1], "--mapping") == 0)
+        return check_mapping(argv[2]);
+    if (argc == 2 && strncmp(argv[1], "--mapping=", 10) == 0)
+        return check_mapping(argv[1] + 10);
+    if (argc != 2 || strcmp(argv[1], "--mapping") == 0) {
+        fprintf(stderr, "usage: alice check-config FILE | check-config --mapping FILE\n");
         return EXIT_USAGE;
     }
     am_config_t cfg;

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,6 +323,7 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
                                        "state_interval",
                                        "max_connections",
                                        "unix_mode",
+                                       "mapping_config",
                                        NULL};
     if (!json_is_object(srv))
         return fail(c, "server", "must be an object");
@@ -351,6 +353,8 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
     if (rc == 0 && strlen(out->unix_path) >= 108)
         return fail(c, "server.unix", "socket path longer than 107 bytes");
     if ((rc = get_str(c, srv, "server", "state_file", &out->state_file)) < 0)
+        return rc;
+    if ((rc = get_str(c, srv, "server", "mapping_config", &out->mapping_config)) < 0)
         return rc;
     if ((rc = get_int(c, srv, "server", "state_interval", 1, 86400, &x)) < 0)
         return rc;
@@ -398,39 +402,50 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
     return 0;
 }
 
+/* The numeric keys of "limits": where each goes in am_limits_t, its range. */
+static const struct limit_key {
+    const char *key;
+    size_t offset; /* of a size_t in am_limits_t */
+    long long min, max;
+} limit_keys[AM_CONFIG_NLIMITS] = {
+    {"max_series_per_family", offsetof(am_limits_t, max_series_per_family), 1, 100000000},
+    {"max_series", offsetof(am_limits_t, max_series), 1, 1000000000},
+    {"max_families", offsetof(am_limits_t, max_families), 0, 1000000},
+    {"max_set_members", offsetof(am_limits_t, max_set_members), 0, 1000000000},
+    /* at least one series' worth; at most 1 TiB */
+    {"max_series_bytes", offsetof(am_limits_t, max_series_bytes), 4096, 1LL << 40},
+};
+
+static size_t *limit_field(am_limits_t *l, size_t i)
+{
+    return (size_t *)((char *)l + limit_keys[i].offset);
+}
+
+static size_t limit_value(const am_limits_t *l, size_t i)
+{
+    return *(const size_t *)((const char *)l + limit_keys[i].offset);
+}
+
 static int parse_limits(const ctx_t *c, json_t *lim, am_config_t *out)
 {
-    static const char *const keys[] = {"max_series_per_family", "max_series", "max_families",
-                                       "max_set_members", NULL};
+    const char *keys[AM_CONFIG_NLIMITS + 1];
+    for (size_t i = 0; i < AM_CONFIG_NLIMITS; i++)
+        keys[i] = limit_keys[i].key;
+    keys[AM_CONFIG_NLIMITS] = NULL;
     if (!json_is_object(lim))
         return fail(c, "limits", "must be an object");
     int rc = check_keys(c, lim, "limits", keys);
     if (rc < 0)
         return rc;
-    long long x = 0; /* set when get_int returns 0 */
-    if ((rc = get_int(c, lim, "limits", "max_series_per_family", 1, 100000000, &x)) < 0)
-        return rc;
-    if (rc == 0) {
-        out->limits.max_series_per_family = (size_t)x;
-        out->has_limits[0] = true;
-    }
-    if ((rc = get_int(c, lim, "limits", "max_series", 1, 1000000000, &x)) < 0)
-        return rc;
-    if (rc == 0) {
-        out->limits.max_series = (size_t)x;
-        out->has_limits[1] = true;
-    }
-    if ((rc = get_int(c, lim, "limits", "max_families", 0, 1000000, &x)) < 0)
-        return rc;
-    if (rc == 0) {
-        out->limits.max_families = (size_t)x;
-        out->has_limits[2] = true;
-    }
-    if ((rc = get_int(c, lim, "limits", "max_set_members", 0, 1000000000, &x)) < 0)
-        return rc;
-    if (rc == 0) {
-        out->limits.max_set_members = (size_t)x;
-        out->has_limits[3] = true;
+    for (size_t i = 0; i < AM_CONFIG_NLIMITS; i++) {
+        long long x = 0; /* set when get_int returns 0 */
+        rc = get_int(c, lim, "limits", limit_keys[i].key, limit_keys[i].min, limit_keys[i].max, &x);
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
+            *limit_field(&out->limits, i) = (size_t)x;
+            out->has_limits[i] = true;
+        }
     }
     return 0;
 }
@@ -646,6 +661,122 @@ out:
     return rc;
 }
 
+/* obj.key as seconds (an integer or a fraction, > 0, at most a day) into
+ * *ms: 0, KEY_ABSENT or -EINVAL (message written). */
+static int get_seconds(const ctx_t *c, json_t *obj, const char *path, const char *key, unsigned *ms)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return KEY_ABSENT;
+    char p[256];
+    snprintf(p, sizeof(p), "%s.%s", path, key);
+    double x = json_number_value(v);
+    if (!json_is_number(v) || !(x >= 0.001 && x <= 86400))
+        return fail(c, p, "must be a number of seconds from 0.001 to 86400");
+    *ms = (unsigned)(x * 1000 + 0.5);
+    return 0;
+}
+
+/* A label name Prometheus accepts, and not one of its reserved "__" ones. */
+static bool valid_label_name(const char *s)
+{
+    if (!*s || (s[0] == '_' && s[1] == '_'))
+        return false;
+    for (const char *p = s; *p; p++) {
+        char ch = *p;
+        bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
+        if (!alpha && !(p > s && ch >= '0' && ch <= '9'))
+            return false;
+    }
+    return true;
+}
+
+static int parse_remote_write(const ctx_t *c, json_t *rw, am_remote_opts_t *o)
+{
+    static const char *const keys[] = {
+        "url", "interval",        "timeout",         "basic_auth", "bearer_token_file",
+        "tls", "external_labels", "max_queue_bytes", NULL};
+    static const char *const auth_keys[] = {"username", "password_file", NULL};
+    static const char *const tls_keys[] = {"ca_file", "cert_file", "key_file",
+                                           "insecure_skip_verify", NULL};
+    if (!json_is_object(rw))
+        return fail(c, "remote_write", "must be an object");
+    int rc = check_keys(c, rw, "remote_write", keys);
+    if (rc < 0)
+        return rc;
+    if ((rc = get_str(c, rw, "remote_write", "url", &o->url)) < 0)
+        return rc;
+    if (rc == KEY_ABSENT)
+        return fail(c, "remote_write", "needs \"url\"");
+    char why[128];
+    am_remote_url_t u;
+    if (am_remote_url_parse(o->url, &u, why, sizeof(why)) != 0)
+        return fail(c, "remote_write.url", "%s", why);
+    if ((rc = get_seconds(c, rw, "remote_write", "interval", &o->interval_ms)) < 0 ||
+        (rc = get_seconds(c, rw, "remote_write", "timeout", &o->timeout_ms)) < 0)
+        return rc;
+    long long x;
+    if ((rc = get_int(c, rw, "remote_write", "max_queue_bytes", 65536, 1LL << 40, &x)) < 0)
+        return rc;
+    if (rc == 0)
+        o->max_queue_bytes = (size_t)x;
+    if ((rc = get_str(c, rw, "remote_write", "bearer_token_file", &o->bearer_token_file)) < 0)
+        return rc;
+    json_t *v;
+    if ((v = json_object_get(rw, "basic_auth"))) {
+        if (!json_is_object(v))
+            return fail(c, "remote_write.basic_auth", "must be an object");
+        if ((rc = check_keys(c, v, "remote_write.basic_auth", auth_keys)) < 0 ||
+            (rc = get_str(c, v, "remote_write.basic_auth", "username", &o->username)) < 0 ||
+            (rc = get_str(c, v, "remote_write.basic_auth", "password_file", &o->password_file)) < 0)
+            return rc;
+        if (!o->username)
+            return fail(c, "remote_write.basic_auth", "needs \"username\"");
+        if (o->bearer_token_file)
+            return fail(c, "remote_write.basic_auth",
+                        "basic_auth and bearer_token_file exclude each other");
+    }
+    if ((v = json_object_get(rw, "tls"))) {
+        if (!json_is_object(v))
+            return fail(c, "remote_write.tls", "must be an object");
+        if ((rc = check_keys(c, v, "remote_write.tls", tls_keys)) < 0 ||
+            (rc = get_str(c, v, "remote_write.tls", "ca_file", &o->ca_file)) < 0 ||
+            (rc = get_str(c, v, "remote_write.tls", "cert_file", &o->cert_file)) < 0 ||
+            (rc = get_str(c, v, "remote_write.tls", "key_file", &o->key_file)) < 0)
+            return rc;
+        json_t *b = json_object_get(v, "insecure_skip_verify");
+        if (b && !json_is_boolean(b))
+            return fail(c, "remote_write.tls.insecure_skip_verify", "must be true or false");
+        o->insecure_skip_verify = b && json_is_true(b);
+        if (!o->cert_file != !o->key_file)
+            return fail(c, "remote_write.tls", "cert_file and key_file go together");
+    }
+    if ((v = json_object_get(rw, "external_labels"))) {
+        if (!json_is_object(v))
+            return fail(c, "remote_write.external_labels", "must be an object of strings");
+        size_t n = json_object_size(v);
+        o->external_labels = calloc(2 * n + 1, sizeof(char *));
+        if (!o->external_labels)
+            return fail_oom(c, "remote_write.external_labels");
+        const char *k;
+        json_t *lv;
+        json_object_foreach(v, k, lv)
+        {
+            char p[256];
+            snprintf(p, sizeof(p), "remote_write.external_labels.%s", k);
+            if (!valid_label_name(k))
+                return fail(c, p, "not a label name ([a-zA-Z_][a-zA-Z0-9_]*, no leading __)");
+            if (!json_is_string(lv) || strlen(json_string_value(lv)) != json_string_length(lv))
+                return fail(c, p, "must be a string");
+            char **slot = &o->external_labels[2 * o->nexternal];
+            o->nexternal++;
+            if (!(slot[0] = strdup(k)) || !(slot[1] = strdup(json_string_value(lv))))
+                return fail_oom(c, p);
+        }
+    }
+    return 0;
+}
+
 /* The top-level object into out (left for the caller to free on failure).
  * 0, -EINVAL or -ENOMEM, with the message in c->err. */
 static int parse_root(const ctx_t *c, json_t *root, const char *const *keys, am_config_t *out)
@@ -659,6 +790,9 @@ static int parse_root(const ctx_t *c, json_t *root, const char *const *keys, am_
     if ((v = json_object_get(root, "server")) && (rc = parse_server(c, v, out)) < 0)
         return rc;
     if ((v = json_object_get(root, "limits")) && (rc = parse_limits(c, v, out)) < 0)
+        return rc;
+    if ((v = json_object_get(root, "remote_write")) &&
+        (rc = parse_remote_write(c, v, &out->remote_write)) < 0)
         return rc;
     if ((v = json_object_get(root, "tag_dialects"))) {
         static const char *const names[] = {"dogstatsd", "influxdb", "librato", "signalfx"};
@@ -721,6 +855,7 @@ void am_config_init(am_config_t *c)
     c->max_connections = -1;
     c->unix_mode = -1;
     am_limits_default(&c->limits);
+    am_remote_opts_init(&c->remote_write);
 }
 
 void am_config_free(am_config_t *c)
@@ -729,17 +864,19 @@ void am_config_free(am_config_t *c)
     free(c->statsd_host);
     free(c->unix_path);
     free(c->state_file);
+    free(c->mapping_config);
     for (size_t i = 0; i < c->nfamilies; i++)
         am_family_def_clear(&c->families[i]);
     free(c->families);
+    am_remote_opts_free(&c->remote_write);
     am_config_init(c);
 }
 
 int am_config_parse(const char *text, size_t len, const char *name, am_config_t *out, char *err,
                     size_t errlen)
 {
-    static const char *const keys[] = {"server",   "limits",       "auto_create", "ttl",
-                                       "families", "tag_dialects", NULL};
+    static const char *const keys[] = {"server",   "limits",       "auto_create",  "ttl",
+                                       "families", "tag_dialects", "remote_write", NULL};
     ctx_t c = {name, text, len, err, errlen};
     am_config_init(out);
     json_error_t jerr;
@@ -770,14 +907,9 @@ int am_config_load(const char *path, am_config_t *out, char *err, size_t errlen)
 
 void am_config_apply_limits(const am_config_t *c, am_limits_t *l)
 {
-    if (c->has_limits[0])
-        l->max_series_per_family = c->limits.max_series_per_family;
-    if (c->has_limits[1])
-        l->max_series = c->limits.max_series;
-    if (c->has_limits[2])
-        l->max_families = c->limits.max_families;
-    if (c->has_limits[3])
-        l->max_set_members = c->limits.max_set_members;
+    for (size_t i = 0; i < AM_CONFIG_NLIMITS; i++)
+        if (c->has_limits[i])
+            *limit_field(l, i) = limit_value(&c->limits, i);
     if (c->has_auto_create)
         l->auto_create = c->limits.auto_create;
     if (c->ttl >= 0)

@@ -9,7 +9,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "opts.h"
 #include "registry.h"
+
+/* The numeric keys of "limits" (max_series_per_family, max_series,
+ * max_families, max_set_members, max_series_bytes). */
+#define AM_CONFIG_NLIMITS 5
 
 /* A loaded config: caller-allocated, and owns every string and array in
  * it (am_config_free frees them). Borrowers (am_server_opts_t) must not
@@ -20,9 +25,10 @@ typedef struct am_config {
     int port;
     char *statsd_host; /* owned */
     int statsd_port;
-    char *unix_path; /* owned */
-    char *state_file;       /* owned; NULL unset */
-    long state_interval;    /* seconds; -1 unset */
+    char *unix_path;           /* owned */
+    char *state_file;          /* owned; NULL unset */
+    long state_interval;       /* seconds; -1 unset */
+    char *mapping_config;      /* owned; NULL unset: statsd_exporter mapping file */
     int log_level;             /* am_log_level_t or -1 */
     long receive_buffer_bytes; /* -1 unset */
     int workers;               /* ingest workers, 1..64; -1 unset */
@@ -31,12 +37,14 @@ typedef struct am_config {
     long max_connections;      /* HTTP connections, 1..1000000; -1 unset */
     int unix_mode;             /* the Unix socket's mode, 0..0777; -1 unset */
 
-    bool has_limits[4]; /* per family, total, families, set members */
+    bool has_limits[AM_CONFIG_NLIMITS]; /* the numeric keys of "limits", in config.c's order */
     am_limits_t limits;
     bool has_auto_create;
 
     size_t nfamilies;
     am_family_def_t *families; /* owned: nfamilies defs, each owning its strings */
+
+    am_remote_opts_t remote_write; /* "remote_write"; url NULL when the file has none */
 } am_config_t;
 
 /* An empty config (nothing set, nothing owned). */

@@ -20,7 +20,9 @@
 #include "health.h"
 #include "http.h"
 #include "log.h"
+#include "mapping.h"
 #include "negotiate.h"
+#include "push.h"
 #include "registry.h"
 #include "scrape.h"
 #include "expiry.h"
@@ -41,6 +43,7 @@ typedef struct server {
     uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
     am_workers_t *workers; /* owned */
+    am_mapping_t *mapping; /* owned; every worker's registry borrows it; NULL: none */
     am_expiry_t expiry;    /* the TTL sweep's timer */
     bool expiry_ready;
     am_statefile_t state; /* the periodic state writer (--state-file) */
@@ -54,6 +57,7 @@ typedef struct server {
     struct pending_scrape *scrape_active;           /* owned; merging (several), then rendering */
     am_scrape_t *scrape;                            /* owned; the active one's, once rendering */
     struct pending_scrape *queue_head, *queue_tail; /* owned */
+    am_push_t *push;                                /* owned until am_push_stop; NULL: stopped */
 } server_t;
 
 /* One request waiting for a /metrics body. */
@@ -68,6 +72,7 @@ typedef struct pending_scrape {
     scrape_answer_t **answers_tail;
     am_format_t fmt;
     bool gzip;
+    bool push;              /* remote write's body (no answers): text, no gzip */
     uint64_t begun;         /* uv_hrtime when its turn came */
     uint64_t merge_held_ns; /* several workers: the longest a worker was held */
 } pending_scrape_t;
@@ -101,9 +106,20 @@ static void scrape_selfstats(server_t *s, am_selfstats_t *st)
     s->stats.state_writes_failed = s->state.writes_failed;
     s->stats.last_state_longest_pause_seconds = s->state.last_longest_pause;
     s->stats.last_expiry_longest_pause_seconds = s->expiry.last_longest_pause;
+    if (s->push) {
+        am_push_stats_t ps;
+        am_push_get_stats(s->push, &ps);
+        s->stats.rw_enabled = ps.enabled;
+        s->stats.rw_sent = ps.sent;
+        s->stats.rw_failed = ps.failed;
+        s->stats.rw_dropped = ps.dropped;
+        s->stats.rw_queue_bytes = ps.queue_bytes;
+        s->stats.last_rw_longest_pause_seconds = ps.last_longest_pause_seconds;
+    }
     *st = s->stats;
     am_workers_add_ingest(s->workers, st);
     st->set_members = am_workers_set_members(s->workers);
+    st->series_bytes = am_workers_series_bytes(s->workers);
 }
 
 /* Begins rendering: one worker's registry as a snapshot it keeps feeding,
@@ -201,6 +217,12 @@ static void fail_active_scrape(server_t *s)
     am_buf_t failed;
     am_buf_init(&failed, 0);
     failed.failed = true;
+    if (p->push) {
+        if (s->push)
+            am_push_deliver(s->push, &failed, 0, false);
+        free(p);
+        return;
+    }
     answer_scrape(s, p, &failed, false);
 }
 
@@ -252,6 +274,18 @@ static void run_scrape(server_t *s, uint64_t budget_ns)
         return;
     s->scrape = NULL;
     s->scrape_active = NULL;
+    if (p->push) {
+        /* remote write's snapshot: what held ingest is the push's pause */
+        uint64_t held = several(s) ? p->merge_held_ns : am_scrape_longest_pause_ns(sc);
+        bool gz;
+        am_buf_t *body = am_scrape_body(sc, &gz);
+        if (s->push)
+            am_push_deliver(s->push, body, held, !several(s));
+        am_scrape_free(sc);
+        free(p);
+        start_next_scrape(s);
+        return;
+    }
     s->stats.last_scrape_seconds = (double)(uv_hrtime() - p->begun) / 1e9;
     /* What held up ingest: render steps on the one loop; with several
      * workers only the merge held them (rendering runs on a copy). */
@@ -294,12 +328,22 @@ static void finish_merge_now(server_t *s)
 static pending_scrape_t *scrape_to_join(server_t *s, am_format_t fmt, bool gzip)
 {
     pending_scrape_t *p = s->scrape_active;
-    if (p && p->fmt == fmt && p->gzip == gzip)
+    if (p && !p->push && p->fmt == fmt && p->gzip == gzip)
         return p;
     for (p = s->queue_head; p; p = p->next)
-        if (p->fmt == fmt && p->gzip == gzip)
+        if (!p->push && p->fmt == fmt && p->gzip == gzip)
             return p;
     return NULL;
+}
+
+static void enqueue_scrape(server_t *s, pending_scrape_t *p)
+{
+    if (s->queue_tail)
+        s->queue_tail->next = p;
+    else
+        s->queue_head = p;
+    s->queue_tail = p;
+    start_next_scrape(s);
 }
 
 /* /metrics: answered once rendered between loop turns (or at once while
@@ -332,12 +376,26 @@ static void serve_metrics(server_t *s, const am_http_request_t *req, am_http_res
         return;
     p->fmt = n.format;
     p->gzip = n.gzip;
-    if (s->queue_tail)
-        s->queue_tail->next = p;
-    else
-        s->queue_head = p;
-    s->queue_tail = p;
-    start_next_scrape(s);
+    enqueue_scrape(s, p);
+}
+
+/* Remote write wants a body: a scrape of its own, queued like the others
+ * (one merge, one render at a time), answered with am_push_deliver. */
+static void want_push_body(void *ctx)
+{
+    server_t *s = ctx;
+    pending_scrape_t *p = s->stopping ? NULL : calloc(1, sizeof(*p));
+    if (!p) {
+        am_buf_t failed;
+        am_buf_init(&failed, 0);
+        failed.failed = true;
+        am_push_deliver(s->push, &failed, 0, false);
+        return;
+    }
+    p->answers_tail = &p->answers;
+    p->fmt = AM_FORMAT_TEXT;
+    p->push = true;
+    enqueue_scrape(s, p);
 }
 
 /* /health: counters summed one worker at a time (no snapshot: probes are
@@ -436,6 +494,71 @@ static int apply_config(server_t *s, const am_config_t *cfg)
     return rc;
 }
 
+/* ---- the mapping file ---- */
+
+static void log_mapping_warning(void *ctx, const char *msg)
+{
+    (void)ctx;
+    char esc[1024];
+    am_log(AM_LOG_WARN, "event=mapping_warning warning=\"%s\"",
+           am_log_escape(esc, sizeof(esc), msg));
+}
+
+/* Loads opts->mapping_path into *out; the error is logged (event). */
+static int load_mapping(const server_t *s, const char *event, am_mapping_t **out)
+{
+    char err[512];
+    if (am_mapping_load(s->opts->mapping_path, out, err, sizeof(err), log_mapping_warning, NULL) ==
+        0)
+        return 0;
+    char esc[1024];
+    am_log(AM_LOG_ERROR, "event=%s error=\"%s\"%s", event, am_log_escape(esc, sizeof(esc), err),
+           s->mapping ? " action=\"kept the old mapping\"" : "");
+    return -1;
+}
+
+/* Every worker's registry maps lines with m from now on (the workers
+ * paused: each forgets the lines its cache mapped with the old one); the
+ * old mapping is freed once none uses it. */
+static void use_mapping(server_t *s, am_mapping_t *m)
+{
+    unsigned n = am_workers_count(s->workers);
+    am_workers_pause(s->workers);
+    for (unsigned i = 0; i < n; i++)
+        am_registry_set_mapping(am_workers_registry(s->workers, i), m);
+    am_workers_resume(s->workers);
+    am_mapping_free(s->mapping);
+    s->mapping = m;
+}
+
+/* SIGHUP: the mapping file read again; false when it is bad (the old one
+ * stays). */
+static bool reload_mapping(server_t *s)
+{
+    am_mapping_t *m;
+    if (load_mapping(s, "reload_failed", &m) != 0)
+        return false;
+    use_mapping(s, m);
+    am_log(AM_LOG_INFO, "event=mapping_reloaded file=%s mappings=%zu", s->opts->mapping_path,
+           am_mapping_count(m));
+    return true;
+}
+
+/* The config's remote_write, with --remote-write-url (or its variable)
+ * beating its url, applied to the push. 0 or -errno with why. */
+static int configure_push(server_t *s, am_config_t *cfg, char *why, size_t whylen)
+{
+    if (!s->push)
+        return 0;
+    am_remote_opts_t *o = &cfg->remote_write;
+    char *file_url = o->url;
+    if (s->opts->remote_write_url)
+        o->url = (char *)s->opts->remote_write_url;
+    int rc = am_push_configure(s->push, o, why, whylen);
+    o->url = file_url;
+    return rc;
+}
+
 static bool state_copying(const void *ctx)
 {
     return am_statefile_copying(ctx);
@@ -446,8 +569,14 @@ static void reload(server_t *s)
     finish_merge_now(s);
     if (s->state_ready)
         am_statefile_finish_copy(&s->state);
+    bool mapping_ok = !s->opts->mapping_path || reload_mapping(s);
     if (!s->opts->config_path) {
-        am_log(AM_LOG_INFO, "event=reload_skipped reason=\"no config file\"");
+        if (!s->opts->mapping_path)
+            am_log(AM_LOG_INFO, "event=reload_skipped reason=\"no config file\"");
+        else if (mapping_ok)
+            s->stats.reloads_ok++;
+        else
+            s->stats.reloads_failed++;
         return;
     }
     am_config_t cfg;
@@ -459,9 +588,19 @@ static void reload(server_t *s)
                am_log_escape(esc, sizeof(esc), err));
         return;
     }
+    char why[512];
     if (apply_config(s, &cfg) != 0) {
         s->stats.reloads_failed++;
         am_log(AM_LOG_ERROR, "event=reload_failed error=\"out of memory\"");
+    } else if (!mapping_ok) {
+        s->stats.reloads_failed++; /* the config was applied, the mapping file kept */
+    } else if (configure_push(s, &cfg, why, sizeof(why)) != 0) {
+        s->stats.reloads_failed++;
+        char esc[1024];
+        am_log(AM_LOG_ERROR,
+               "event=reload_failed error=\"remote_write: %s\" action=\"kept the old remote "
+               "write settings\"",
+               am_log_escape(esc, sizeof(esc), why));
     } else {
         s->stats.reloads_ok++;
         am_log(AM_LOG_INFO, "event=reloaded config=%s families=%zu", s->opts->config_path,
@@ -495,6 +634,8 @@ static void begin_stop(server_t *s, const char *why)
     am_log(AM_LOG_INFO, "event=stopping signal=%s", why);
     am_workers_stop(s->workers);
     finish_scrapes_now(s);
+    am_push_stop(s->push); /* stale markers, a last push bounded by its timeout */
+    s->push = NULL;
     if (s->http)
         am_http_server_stop(s->http, on_http_stopped, s);
     else
@@ -581,6 +722,7 @@ static int open_sockets(server_t *s)
 static void free_server(server_t *s)
 {
     am_workers_free(s->workers);
+    am_mapping_free(s->mapping); /* after the registries that borrow it */
     free(s);
 }
 
@@ -617,11 +759,23 @@ int am_server_run(const am_server_opts_t *opts)
             return AM_SERVER_BAD_CONFIG;
         }
     }
+    am_mapping_t *mapping = NULL;
+    if (opts->mapping_path && load_mapping(s, "mapping_invalid", &mapping) != 0) {
+        am_config_free(&cfg);
+        free(s);
+        return AM_SERVER_BAD_CONFIG;
+    }
     int rc = make_workers(s, &cfg);
-    am_config_free(&cfg);
     if (rc != 0) {
+        am_mapping_free(mapping);
+        am_config_free(&cfg);
         free_server(s);
         return rc;
+    }
+    if (mapping) {
+        use_mapping(s, mapping);
+        am_log(AM_LOG_INFO, "event=mapping_loaded file=%s mappings=%zu", opts->mapping_path,
+               am_mapping_count(mapping));
     }
     if (opts->state_path) {
         /* Before any socket is read; restored series start their TTL now
@@ -633,6 +787,7 @@ int am_server_run(const am_server_opts_t *opts)
         rc = am_statefile_load(opts->state_path, r0, opts->state_discard_bad, err, sizeof(err));
         if (rc != 0) {
             am_log(AM_LOG_ERROR, "event=state_invalid error=\"%s\"", err);
+            am_config_free(&cfg);
             free_server(s);
             return AM_SERVER_BAD_STATE;
         }
@@ -642,6 +797,7 @@ int am_server_run(const am_server_opts_t *opts)
 
     rc = uv_loop_init(&s->loop);
     if (rc != 0) {
+        am_config_free(&cfg);
         free_server(s);
         return rc;
     }
@@ -656,7 +812,19 @@ int am_server_run(const am_server_opts_t *opts)
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
     uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
 
-    rc = open_sockets(s);
+    char why[512];
+    if (!(s->push = am_push_new(&s->loop, want_push_body, s))) {
+        am_log(AM_LOG_ERROR, "event=startup_failed error=\"out of memory\"");
+        rc = -ENOMEM;
+    } else if (configure_push(s, &cfg, why, sizeof(why)) != 0) {
+        char esc[1024];
+        am_log(AM_LOG_ERROR, "event=config_invalid error=\"remote_write: %s\"",
+               am_log_escape(esc, sizeof(esc), why));
+        rc = AM_SERVER_BAD_CONFIG;
+    }
+    am_config_free(&cfg);
+    if (rc == 0)
+        rc = open_sockets(s);
     if (rc == 0) {
         rc = am_expiry_start(&s->loop, s->workers, &s->expiry);
         s->expiry_ready = rc == 0;

@@ -20,30 +20,34 @@
  * the daemon on a garbage address). The config path is read again on
  * every SIGHUP. */
 typedef struct am_server_opts {
-    const char *http_host;    /* borrowed (see above) */
-    int http_port;            /* 0: any free port */
-    const char *statsd_host;  /* borrowed */
-    int statsd_port;          /* 0: UDP off */
-    const char *unix_path;    /* borrowed; NULL: off */
-    unsigned unix_mode;       /* its file mode, 0..0777 (cli.c's default: 0666) */
-    const char *config_path;  /* borrowed; NULL: none */
-    int receive_buffer_bytes; /* 0: kernel default */
-    bool log_level_fixed;     /* from flag/env: the config must not change it on reload */
-    int workers;              /* ingest loops, 1..AM_SERVER_MAX_WORKERS; 0 counts as 1 */
-    long ttl;                 /* default series TTL, seconds, from a flag or the
-                               * environment (beats the config's); -1: unset */
-    const char *state_path;   /* borrowed; NULL: no state file */
-    unsigned state_interval;  /* seconds between state writes, >= 1 */
-    bool state_discard_bad;   /* a refused state file is moved aside, not fatal */
-    int max_connections;      /* HTTP connections, 1..AM_SERVER_MAX_CONNECTIONS; 0: 1024 */
+    const char *http_host;        /* borrowed (see above) */
+    int http_port;                /* 0: any free port */
+    const char *statsd_host;      /* borrowed */
+    int statsd_port;              /* 0: UDP off */
+    const char *unix_path;        /* borrowed; NULL: off */
+    unsigned unix_mode;           /* its file mode, 0..0777 (cli.c's default: 0666) */
+    const char *config_path;      /* borrowed; NULL: none */
+    int receive_buffer_bytes;     /* 0: kernel default */
+    bool log_level_fixed;         /* from flag/env: the config must not change it on reload */
+    int workers;                  /* ingest loops, 1..AM_SERVER_MAX_WORKERS; 0 counts as 1 */
+    long ttl;                     /* default series TTL, seconds, from a flag or the
+                                   * environment (beats the config's); -1: unset */
+    const char *state_path;       /* borrowed; NULL: no state file */
+    unsigned state_interval;      /* seconds between state writes, >= 1 */
+    bool state_discard_bad;       /* a refused state file is moved aside, not fatal */
+    int max_connections;          /* HTTP connections, 1..AM_SERVER_MAX_CONNECTIONS; 0: 1024 */
+    const char *remote_write_url; /* borrowed; --remote-write-url or its env (beats the
+                                   * config's remote_write.url); NULL: unset */
+    const char *mapping_path;     /* borrowed; NULL: no mapping file (read again at SIGHUP) */
 } am_server_opts_t;
 
 #define AM_SERVER_MAX_WORKERS     64
 #define AM_SERVER_MAX_CONNECTIONS 1000000
 
 enum {
-    /* am_server_run: the config file could not be loaded (logged with its
-     * error); nothing was opened. */
+    /* am_server_run: the config file or the mapping file could not be
+     * loaded, or the remote write settings could not be applied (logged
+     * with the error); nothing was opened. */
     AM_SERVER_BAD_CONFIG = 1,
     /* am_server_run: the state file could not be read or was refused
      * (logged, naming the file); nothing was opened. */

@@ -147,6 +147,10 @@ static void log_reject(worker_t *s, am_reason_t rc, const char *line, size_t len
 static void on_reject(void *ctx, am_reason_t rc, const char *line, size_t len)
 {
     worker_t *s = ctx;
+    if (rc == AM_MAPPING_DROPPED) {
+        s->stats.mapping_dropped++;
+        return;
+    }
     if (!AM_IS_REJECT(rc)) { /* a DogStatsD event or service check */
         s->stats.events[rc == AM_EVENT ? 0 : 1]++;
         return;
@@ -330,6 +334,11 @@ size_t am_workers_set_members(am_workers_t *ws)
     return am_registry_set_member_count(ws->w[0].registry);
 }
 
+size_t am_workers_series_bytes(am_workers_t *ws)
+{
+    return am_registry_series_bytes(ws->w[0].registry); /* the directory's atomic */
+}
+
 void am_workers_counts(am_workers_t *ws, size_t *families, size_t *series)
 {
     if (ws->dir) {
@@ -436,8 +445,7 @@ static bool others_fresh(void *ctx, const am_family_t *f, const am_series_t *s)
 {
     am_workers_t *ws = ctx;
     for (unsigned i = 0; i < ws->n; i++)
-        if (i != ws->sweep.worker &&
-            am_registry_copy_fresh(ws->w[i].registry, f, s, ws->sweep.now))
+        if (i != ws->sweep.worker && am_registry_copy_fresh(ws->w[i].registry, f, s, ws->sweep.now))
             return true;
     for (unsigned i = 0; i < ws->n; i++)
         if (i != ws->sweep.worker)
@@ -454,8 +462,8 @@ int am_workers_expire_step(am_workers_t *ws, uint32_t now_ds, size_t budget, siz
     sw->cursor.others = ws->n > 1 ? others_fresh : NULL;
     sw->cursor.others_ctx = ws;
     am_workers_pause(ws);
-    bool done = am_registry_expire_step(ws->w[sw->worker].registry, &sw->cursor, now_ds, budget,
-                                        expired);
+    bool done =
+        am_registry_expire_step(ws->w[sw->worker].registry, &sw->cursor, now_ds, budget, expired);
     am_workers_resume(ws);
     if (!done)
         return 0;

@@ -110,6 +110,8 @@ void am_workers_add_ingest(am_workers_t *ws, am_selfstats_t *st);
 /* Set members held over every worker (no worker held: the directory's
  * count is atomic). */
 size_t am_workers_set_members(am_workers_t *ws);
+/* Series bytes held against limits.max_series_bytes, over every worker. */
+size_t am_workers_series_bytes(am_workers_t *ws);
 
 /* Families (with several workers: distinct over them, from the directory)
  * and series (summed over workers: one series fed by two counts twice). */

@@ -185,6 +185,12 @@ void am_expose_family(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format
         les[i].len = 5 + n;
     }
     line_ctx_t c = {b, def->name, strlen(def->name), lb};
+    /* OpenMetrics: counters, histograms and summaries carry NAME_created,
+     * the counter's NAME without _total. */
+    line_ctx_t created = c;
+    bool with_created = om && def->type != AM_FAMILY_GAUGE;
+    if (def->type == AM_FAMILY_COUNTER && created.name_len > 6)
+        created.name_len -= 6;
     for (const am_series_t *s = am_family_first_series(f); s; s = am_series_next(s)) {
         size_t klen;
         const char *key = am_series_key(f, s, &klen);
@@ -207,6 +213,8 @@ void am_expose_family(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format
                 }
                 break;
         }
+        if (with_created)
+            put_line(&created, "_created", 8, NULL, 0, am_series_created(s));
     }
     if (lb->failed)
         b->failed = true;

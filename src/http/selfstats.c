@@ -80,6 +80,10 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
            "Set members held over every set series (with workers, summed over them), against "
            "limits.max_set_members.",
            AM_FAMILY_GAUGE, (double)st->set_members, fmt);
+    single(b, "alice_metricsd_series_bytes",
+           "Memory of the series held and their label text (with workers, summed over them), "
+           "against limits.max_series_bytes.",
+           AM_FAMILY_GAUGE, (double)st->series_bytes, fmt);
 
     name = "alice_metricsd_config_reloads_total";
     am_expose_family_header(b, name, "SIGHUP config reloads, by result.", AM_FAMILY_COUNTER, fmt);
@@ -105,21 +109,44 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
     static const char *const kinds[][2] = {{"kind", "event"}, {"kind", "service_check"}};
     for (size_t i = 0; i < 2; i++)
         am_expose_sample(b, "alice_metricsd_events_total", kinds[i], 1, (double)st->events[i]);
+    single(b, "alice_metricsd_mapping_dropped_total",
+           "Lines a mapping with action: drop matched (--mapping-config): dropped on purpose, "
+           "not rejects.",
+           AM_FAMILY_COUNTER, (double)st->mapping_dropped, fmt);
     single(b, "alice_metricsd_series_expired_total",
            "Series removed because no line updated them for their TTL.", AM_FAMILY_COUNTER,
            (double)st->series_expired, fmt);
     am_expose_family_header(b, "alice_metricsd_longest_pause_seconds",
                             "Longest time ingest waited, in one go, on the last run of each "
                             "background task: a scrape's render or merge steps, a TTL sweep "
-                            "pass, a state file copy.",
+                            "pass, a state file copy, a remote write push's snapshot and "
+                            "encoding.",
                             AM_FAMILY_GAUGE, fmt);
-    static const char *const causes[][2] = {
-        {"cause", "scrape"}, {"cause", "expiry"}, {"cause", "state_write"}};
-    const double pauses[] = {st->last_scrape_longest_pause_seconds,
-                             st->last_expiry_longest_pause_seconds,
-                             st->last_state_longest_pause_seconds};
-    for (size_t i = 0; i < 3; i++)
+    static const char *const causes[][2] = {{"cause", "scrape"},
+                                            {"cause", "expiry"},
+                                            {"cause", "state_write"},
+                                            {"cause", "remote_write"}};
+    const double pauses[] = {
+        st->last_scrape_longest_pause_seconds, st->last_expiry_longest_pause_seconds,
+        st->last_state_longest_pause_seconds, st->last_rw_longest_pause_seconds};
+    for (size_t i = 0; i < 4; i++)
         am_expose_sample(b, "alice_metricsd_longest_pause_seconds", causes[i], 1, pauses[i]);
+    if (st->rw_enabled) {
+        name = "alice_metricsd_remote_write_samples_total";
+        am_expose_family_header(b, name,
+                                "Remote write samples: sent (accepted by the receiver), failed "
+                                "(in a request that did not succeed, per attempt), dropped "
+                                "(given up: refused, or pushed out of a full queue).",
+                                AM_FAMILY_COUNTER, fmt);
+        static const char *const results[][2] = {
+            {"result", "sent"}, {"result", "failed"}, {"result", "dropped"}};
+        const uint64_t rw[] = {st->rw_sent, st->rw_failed, st->rw_dropped};
+        for (size_t i = 0; i < 3; i++)
+            am_expose_sample(b, name, results[i], 1, (double)rw[i]);
+        single(b, "alice_metricsd_remote_write_queue_bytes",
+               "Compressed remote write requests waiting to be sent (max_queue_bytes bounds it).",
+               AM_FAMILY_GAUGE, (double)st->rw_queue_bytes, fmt);
+    }
     am_expose_family_header(b, "alice_metricsd_state_writes_total",
                             "Writes of the state file (--state-file), by result.",
                             AM_FAMILY_COUNTER, fmt);
@@ -165,6 +192,7 @@ void am_selfstats_add_ingest(am_selfstats_t *dst, const am_selfstats_t *src)
         dst->rejected[i] += src->rejected[i];
     for (size_t i = 0; i < 2; i++)
         dst->events[i] += src->events[i];
+    dst->mapping_dropped += src->mapping_dropped;
 }
 
 static double boot_time(void)

@@ -23,17 +23,23 @@ typedef struct am_selfstats {
     uint64_t wakeups[AM_TRANSPORT_COUNT]; /* socket reads that found datagrams */
     uint64_t samples;                     /* lines accepted */
     uint64_t set_members;                 /* held, against limits.max_set_members */
+    uint64_t series_bytes;                /* held, against limits.max_series_bytes */
     uint64_t rejected[AM_REASON_COUNT];   /* by reason; [AM_OK] unused */
     uint64_t events[2];                   /* DogStatsD events, service checks */
+    uint64_t mapping_dropped;             /* lines a mapping's action: drop matched */
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     uint64_t scrapes;
     double last_scrape_seconds;
-    double last_scrape_longest_pause_seconds; /* longest hold on ingest (see scrape.h) */
-    uint64_t series_expired;                  /* series TTL */
-    double last_expiry_longest_pause_seconds; /* longest hold of the last sweep pass */
+    double last_scrape_longest_pause_seconds;      /* longest hold on ingest (see scrape.h) */
+    uint64_t series_expired;                       /* series TTL */
+    double last_expiry_longest_pause_seconds;      /* longest hold of the last sweep pass */
     uint64_t state_writes_ok, state_writes_failed; /* --state-file */
     double last_state_longest_pause_seconds;       /* longest copy step of the last write */
+    /* remote write (written when rw_enabled): samples by result, queue */
+    bool rw_enabled;
+    uint64_t rw_sent, rw_failed, rw_dropped, rw_queue_bytes;
+    double last_rw_longest_pause_seconds; /* the last push's snapshot and encoding */
     uint64_t http_requests;
     uint64_t http_bad_requests;
     uint64_t http_connections_rejected;

@@ -109,7 +109,7 @@ static am_reason_t map_tag(am_family_type_t type, const am_sample_t *s, size_t i
  * tags with a value (an empty value is an absent label). Nothing is added
  * to the registry here: the line may still be rejected further right. */
 static am_reason_t auto_def(am_registry_t *r, const char *name, size_t len, const am_sample_t *s,
-                            line_labels_t *ll, am_family_def_t *def)
+                            const am_mapping_result_t *mr, line_labels_t *ll, am_family_def_t *def)
 {
     if (!r->limits.auto_create)
         return AM_REJECT_UNKNOWN_FAMILY;
@@ -127,13 +127,23 @@ static am_reason_t auto_def(am_registry_t *r, const char *name, size_t len, cons
             def->is_set = true;
             break;
         default:
-            def->type = AM_FAMILY_HISTOGRAM;
-            def->nbuckets = sizeof(am_default_buckets) / sizeof(am_default_buckets[0]);
-            memcpy(def->buckets, am_default_buckets, sizeof(am_default_buckets));
+            if (mr && mr->observer_type == AM_MAPPING_SUMMARY) {
+                def->type = AM_FAMILY_SUMMARY;
+            } else if (mr && mr->nbuckets) {
+                def->type = AM_FAMILY_HISTOGRAM;
+                def->nbuckets = mr->nbuckets;
+                memcpy(def->buckets, mr->buckets, mr->nbuckets * sizeof(double));
+            } else {
+                def->type = AM_FAMILY_HISTOGRAM;
+                def->nbuckets = sizeof(am_default_buckets) / sizeof(am_default_buckets[0]);
+                memcpy(def->buckets, am_default_buckets, sizeof(am_default_buckets));
+            }
             break;
     }
+    if (mr)
+        def->ttl = mr->ttl; /* the mapping's series TTL; 0: the default */
     def->name = strndup(name, len);
-    def->help = strdup(auto_help(s->type));
+    def->help = strdup(mr && mr->help ? mr->help : auto_help(s->type));
     if (!def->name || !def->help) {
         am_family_def_clear(def);
         return AM_REJECT_CARDINALITY;
@@ -335,8 +345,10 @@ static void observe(am_family_t *f, am_series_t *s, double x, double w)
 static am_reason_t update_series(am_registry_t *r, am_family_t *f, am_series_t *se,
                                  const am_sample_t *s);
 
-static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_t **f_out,
-                              am_series_t **se_out)
+/* mr: the mapping that matched s (what a family it creates takes from
+ * it), or NULL. */
+static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, const am_mapping_result_t *mr,
+                              am_family_t **f_out, am_series_t **se_out)
 {
     /* Name: mapped, counters with _total appended. */
     char name[AM_MAX_NAME_LEN + 8];
@@ -385,7 +397,7 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
             else
                 rc = AM_OK;
         } else {
-            rc = auto_def(r, name, len, s, &ll, &fresh);
+            rc = auto_def(r, name, len, s, mr, &ll, &fresh);
         }
         if (rc != AM_OK)
             goto out; /* fresh holds nothing */
@@ -405,9 +417,15 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
         rc = check_finite(def, se ? se->v : zeros, s);
     }
     bool taken = false;
+    size_t nvalues = f ? f->nvalues : am__values_per_series(def, r->stamped);
+    size_t bytes = 0; /* taken from limits.max_series_bytes for the new series */
     if (rc == AM_OK && !se) {
         size_t limit = def->max_series ? def->max_series : r->limits.max_series_per_family;
-        if (r->dir) {
+        if (am__series_bytes_take(r, am__series_cost(nvalues, klen)))
+            bytes = am__series_cost(nvalues, klen);
+        if (!bytes) {
+            rc = AM_REJECT_CARDINALITY;
+        } else if (r->dir) {
             /* Limits count the series of every worker (one seen by two
              * workers counts twice). */
             if (!f && !e && r->dir->nauto >= r->limits.max_families)
@@ -424,7 +442,7 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
     if (rc != AM_OK) {
         if (!f)
             am_family_def_clear(&fresh);
-        goto out;
+        goto give_back;
     }
     if (grow.n) {
         /* New labels for an open family (no series of it here has them,
@@ -441,6 +459,10 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
         }
         assert(grow.n == 0);
         h = am_hash(key, klen);
+        /* the longer key is charged (its few more bytes may pass the limit) */
+        am__series_bytes_add(r, am__series_cost(nvalues, klen));
+        am__series_bytes_give(r, bytes);
+        bytes = am__series_cost(nvalues, klen);
     }
     if (!f) {
         rc = AM_REJECT_CARDINALITY; /* out of memory below: counted, not fatal */
@@ -469,6 +491,9 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
             rc = AM_REJECT_CARDINALITY;
             goto give_back;
         }
+        /* the wall clock, not the loop's: _created is a unix time, and a
+         * new series is the slow path, where one vDSO call does not show */
+        se->created = am__wall_clock();
     }
     *f_out = f;
     *se_out = se;
@@ -477,6 +502,8 @@ static am_reason_t apply_full(am_registry_t *r, const am_sample_t *s, am_family_
 give_back:
     if (taken)
         am__shared_give(r->dir, f ? f->shared : e, 1);
+    if (bytes)
+        am__series_bytes_give(r, bytes);
 out:
     if (dir_locked)
         pthread_mutex_unlock(&r->dir->mu);
@@ -543,7 +570,7 @@ am_reason_t am_registry_apply(am_registry_t *r, const am_sample_t *s)
 {
     am_family_t *f;
     am_series_t *se;
-    return apply_full(r, s, &f, &se);
+    return apply_full(r, s, NULL, &f, &se);
 }
 
 /* The values of a line whose name, type and tags the cache vouches for,
@@ -613,6 +640,62 @@ apply_cached(am_registry_t *r, am_family_t *f, am_series_t *se, const am_skeleto
 /* A line the cache could not take: the full parse and apply, and the
  * cache learns the line when it was accepted (cacheable: sk describes it).
  * Out of line: the hot loop stays small. */
+/* What a cache entry of a line a mapping dropped points at: family NULL,
+ * and a series that is never dead (expire.c's scrub reads it). */
+static const am_series_t dropped = {.seen = 0};
+
+/* Sets the label `name` to value among s's tags: a tag of that name (as
+ * mapped) takes the mapping's value, unless honor: then the tag wins. */
+static am_reason_t put_label(am_sample_t *s, am_slice_t name, am_slice_t value, bool honor)
+{
+    char key[AM_MAX_LABEL_NAME_LEN + 2];
+    for (size_t i = 0; i < s->ntags; i++) {
+        size_t k = map_label(&s->tag_key[i], key, sizeof(key));
+        if (k == name.n && memcmp(key, name.p, k) == 0) {
+            if (!honor)
+                s->tag_value[i] = value;
+            return AM_OK;
+        }
+    }
+    if (s->ntags == AM_MAX_TAGS)
+        return AM_REJECT_BAD_LABEL;
+    s->tag_key[s->ntags] = name;
+    s->tag_value[s->ntags] = value;
+    s->ntags++;
+    return AM_OK;
+}
+
+/* Rewrites s, a parsed line, as the mapping m says (mr filled, its strings
+ * in buf): the mapped name, the mapping's labels among the line's tags, the
+ * scale on observed values. AM_OK when mapped (*mapped set) or not matched;
+ * AM_MAPPING_DROPPED; or the reject reason. */
+static am_reason_t map_sample(const am_mapping_t *m, am_sample_t *s, char *buf, size_t cap,
+                              am_mapping_result_t *mr, bool *mapped)
+{
+    *mapped = false;
+    int rc = am_mapping_match(m, s->name.p, s->name.n, s->type, buf, cap, mr);
+    if (rc == AM_MAPPING_NO_MATCH)
+        return AM_OK;
+    if (rc == AM_MAPPING_DROP)
+        return AM_MAPPING_DROPPED;
+    if (rc < 0)
+        return AM_REJECT_BAD_LABEL; /* the expanded name and labels are too long */
+    s->name = mr->name;             /* escaped and checked by apply_full, as any name */
+    for (size_t i = 0; i < mr->nlabels; i++) {
+        am_reason_t lr = put_label(s, mr->label_name[i], mr->label_value[i], mr->honor_labels);
+        if (lr != AM_OK)
+            return lr;
+    }
+    if (mr->scale != 1.0 && s->type >= AM_TYPE_TIMER && s->type <= AM_TYPE_DISTRIBUTION)
+        for (size_t i = 0; i < s->nvalues; i++) {
+            s->values[i] *= mr->scale;
+            if (!isfinite(s->values[i]))
+                return AM_REJECT_BAD_VALUE;
+        }
+    *mapped = true;
+    return AM_OK;
+}
+
 static __attribute__((noinline)) am_reason_t ingest_slow(am_registry_t *r, const char *p, size_t n,
                                                          bool cacheable, const uint64_t h[2],
                                                          am_sample_t *s)
@@ -620,9 +703,24 @@ static __attribute__((noinline)) am_reason_t ingest_slow(am_registry_t *r, const
     am_reason_t rc = am_parse_line_in(p, n, r->limits.tag_dialects, s);
     if (rc != AM_OK)
         return rc;
+    am_mapping_result_t mr;
+    bool mapped = false;
+    char buf[2 * AM_MAX_KEY_LEN]; /* the mapped name and label values */
+    if (r->mapping) {
+        rc = map_sample(r->mapping, s, buf, sizeof(buf), &mr, &mapped);
+        if (rc == AM_MAPPING_DROPPED && cacheable)
+            am_linecache_insert(&r->cache, h, NULL, (void *)&dropped);
+        if (rc != AM_OK)
+            return rc;
+        /* A scaled observation cannot take the cache: its shortcuts do not
+         * scale. */
+        if (mapped && mr.scale != 1.0 && s->type >= AM_TYPE_TIMER &&
+            s->type <= AM_TYPE_DISTRIBUTION)
+            cacheable = false;
+    }
     am_family_t *f;
     am_series_t *se;
-    rc = apply_full(r, s, &f, &se);
+    rc = apply_full(r, s, mapped ? &mr : NULL, &f, &se);
     if (rc == AM_OK && cacheable)
         am_linecache_insert(&r->cache, h, f, se);
     return rc;
@@ -641,8 +739,14 @@ ingest_keyed(am_registry_t *r, const char *p, size_t n, const am_skeleton_t *sk,
             r->cache.generation = r->generation;
         }
         am_linecache_entry_t *e = am_linecache_find(&r->cache, h);
-        if (e && apply_cached(r, e->family, e->series, sk, s) == AM_OK)
+        if (e && !e->family) {
+            /* a line a mapping drops: its values must still parse, as on
+             * the full path, which finds the reason when they do not */
+            if (am_parse_values(sk->values.p, sk->values.n, s) == AM_OK)
+                return AM_MAPPING_DROPPED;
+        } else if (e && apply_cached(r, e->family, e->series, sk, s) == AM_OK) {
             return AM_OK;
+        }
     }
     return ingest_slow(r, p, n, sk != NULL, h, s);
 }

@@ -25,6 +25,7 @@ am_famdir_t *am_famdir_new(void)
     }
     atomic_init(&d->nseries, 0);
     atomic_init(&d->nset_members, 0);
+    atomic_init(&d->nbytes, 0);
     return d;
 }
 

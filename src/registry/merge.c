@@ -121,6 +121,10 @@ int am_registry_merge_family_part(am_registry_t *dst, const am_family_t *sf,
             d = am__series_new(dst, df, s->hash, key, s->key_len);
             if (!d)
                 return -ENOMEM;
+            am__series_bytes_add(dst, am__series_cost(df->nvalues, s->key_len)); /* a copy */
+            d->created = s->created;
+        } else if (s->created < d->created) {
+            d->created = s->created; /* the series began with its first worker */
         }
         if (merge_series(dst, df, d, sf, s) != 0)
             return -ENOMEM;

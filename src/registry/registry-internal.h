@@ -34,8 +34,10 @@ struct am_series {
     uint64_t hash;
     struct am_set *set; /* set gauges only */
     uint32_t key_len;
-    uint32_t seen; /* r->now when a line last updated it; AM_SEEN_DEAD: expired */
-    double v[];    /* family->nvalues doubles, then key_len key bytes */
+    uint32_t seen;  /* r->now when a line last updated it; AM_SEEN_DEAD: expired */
+    double created; /* unix seconds: OpenMetrics' _created, kept in the state file;
+                     * set by whoever makes the series (a line, a merge, a restore) */
+    double v[];     /* family->nvalues doubles, then key_len key bytes */
 };
 
 /* Distinct members of a set gauge, as 64-bit hashes in a hash-first table
@@ -66,6 +68,7 @@ struct am_famdir {
     am_namedex_t names;         /* sample names of the live entries */
     atomic_size_t nseries;      /* summed over families and workers */
     atomic_size_t nset_members; /* summed over set series and workers */
+    atomic_size_t nbytes;       /* series bytes (am__series_cost), summed over workers */
 };
 
 struct am_family {
@@ -96,12 +99,14 @@ struct am_registry {
     size_t nauto;
     size_t nseries;
     size_t nset_members; /* over every set series: limits.max_set_members */
+    size_t nbytes;       /* am__series_cost of every live series: limits.max_series_bytes */
     am_family_t *first, *last;
     am_namedex_t names;  /* sample names the families own */
     uint64_t generation; /* bumped whenever series or families may be freed */
     am_linecache_t cache;
     am_dgram_index_t *dgram_index; /* am_registry_ingest_datagram's, made on first use */
     am_famdir_t *dir;              /* borrowed: shared by the workers; NULL with one loop */
+    const am_mapping_t *mapping;   /* borrowed (am_registry_set_mapping); NULL: none */
     bool stamped;                  /* gauges carry set/delta stamps (GAUGE_* below) */
     double clock;                  /* stamp for gauge updates, set per batch */
     am_snapshot_fn snap_fn;        /* the scrape snapshot in progress, or NULL */
@@ -174,8 +179,27 @@ void am__set_members_give(am_registry_t *r, size_t n);
 uint64_t am__series_hash(const void *entry);
 /* The series of f with this key (hash h), or NULL. */
 am_series_t *am__series_find(const am_family_t *f, uint64_t h, const char *key, size_t len);
+/* What a series of a family with nvalues doubles and a key of klen bytes
+ * counts against limits.max_series_bytes: its allocation (header, values,
+ * key) plus AM_SERIES_OVERHEAD for the allocator's header and its slot in
+ * the family's table. Set members are not in it (max_set_members). */
+enum { AM_SERIES_OVERHEAD = 32 };
+static inline size_t am__series_cost(size_t nvalues, size_t klen)
+{
+    return sizeof(am_series_t) + nvalues * sizeof(double) + klen + 1 + AM_SERIES_OVERHEAD;
+}
+/* Takes cost bytes from limits.max_series_bytes (counted over every
+ * worker with a directory, atomically); false, nothing taken, when they
+ * do not fit. */
+bool am__series_bytes_take(am_registry_t *r, size_t cost) __attribute__((warn_unused_result));
+/* Counts cost bytes whatever the limit (a merged copy), or gives them back. */
+void am__series_bytes_add(am_registry_t *r, size_t cost);
+void am__series_bytes_give(am_registry_t *r, size_t cost);
+/* The unix time in seconds, to the millisecond: a new series' created. */
+double am__wall_clock(void);
 /* A new zeroed series of f with this key (copied), counted in r; NULL when
- * out of memory. Limits are the caller's business. */
+ * out of memory. Limits are the caller's business, its bytes too (taken
+ * before: am__series_bytes_take; given back when it is retired or freed). */
 am_series_t *am__series_new(am_registry_t *r, am_family_t *f, uint64_t h, const char *key,
                             size_t klen);
 /* Frees every series of f and gives back what they took from the limits. */

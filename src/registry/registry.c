@@ -23,8 +23,10 @@ void am_limits_default(am_limits_t *l)
     /* A member is an 8-byte hash in a table 3/8 to 3/4 full: about 11-22 MB
      * for a full budget in large sets, whatever a sender makes up. */
     l->max_set_members = 1u << 20;
+    l->max_series_bytes = (size_t)128 << 20;
     l->auto_create = true;
     l->tag_dialects = AM_DIALECTS_ALL;
+    l->ttl = 0; /* never expire, unless --ttl or the config says */
 }
 
 /* ---- definitions ---- */
@@ -212,6 +214,13 @@ void am_registry_set_limits(am_registry_t *r, const am_limits_t *limits)
     r->cache.max_entries = 2 * limits->max_series;
 }
 
+void am_registry_set_mapping(am_registry_t *r, const am_mapping_t *m)
+{
+    if (m != r->mapping)
+        r->generation++; /* cached lines were mapped by the old one */
+    r->mapping = m;
+}
+
 bool am_family_defs_clash(const am_family_def_t *a, const am_family_def_t *b)
 {
     char an[AM_OWNED_NAMES][AM_OWNED_NAME_MAX], bn[AM_OWNED_NAMES][AM_OWNED_NAME_MAX];
@@ -298,7 +307,7 @@ static int define_locked(am_registry_t *r, am_family_def_t *copy_in, famdir_entr
     am_family_def_t copy = *copy_in;
     const am_family_def_t *def = &copy;
     am__snapshot_flush_all(r); /* help, series or the family itself may change */
-    r->generation++;       /* series may be freed below: the line cache must forget them */
+    r->generation++;           /* series may be freed below: the line cache must forget them */
     /* The catalog wins over families whose sample names it would repeat
      * (an auto-created gauge x_count before a configured histogram x). */
     am_family_t *f = am__family_find(r, def->name, strlen(def->name));
@@ -351,6 +360,11 @@ size_t am_registry_set_member_count(const am_registry_t *r)
                   : r->nset_members;
 }
 
+size_t am_registry_series_bytes(const am_registry_t *r)
+{
+    return r->dir ? atomic_load_explicit(&r->dir->nbytes, memory_order_relaxed) : r->nbytes;
+}
+
 size_t am_registry_series_count(const am_registry_t *r)
 {
     return r->nseries;
@@ -398,6 +412,11 @@ const char *am_series_key(const am_family_t *f, const am_series_t *s, size_t *le
 {
     *len = s->key_len;
     return am__series_key(f, s);
+}
+
+double am_series_created(const am_series_t *s)
+{
+    return s->created;
 }
 
 const double *am_series_values(const am_series_t *s)

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mapping.h"
 #include "parse.h"
 #include "reasons.h"
 
@@ -69,6 +70,7 @@ typedef struct am_limits {
     size_t max_series;            /* total, default 1,000,000 */
     size_t max_families;          /* auto-created, default 1,000 */
     size_t max_set_members;       /* over every set series, default 1,048,576 */
+    size_t max_series_bytes;      /* series memory (am_registry_series_bytes), default 128 MiB */
     uint32_t ttl;                 /* default series TTL, seconds; 0: none (the default) */
     unsigned tag_dialects;        /* AM_DIALECT_* mask, default all */
     bool auto_create;
@@ -93,6 +95,11 @@ int am_registry_define(am_registry_t *r, const am_family_def_t *def)
     __attribute__((warn_unused_result));
 /* New limits (copied) for series created from now on. */
 void am_registry_set_limits(am_registry_t *r, const am_limits_t *limits);
+
+/* The mapping file lines are mapped by from now on (borrowed: the caller
+ * keeps m alive, unchanged, until it sets another or frees r; NULL: none).
+ * The line cache forgets what the old one mapped. */
+void am_registry_set_mapping(am_registry_t *r, const am_mapping_t *m);
 
 /* Applies one parsed line (s and the bytes its slices point into are
  * borrowed for the call). Returns AM_OK or the reject reason. */
@@ -128,6 +135,10 @@ size_t am_registry_series_count(const am_registry_t *r);
 /* Set members counted against limits.max_set_members: this registry's, or
  * with a directory every worker's. */
 size_t am_registry_set_member_count(const am_registry_t *r);
+/* Bytes of series and their label text counted against
+ * limits.max_series_bytes: this registry's, or with a directory every
+ * worker's. */
+size_t am_registry_series_bytes(const am_registry_t *r);
 const am_family_t *am_registry_first(const am_registry_t *r);
 const am_family_t *am_family_next(const am_family_t *f);
 const am_family_def_t *am_family_def(const am_family_t *f);
@@ -141,6 +152,9 @@ const char *am_series_key(const am_family_t *f, const am_series_t *s, size_t *le
  * in bucket i (not cumulative, i = nbuckets is +Inf). summary: count, sum.
  * Set gauges: v[0] = distinct members. */
 const double *am_series_values(const am_series_t *s);
+/* When s was created (unix seconds, millisecond resolution): its first
+ * line, or as restored from a state file; OpenMetrics' _created. */
+double am_series_created(const am_series_t *s);
 
 /* ---- scrape snapshots while ingest goes on (one loop) ----
  *

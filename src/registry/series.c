@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void am__set_free(am_set_t *set)
 {
@@ -92,6 +93,49 @@ am_series_t *am__series_find(const am_family_t *f, uint64_t h, const char *key, 
     return NULL;
 }
 
+void am__series_bytes_add(am_registry_t *r, size_t cost)
+{
+    r->nbytes += cost;
+    if (r->dir)
+        atomic_fetch_add_explicit(&r->dir->nbytes, cost, memory_order_relaxed);
+}
+
+void am__series_bytes_give(am_registry_t *r, size_t cost)
+{
+    assert(r->nbytes >= cost);
+    r->nbytes -= cost;
+    if (r->dir)
+        atomic_fetch_sub_explicit(&r->dir->nbytes, cost, memory_order_relaxed);
+}
+
+bool am__series_bytes_take(am_registry_t *r, size_t cost)
+{
+    size_t max = r->limits.max_series_bytes;
+    if (!r->dir) {
+        if (r->nbytes > max || cost > max - r->nbytes)
+            return false;
+        r->nbytes += cost;
+        return true;
+    }
+    /* Workers take from one budget: compare and swap, so that two racing
+     * for its last bytes cannot both pass. */
+    size_t used = atomic_load_explicit(&r->dir->nbytes, memory_order_relaxed);
+    do {
+        if (used > max || cost > max - used)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&r->dir->nbytes, &used, used + cost,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    r->nbytes += cost;
+    return true;
+}
+
+double am__wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1e3;
+}
+
 am_series_t *am__series_new(am_registry_t *r, am_family_t *f, uint64_t h, const char *key,
                                size_t klen)
 {
@@ -140,6 +184,7 @@ void am__series_retire(am_registry_t *r, am_family_t *f, am_series_t *s)
     }
     f->nseries--;
     r->nseries--;
+    am__series_bytes_give(r, am__series_cost(f->nvalues, s->key_len));
     if (f->shared)
         am__shared_give(r->dir, f->shared, 1);
     s->seen = AM_SEEN_DEAD;
@@ -148,9 +193,11 @@ void am__series_retire(am_registry_t *r, am_family_t *f, am_series_t *s)
 void am__family_free_series(am_registry_t *r, am_family_t *f)
 {
     am_series_t *s = f->first;
-    size_t members = 0;
+    size_t members = 0, bytes = 0;
     while (s) {
         am_series_t *next = s->next;
+        if (s->seen != AM_SEEN_DEAD) /* an expired one gave its bytes back */
+            bytes += am__series_cost(f->nvalues, s->key_len);
         if (s->set)
             members += am__set_count(s->set);
         am__set_free(s->set);
@@ -158,6 +205,7 @@ void am__family_free_series(am_registry_t *r, am_family_t *f)
         s = next;
     }
     am__set_members_give(r, members);
+    am__series_bytes_give(r, bytes);
     assert(r->nseries >= f->nseries);
     r->nseries -= f->nseries;
     if (f->shared) {

@@ -5,7 +5,8 @@
  * u32 header length, u64 body length, u32 CRC-32 of the body, u32 CRC-32
  * of the 28 bytes before it. Body: u32 family count, then per family its
  * definition and u64 series count, then per series u32 key length, key,
- * u32 value count, f64 values, and for a set u64 member count and u64
+ * u32 value count, f64 values, f64 creation time (unix seconds; not in
+ * version 1, which is still read), and for a set u64 member count and u64
  * member hashes. Strings carry their length; nothing is NUL-terminated. */
 #include "state.h"
 
@@ -102,6 +103,7 @@ static void encode_family(am_buf_t *b, const am_family_t *f)
         put_u32(b, (uint32_t)nv);
         for (size_t i = 0; i < nv; i++)
             put_f64(b, s->v[i]);
+        put_f64(b, s->created);
         if (d->is_set) {
             size_t i = 0;
             const uint64_t *m;
@@ -143,6 +145,7 @@ int am_state_encode(const am_registry_t *r, am_buf_t *out)
 /* A read position in untrusted bytes; a read past the end sets bad. */
 typedef struct reader {
     const uint8_t *p, *end;
+    uint32_t version; /* of the file: what its series carry */
     bool bad;
     char *err;
     size_t errlen;
@@ -265,6 +268,7 @@ typedef struct saved_series {
     const char *key;
     size_t key_len;
     double v[2 + AM_MAX_BUCKETS + 1];
+    double created; /* unix seconds; NaN: not in the file (version 1) */
     size_t nmembers;
     const uint8_t *members; /* nmembers little-endian u64 */
 } saved_series_t;
@@ -288,6 +292,12 @@ static int read_series(reader_t *rd, const saved_family_t *sf, saved_series_t *s
         ss->v[i] = get_f64(rd);
         if (!isfinite(ss->v[i]))
             return fail(rd, -EINVAL, "family %s: a value is not finite", sf->name);
+    }
+    ss->created = NAN;
+    if (rd->version >= 2) {
+        ss->created = get_f64(rd);
+        if (!(ss->created >= 0 && ss->created < 1e11)) /* NaN fails too */
+            return fail(rd, -EINVAL, "family %s: a creation time out of range", sf->name);
     }
     ss->nmembers = 0;
     ss->members = NULL;
@@ -360,16 +370,23 @@ static int restore_series(am_registry_t *r, am_family_t *f, const saved_series_t
     am_series_t *se = am__series_find(f, h, ss->key, ss->key_len);
     if (!se) {
         size_t limit = f->def.max_series ? f->def.max_series : r->limits.max_series_per_family;
+        size_t cost = am__series_cost(f->nvalues, ss->key_len);
         if (r->dir) {
             if (!am__shared_take(r->dir, f->shared, limit, r->limits.max_series))
                 return 0;
         } else if (f->nseries >= limit || r->nseries >= r->limits.max_series) {
             return 0;
         }
+        if (!am__series_bytes_take(r, cost)) {
+            if (r->dir)
+                am__shared_give(r->dir, f->shared, 1);
+            return 0;
+        }
         se = am__series_new(r, f, h, ss->key, ss->key_len);
         if (!se) {
             if (r->dir)
                 am__shared_give(r->dir, f->shared, 1);
+            am__series_bytes_give(r, cost);
             return -ENOMEM;
         }
     }
@@ -395,6 +412,7 @@ static int restore_series(am_registry_t *r, am_family_t *f, const saved_series_t
     if (se->set)
         se->v[0] = (double)am__set_count(se->set);
     se->seen = r->now;
+    se->created = isnan(ss->created) ? am__wall_clock() : ss->created; /* NaN: version 1 */
     return 1;
 }
 
@@ -442,7 +460,7 @@ static int read_body(reader_t *rd, am_registry_t *r, am_state_counts_t *c, saved
 int am_state_restore(am_registry_t *r, const void *p, size_t n, am_state_counts_t *c, char *err,
                      size_t errlen)
 {
-    reader_t rd = {p, (const uint8_t *)p + n, false, err, errlen};
+    reader_t rd = {p, (const uint8_t *)p + n, 0, false, err, errlen};
     if (errlen)
         err[0] = '\0';
     if (n == 0)
@@ -456,9 +474,10 @@ int am_state_restore(am_registry_t *r, const void *p, size_t n, am_state_counts_
     uint32_t bcrc = (uint32_t)get_le(&rd, 4), hcrc = (uint32_t)get_le(&rd, 4);
     if (hcrc != (uint32_t)crc32(0, hdr, 28))
         return fail(&rd, -EINVAL, "header checksum mismatch");
-    if (version != AM_STATE_VERSION)
-        return fail(&rd, -EPROTO, "format version %u, this build reads version %u", version,
+    if (version < 1 || version > AM_STATE_VERSION)
+        return fail(&rd, -EPROTO, "format version %u, this build reads versions 1 to %u", version,
                     AM_STATE_VERSION);
+    rd.version = version;
     if (hlen != AM_STATE_HEADER_LEN)
         return fail(&rd, -EINVAL, "header length %u", hlen);
     if (blen != n - AM_STATE_HEADER_LEN)

@@ -15,7 +15,7 @@
 #include "buf.h"
 #include "registry.h"
 
-#define AM_STATE_VERSION    1
+#define AM_STATE_VERSION    2
 #define AM_STATE_HEADER_LEN 32
 
 /* Appends the encoding of r to out (r only read, out the caller's).

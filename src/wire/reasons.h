@@ -30,6 +30,8 @@ typedef enum am_reason {
  * events and service checks), counted apart. */
 #define AM_EVENT         ((am_reason_t)(AM_REASON_COUNT + 1))
 #define AM_SERVICE_CHECK ((am_reason_t)(AM_REASON_COUNT + 2))
+/* A line a mapping's `action: drop` matched (mapping.h): counted apart. */
+#define AM_MAPPING_DROPPED ((am_reason_t)(AM_REASON_COUNT + 3))
 #define AM_IS_REJECT(r)  ((r) > AM_OK && (r) < AM_REASON_COUNT)
 
 /* The `reason` label value ("syntax", ...); "ok" for AM_OK. Static. */

@@ -44,8 +44,11 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* One DogStatsD line per series, tags in the order users send them. */
-static int make_lines(lines_t *l, const char *family, const char *type, size_t nseries, size_t lpd)
+/* One DogStatsD line per series, tags in the order users send them; or,
+ * mapped, the same three labels in a dotted name that MAPPING turns into
+ * them (bench.c.n1000.p3.m7.ok:1|c). */
+static int make_lines(lines_t *l, const char *family, const char *type, size_t nseries, size_t lpd,
+                      bool mapped)
 {
     size_t cap = nseries * 96 + 64;
     l->buf = malloc(cap);
@@ -56,7 +59,10 @@ static int make_lines(lines_t *l, const char *family, const char *type, size_t n
     for (size_t j = 0; j < nseries; j++) {
         l->off[j] = len;
         int n;
-        if (strcmp(type, "ms") == 0)
+        if (mapped)
+            n = snprintf(l->buf + len, cap - len, "%s.p%zu.m%zu.ok:%s|%s", family, j % 20, j / 20,
+                         strcmp(type, "ms") == 0 ? "12.5" : "1", type);
+        else if (strcmp(type, "ms") == 0)
             n = snprintf(l->buf + len, cap - len, "%s:%zu.5|ms|#provider:p%zu,model:m%zu,status:ok",
                          family, j % 50, j % 20, j / 20);
         else
@@ -166,6 +172,12 @@ static double measure(const lines_t *l, am_registry_t *r, am_sample_t *s, path_t
     return best * 1e9 / (double)l->n;
 }
 
+/* The mapping of the mapped cases: statsd_exporter's format. */
+static const char MAPPING[] = "mappings:\n"
+                              "- match: bench.*.*.*.*.*\n"
+                              "  name: bench_mapped_${1}_$2\n"
+                              "  labels: {provider: $3, model: $4, status: $5}\n";
+
 static am_registry_t *new_registry(void)
 {
     am_limits_t lim;
@@ -216,22 +228,33 @@ int main(int argc, char **argv)
         const char *type;
         size_t nseries;
         path_t mode;
-        size_t lpd; /* lines per datagram (MODE_DATAGRAM) */
+        size_t lpd;  /* lines per datagram (MODE_DATAGRAM) */
+        bool mapped; /* dotted names through MAPPING instead of tags */
     } cases[] = {
-        {"parse: counter, 3 tags", "c", 1000, MODE_PARSE, 0},
-        {"parse: ms timer, 3 tags", "ms", 1000, MODE_PARSE, 0},
-        {"ingest_line: counter, 3 tags", "c", 1000, MODE_INGEST, 0},
-        {"ingest_line: counter, 3 tags", "c", 100000, MODE_INGEST, 0},
-        {"ingest_line: ms histogram, 3 tags", "ms", 1000, MODE_INGEST, 0},
-        {"ingest_line: ms histogram, 3 tags", "ms", 100000, MODE_INGEST, 0},
-        {"ingest_datagram (20 lines): counter, 3 tags", "c", 1000, MODE_DATAGRAM, 20},
-        {"ingest_datagram (20 lines): counter, 3 tags", "c", 100000, MODE_DATAGRAM, 20},
-        {"ingest_datagram (20 lines): ms histogram, 3 tags", "ms", 1000, MODE_DATAGRAM, 20},
-        {"ingest_datagram (1 line): counter, 3 tags", "c", 1000, MODE_DATAGRAM, 1},
-        {"parse+apply (cache miss path): counter", "c", 1000, MODE_FULL, 0},
-        {"parse+apply (cache miss path): counter", "c", 100000, MODE_FULL, 0},
-        {"parse+apply (cache miss path): ms histogram", "ms", 100000, MODE_FULL, 0},
+        {"parse: counter, 3 tags", "c", 1000, MODE_PARSE, 0, false},
+        {"parse: ms timer, 3 tags", "ms", 1000, MODE_PARSE, 0, false},
+        {"ingest_line: counter, 3 tags", "c", 1000, MODE_INGEST, 0, false},
+        {"ingest_line: counter, 3 tags", "c", 100000, MODE_INGEST, 0, false},
+        {"ingest_line: ms histogram, 3 tags", "ms", 1000, MODE_INGEST, 0, false},
+        {"ingest_line: ms histogram, 3 tags", "ms", 100000, MODE_INGEST, 0, false},
+        {"ingest_datagram (20 lines): counter, 3 tags", "c", 1000, MODE_DATAGRAM, 20, false},
+        {"ingest_datagram (20 lines): counter, 3 tags", "c", 100000, MODE_DATAGRAM, 20, false},
+        {"ingest_datagram (20 lines): ms histogram, 3 tags", "ms", 1000, MODE_DATAGRAM, 20, false},
+        {"ingest_datagram (1 line): counter, 3 tags", "c", 1000, MODE_DATAGRAM, 1, false},
+        {"ingest_datagram (20 lines): counter, mapped to 3 labels", "c", 1000, MODE_DATAGRAM, 20,
+         true},
+        {"ingest_datagram (20 lines): ms histogram, mapped", "ms", 1000, MODE_DATAGRAM, 20, true},
+        {"parse+apply (cache miss path): counter", "c", 1000, MODE_FULL, 0, false},
+        {"parse+apply (cache miss path): counter", "c", 100000, MODE_FULL, 0, false},
+        {"parse+apply (cache miss path): ms histogram", "ms", 100000, MODE_FULL, 0, false},
     };
+    am_mapping_t *mapping;
+    char err[256];
+    if (am_mapping_load_buffer(MAPPING, strlen(MAPPING), "bench", &mapping, err, sizeof(err), NULL,
+                               NULL) != 0) {
+        fprintf(stderr, "bench-ingest: %s\n", err);
+        return 1;
+    }
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         char label[128];
         snprintf(label, sizeof(label), "%s | %zu |", cases[c].what, cases[c].nseries);
@@ -242,7 +265,7 @@ int main(int argc, char **argv)
         char family[64];
         snprintf(family, sizeof(family), "bench.%s.n%zu", cases[c].type, cases[c].nseries);
         if (make_lines(&l, family, cases[c].type, cases[c].nseries,
-                       cases[c].lpd ? cases[c].lpd : 20) != 0) {
+                       cases[c].lpd ? cases[c].lpd : 20, cases[c].mapped) != 0) {
             fprintf(stderr, "bench-ingest: out of memory\n");
             return 1;
         }
@@ -250,6 +273,8 @@ int main(int argc, char **argv)
         am_registry_t *r = apply ? new_registry() : NULL;
         if (apply && !r)
             return 1;
+        if (r && cases[c].mapped)
+            am_registry_set_mapping(r, mapping);
         double ns = measure(&l, r, s, cases[c].mode, min_s);
         printf("| %s | %zu | %.1f | %.2f |\n", cases[c].what, cases[c].nseries, ns, 1e3 / ns);
         if (r && am_registry_series_count(r) != cases[c].nseries) {
@@ -267,6 +292,7 @@ int main(int argc, char **argv)
      * which shows what a reusable output buffer would save. */
     if (only && !strstr("render", only)) {
         free(s);
+        am_mapping_free(mapping);
         printf("\nsink=%zu failures=%d\n", (size_t)sink, failures);
         return failures ? 1 : 0;
     }
@@ -274,7 +300,7 @@ int main(int argc, char **argv)
     lines_t l;
     memset(&l, 0, sizeof(l));
     am_registry_t *r = new_registry();
-    if (!r || make_lines(&l, "bench.render", "c", nrender, 20) != 0)
+    if (!r || make_lines(&l, "bench.render", "c", nrender, 20, false) != 0)
         return 1;
     pass(&l, r, s, MODE_INGEST);
     printf("\n| render (am_expose_registry) | series | ms | bytes | ns/series |\n"
@@ -316,6 +342,7 @@ int main(int argc, char **argv)
     am_registry_free(r);
     free_lines(&l);
     free(s);
+    am_mapping_free(mapping);
     printf("\nsink=%zu failures=%d\n", (size_t)sink, failures);
     return failures ? 1 : 0;
 }

@@ -56,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -310,8 +311,9 @@ class Alice(Server):
                  unix_too=False):
         super().__init__(procs, tmp, transport, cpu)
         self.binary, self.extra, self.unix_too = binary, list(extra), unix_too
-        self.limits = limits or {"max_series_per_family": 2000000, "max_series": 3000000,
-                                 "max_families": 100000}
+        self.limits = limits if limits is not None else {
+            "max_series_per_family": 2000000, "max_series": 3000000, "max_families": 100000,
+            "max_series_bytes": 1 << 34}
 
     def start(self):
         cfg = os.path.join(self.tmp, "alice.json")
@@ -934,6 +936,9 @@ def parse_args(argv):
     ap.add_argument("--state-series", default=None,
                     help="comma list: series written to a state file and restored "
                          "(the state rows; --scrape-workers applies) [none]")
+    ap.add_argument("--memory-series", default="",
+                    help="comma list of series counts for the memory rows (default limits, "
+                         "state writes, 4 concurrent scrapes) [none]")
     ap.add_argument("--ttl-series", default=None,
                     help="comma list: series loaded then expired at once by a 2 s TTL "
                          "(the TTL sweep row; --scrape-workers applies) [none]")
@@ -950,6 +955,7 @@ def parse_args(argv):
     if a.ttl_series is None:
         a.ttl_series = "10000" if a.smoke else ""
     a.ttl_series = [int(x) for x in a.ttl_series.split(",") if x and int(x) > 0]
+    a.memory_series = [int(x) for x in a.memory_series.split(",") if x and int(x) > 0]
     if a.state_series is None:
         a.state_series = "10000" if a.smoke else ""
     a.state_series = [int(x) for x in a.state_series.split(",") if x and int(x) > 0]
@@ -1220,6 +1226,78 @@ def state_run(args, procs, tmp, nseries, workers=1):
     return row
 
 
+def peak_rss_kb(pid):
+    """VmHWM: the process's peak resident set so far."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def memory_run(args, procs, tmp, nseries):
+    """Memory under the default limits: nseries counter series (3 tags, as
+    loadgen sends them) sent, then 4 scrapers
+    (2 text, 2 gzip) at once while state writes run every second. Reports
+    the resident set at rest and its peak, against
+    alice_metricsd_series_bytes."""
+    state = os.path.join(tmp, "memory.state")
+    if os.path.exists(state):
+        os.unlink(state)
+    srv = Alice(procs, tmp, "unix", args.server_cpu, args.alice,
+                ["--state-file", state, "--state-interval", "1"], limits={})
+    row = {"series_sent": nseries}
+    try:
+        srv.start()
+        run_loadgen(args, procs, srv, ["--series", str(nseries), "--total", str(nseries),
+                                        "--families", "100", "--lines-per-datagram", "10"],
+                    timeout=max(120, nseries / 20000))
+        drain(srv, expected=nseries, budget=120)
+        m = srv.scrape("alice_metricsd_")
+        row["series_bytes"] = int(m.get("alice_metricsd_series_bytes", 0))
+        row["series_held"] = int(sum(v for k, v in m.items()
+                                     if k.startswith("alice_metricsd_series{")))
+        row["rss_rest_mb"] = round(rss_kb(srv.pid) / 1024, 1)
+        body = 0
+        for _ in range(3):
+            out = []
+            ts = [threading.Thread(target=lambda g=g: out.append(
+                http_get(srv.http_port, "/metrics", gzip_ok=g)[2])) for g in (0, 0, 1, 1)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(120)
+            body = max([body] + [len(b) for b in out])
+            time.sleep(1.1)  # a state write between rounds
+        row["body_mb"] = round(body / 1e6, 1)
+        row["rss_peak_mb"] = round(peak_rss_kb(srv.pid) / 1024, 1)
+    except BenchError as e:
+        row["error"] = str(e)
+    finally:
+        srv.stop()
+    return row
+
+
+def section_memory(run):
+    a = run.args
+    print("## Memory under the default limits: series, 4 concurrent scrapes, state writes\n")
+    print("| series sent | series held | series_bytes MiB | RSS at rest MiB | body MB | "
+          "peak RSS MiB |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    run.results["memory"] = []
+    for n in a.memory_series:
+        r = memory_run(a, run.procs, run.tmp, n)
+        run.results["memory"].append(r)
+        if "error" in r:
+            print("| %s | error: %s |||||" % (ifmt(n), r["error"]))
+            run.failures.append("memory %d: %s" % (n, r["error"]))
+            continue
+        print("| %s | %s | %.1f | %.1f | %.1f | %.1f |" % (
+            ifmt(n), ifmt(r["series_held"]), r["series_bytes"] / 1048576, r["rss_rest_mb"],
+            r["body_mb"], r["rss_peak_mb"]))
+    print()
+
+
 def section_state(run):
     a = run.args
     print("## State file: a periodic write, then a restart restoring it\n")
@@ -1361,6 +1439,8 @@ def run_all(run, argv):
         section_ttl(run)
     if a.state_series:
         section_state(run)
+    if a.memory_series:
+        section_memory(run)
     if not a.no_workers:
         section_workers(run)
     with open("/proc/loadavg") as f:

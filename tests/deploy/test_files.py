@@ -299,6 +299,32 @@ def test_systemd_unit_is_hardened():
     assert u[("Install", "WantedBy")] == ["multi-user.target"]
 
 
+def _mib(v):
+    """Memory in MiB from a compose (768m), Kubernetes (768Mi) or systemd
+    (768M) value."""
+    m = re.fullmatch(r"(\d+)\s*(m|Mi|M|g|Gi|G)", str(v))
+    assert m, v
+    n = int(m.group(1))
+    return n * 1024 if m.group(2)[0] in "gG" else n
+
+
+def test_memory_limits_leave_room_for_the_series_budget():
+    """The daemon's memory limit is the same everywhere and holds what
+    deploy/README.md's arithmetic says the default limits need: about
+    5 x limits.max_series_bytes (128 MiB) + 64 MiB."""
+    side = {c["name"]: c for c in
+            k8s()["Deployment"]["spec"]["template"]["spec"]["containers"]}["alice-metrics"]
+    limits = {
+        "compose": _mib(compose()["services"]["alice-metrics"]["mem_limit"]),
+        "kubernetes": _mib(side["resources"]["limits"]["memory"]),
+        "systemd": _mib(unit_settings()[("Service", "MemoryMax")][-1]),
+    }
+    assert len(set(limits.values())) == 1, limits
+    assert limits["compose"] >= 5 * 128 + 64, limits
+    with open(os.path.join(DEPLOY, "README.md")) as f:
+        assert "%d MiB" % limits["compose"] in f.read(), "deploy/README.md explains the limit"
+
+
 def test_systemd_analyze_verify_and_security():
     sa = shutil.which("systemd-analyze")
     if not sa:

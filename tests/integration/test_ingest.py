@@ -3,6 +3,7 @@ numerically."""
 
 import os
 import re
+import socket
 import sys
 import tempfile
 
@@ -348,6 +349,43 @@ def test_set_members_past_the_total_are_refused_and_counted():
         total = sum(sample_value(m, "visitors", page="p%d" % p) for p in range(3))
         assert total == 100.0, m
         assert sample_value(m, "alice_metricsd_set_members") == 100.0
+
+
+def test_series_bytes_budget_counts_label_text():
+    """limits.max_series_bytes bounds what series and their label text
+    take: long label values fill it with fewer series, a new series past it
+    is refused as cardinality, existing ones keep counting, and
+    alice_metricsd_series_bytes shows the use (with workers, summed)."""
+    cfg = os.path.join(TMP, "bytes.json")
+    budget = 65536
+    with open(cfg, "w") as f:
+        f.write('{"limits": {"max_series_bytes": %d}}' % budget)
+    for workers in ("1", "2"):
+        with Daemon(args=["--config", cfg, "--workers", workers]) as d:
+            pad = "x" * 500
+            n = 300
+            # one socket: with workers, one sender's lines go to one worker
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            dest = ("127.0.0.1", d.udp_port)
+            for k in range(0, n, 10):
+                sock.sendto("\n".join("big.calls:1|c|#id:%s%d" % (pad, i)
+                                       for i in range(k, k + 10)).encode(), dest)
+            d.wait_samples(n)
+            m = d.metrics()
+            used = sample_value(m, "alice_metricsd_series_bytes")
+            held = sample_value(m, "alice_metricsd_series", family="big_calls_total")
+            refused = sample_value(m, "alice_metricsd_samples_rejected_total",
+                                   reason="cardinality")
+            assert 0 < used <= budget, (workers, used)
+            assert used > budget - 2 * 600, (workers, used)  # filled, to about a series
+            assert held + refused == n and 60 < held < 130, (workers, held, refused)
+            # a series already held keeps counting
+            sock.sendto(("big.calls:4|c|#id:%s0" % pad).encode(), dest)
+            sock.close()
+            d.wait_samples(n + 1)
+            m = d.metrics()
+            assert sample_value(m, "big_calls_total", id=pad + "0") == 5.0, workers
+            assert sample_value(m, "alice_metricsd_series_bytes") == used
 
 
 def test_tag_dialects_events_and_service_checks():

@@ -36,6 +36,7 @@ def wait_gone(d, name, deadline_s, **labels):
 
 def test_ttl_flag_expires_within_a_second_and_restarts_from_zero():
     with Daemon(args=["--ttl", "1"]) as d:
+        born = time.time()
         d.send("life.jobs:5|c|#q:a\nlife.keep:1|g")
         d.wait_samples(2)
         t_last = time.monotonic()
@@ -55,6 +56,10 @@ def test_ttl_flag_expires_within_a_second_and_restarts_from_zero():
         d.send("life.jobs:2|c|#q:a")  # the same bytes: the line cache must not revive it
         d.wait_samples(2 + 3 + 1)
         assert sample_value(d.metrics(), "life_jobs_total", q="a") == 2.0
+        # a new series for Prometheus: its _created is the time it came back
+        _, _, om = d.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+        om = om.decode() if isinstance(om, bytes) else om
+        assert sample_value(om, "life_jobs_created", q="a") >= born + 1.0, (born, om)
 
 
 def test_family_ttl_beats_the_default_and_zero_means_never():

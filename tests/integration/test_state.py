@@ -13,7 +13,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from amtest import ALICE_BIN, Daemon, clean_env, run_tests, sample_value  # noqa: E402
+from amtest import ALICE_BIN, Daemon, clean_env, run_tests, sample_value, sum_values  # noqa: E402,E501
 
 TMP = tempfile.mkdtemp(prefix="alice-state-")
 
@@ -28,12 +28,19 @@ def lines_for(round_):
             "st.lat:%d|ms" % (100 * (round_ + 1)), "st.users:u%d|s" % round_]
 
 
+def created(d, name, **labels):
+    """The OpenMetrics _created sample of a series."""
+    _, _, om = d.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    return sample_value(om.decode() if isinstance(om, bytes) else om, name + "_created", **labels)
+
+
 def test_restarts_keep_every_series_exactly():
     state = path("loop.state")
     for workers in ("1", "2"):
         if os.path.exists(state):
             os.unlink(state)
         total_a = total_b = 0
+        born = {}
         for round_ in range(4):
             with Daemon(args=["--state-file", state, "--workers", workers]) as d:
                 m = d.metrics()
@@ -41,8 +48,14 @@ def test_restarts_keep_every_series_exactly():
                     assert sample_value(m, "st_jobs_total", q="a") == total_a, (round_, m)
                     assert sample_value(m, "st_users") == round_, m
                     assert sample_value(m, "st_lat_count") == round_, m
+                    # _created comes back too: no new series for Prometheus
+                    assert created(d, "st_jobs", q="a") == born["jobs"], (round_, born)
+                    assert created(d, "st_lat") == born["lat"], (round_, born)
                 d.send("\n".join(lines_for(round_)))
                 d.wait_samples(5)
+                if not round_:
+                    born = {"jobs": created(d, "st_jobs", q="a"), "lat": created(d, "st_lat")}
+                    assert abs(born["jobs"] - time.time()) < 60, born
                 total_a += round_ + 1
                 total_b += 2
             # SIGTERM (the context manager): every accepted line is in the file
@@ -159,6 +172,61 @@ def test_config_and_environment():
         d.wait_samples(1)
     with Daemon(env={"ALICE_STATE_FILE": env_state}) as d:
         assert sample_value(d.metrics(), "st_env_total") == 4.0
+
+
+def test_sighup_while_state_writes_run():
+    """SIGHUP storms while the state file is being copied (every second, of
+    20,000 series): the reload finishes the copy first, every write
+    succeeds, and a restart restores every count exactly, with one worker
+    and with two."""
+    cfg = path("hup.json")
+    for workers in ("1", "2"):
+        state = path("hup-%s.state" % workers)
+        sock = path("hup-%s.sock" % workers)
+        with open(cfg, "w") as f:
+            json.dump({"limits": {"max_series_per_family": 200000},
+                       "families": [{"name": "hup_kept", "type": "gauge"}]}, f)
+        with Daemon(args=["--state-file", state, "--state-interval", "1", "--config", cfg,
+                          "--workers", workers], unix=sock) as d:
+            n = 20000
+            for k in range(0, n, 50):
+                d.send("\n".join("hup.big:1|c|#id:%d" % i for i in range(k, k + 50)), "unix")
+            d.wait_samples(n, timeout=60)
+            sent = 0
+            end = time.monotonic() + 2.0
+            flips = 0
+            while time.monotonic() < end and flips < 80:  # bounded both ways
+                # a change of help: a real reload each time (written aside
+                # and renamed, so the daemon never reads a file half written)
+                # hup_shape changes its label each time: its series are
+                # freed while the copy may still be reading them
+                label = "ab"[flips % 2]
+                with open(cfg + ".tmp", "w") as f:
+                    json.dump({"limits": {"max_series_per_family": 200000},
+                               "families": [{"name": "hup_kept", "type": "gauge",
+                                             "help": "Round %d." % flips},
+                                            {"name": "hup_shape", "type": "gauge",
+                                             "labels": [label]}]}, f)
+                os.rename(cfg + ".tmp", cfg)
+                d.signal(signal.SIGHUP)
+                d.send("hup.ticks:1|c\nhup_kept:%d|g" % flips, "unix")
+                d.send("\n".join("hup_shape:1|g|#%s:%d" % (label, i) for i in range(300)),
+                       "unix")
+                sent += 1
+                flips += 1
+                time.sleep(0.05)
+            d.wait_samples(n + 302 * sent, timeout=30)
+            m = d.metrics()
+            assert sample_value(m, "alice_metricsd_state_writes_total", result="failure") == 0
+            assert sample_value(m, "alice_metricsd_state_writes_total", result="success") >= 2, m
+            assert sample_value(m, "alice_metricsd_config_reloads_total",
+                                result="failure") == 0, [ln for ln in d.log if "reload" in ln]
+        with Daemon(args=["--state-file", state, "--config", cfg, "--workers", workers]) as d:
+            m = d.metrics()
+            assert sample_value(m, "hup_ticks_total") == sent, (workers, sent)
+            assert sample_value(m, "hup_kept") == sent - 1, workers
+            assert sum_values(m, "hup_big_total") == n, workers
+            assert sample_value(m, "alice_metricsd_series", family="hup_big_total") == n
 
 
 run_tests(globals())

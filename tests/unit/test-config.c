@@ -174,6 +174,7 @@ START_TEST(test_empty_object)
     ck_assert_uint_eq(l.max_series, 1000000);
     ck_assert_uint_eq(l.max_families, 1000);
     ck_assert_uint_eq(l.max_set_members, 1048576);
+    ck_assert_uint_eq(l.max_series_bytes, 134217728);
     ck_assert(l.auto_create);
     am_config_free(&c);
 }
@@ -206,7 +207,8 @@ START_TEST(test_valid_values)
     static const char json[] =
         "{\"server\": {\"host\": \"::1\", \"statsd_host\": \"0.0.0.0\", \"port\": 0,"
         " \"statsd_port\": 65535, \"log_level\": \"WARN\", \"receive_buffer_bytes\": 4096},"
-        " \"limits\": {\"max_families\": 0, \"max_set_members\": 7},"
+        " \"limits\": {\"max_families\": 0, \"max_set_members\": 7,"
+        "  \"max_series_bytes\": 1099511627776},"
         " \"auto_create\": false,"
         " \"families\": ["
         "  {\"name\": \"a_total\", \"type\": \"counter\"},"
@@ -224,7 +226,8 @@ START_TEST(test_valid_values)
     ck_assert_int_eq(c.statsd_port, 65535);
     ck_assert_int_eq(c.log_level, AM_LOG_WARN);
     ck_assert_int_eq(c.receive_buffer_bytes, 4096);
-    ck_assert(!c.has_limits[0] && !c.has_limits[1] && c.has_limits[2] && c.has_limits[3]);
+    ck_assert(!c.has_limits[0] && !c.has_limits[1] && c.has_limits[2] && c.has_limits[3] &&
+              c.has_limits[4]);
     ck_assert(c.has_auto_create);
     ck_assert(!c.limits.auto_create);
     ck_assert_uint_eq(c.nfamilies, 4);
@@ -246,6 +249,7 @@ START_TEST(test_valid_values)
     ck_assert_uint_eq(l.max_series, 1000000);
     ck_assert_uint_eq(l.max_families, 0);
     ck_assert_uint_eq(l.max_set_members, 7);
+    ck_assert_uint_eq(l.max_series_bytes, 1099511627776);
     ck_assert(!l.auto_create);
     am_config_free(&c);
 }
@@ -420,6 +424,8 @@ static const error_case_t error_cases[] = {
      "t.json:1:13: limits.max_series: must be between 1 and 1000000000, got 0"},
     {"{\"limits\": {\"max_families\": -1}}",
      "t.json:1:13: limits.max_families: must be between 0 and 1000000, got -1"},
+    {"{\"limits\": {\"max_series_bytes\": 4095}}",
+     "t.json:1:13: limits.max_series_bytes: must be between 4096 and 1099511627776, got 4095"},
     {"{\"limits\": {\"max_set_members\": 1000000001}}",
      "t.json:1:13: limits.max_set_members: must be between 0 and 1000000000, got 1000000001"},
     {"{\"families\": [{\"name\": \"a\", \"type\": \"gauge\", \"max_series\": 0}]}",

@@ -92,8 +92,10 @@ START_TEST(expired_series_free_their_place_under_the_limits)
     ck_assert_int_eq(ingest(r, "u:x|s"), AM_OK);
     ck_assert_int_eq(ingest(r, "u:y|s"), AM_OK);
     ck_assert_uint_eq(am_registry_set_member_count(r), 2);
+    ck_assert_uint_gt(am_registry_series_bytes(r), 0);
     ck_assert_uint_eq(sweep(r, 60), 3);
     ck_assert_uint_eq(am_registry_set_member_count(r), 0);
+    ck_assert_uint_eq(am_registry_series_bytes(r), 0); /* and the series bytes */
     am_registry_free(r);
 }
 END_TEST

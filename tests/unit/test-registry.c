@@ -938,6 +938,44 @@ START_TEST(test_set_members_total_limit)
 }
 END_TEST
 
+/* limits.max_series_bytes: series are charged their memory (longer label
+ * text costs more); past the budget a new series is refused, existing ones
+ * go on, and a family's series give their bytes back when freed. */
+START_TEST(test_series_bytes_limit)
+{
+    am_registry_t *r = new_registry(false, NULL);
+    ck_assert_uint_eq(am_registry_series_bytes(r), 0);
+    ck_line(r, "k:1|c|#id:1", AM_OK);
+    size_t one = am_registry_series_bytes(r);
+    ck_assert_uint_gt(one, 40);
+    ck_line(r, "k:1|c|#id:1", AM_OK); /* the same series: nothing more */
+    ck_assert_uint_eq(am_registry_series_bytes(r), one);
+    ck_line(r, "k:1|c|#id:1234567890", AM_OK); /* 9 more bytes of label text */
+    ck_assert_uint_eq(am_registry_series_bytes(r), 2 * one + 9);
+
+    am_limits_t lim;
+    am_limits_default(&lim);
+    lim.max_series_bytes = 4 * one + 9 + one / 2; /* room for two more short ones */
+    am_registry_set_limits(r, &lim);
+    ck_line(r, "k:1|c|#id:2", AM_OK);
+    ck_line(r, "k:1|c|#id:3", AM_OK);
+    ck_line(r, "k:1|c|#id:4", AM_REJECT_CARDINALITY);
+    ck_line(r, "other:1|g", AM_REJECT_CARDINALITY);
+    ck_assert_ptr_null(am_registry_find(r, "other"));
+    ck_line(r, "k:1|c|#id:3", AM_OK); /* existing series keep counting */
+    ck_assert_double_eq(must_get(r, "k_total", L("3"))[0], 2);
+    ck_assert_uint_eq(am_registry_series_bytes(r), 4 * one + 9);
+
+    /* A gauge k takes the counter's names: k_total and its series are
+     * freed, their bytes given back. */
+    am_family_def_t def = {.name = S("k"), .help = S("h"), .type = AM_FAMILY_GAUGE};
+    ck_assert_int_eq(am_registry_define(r, &def), 1);
+    ck_assert_uint_eq(am_registry_series_bytes(r), 0);
+    ck_line(r, "other:1|g", AM_OK);
+    am_registry_free(r);
+}
+END_TEST
+
 /* ---- define / replace ---- */
 
 START_TEST(test_define_same_shape_keeps_series)
@@ -1459,6 +1497,7 @@ static Suite *registry_suite(void)
     tcase_add_test(tc, test_limit_auto_families);
     tcase_add_test(tc, test_auto_create_off);
     tcase_add_test(tc, test_set_limits_lowered);
+    tcase_add_test(tc, test_series_bytes_limit);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("define");

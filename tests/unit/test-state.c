@@ -163,12 +163,12 @@ START_TEST(other_files_are_refused_with_a_reason)
     am_registry_t *r = filled();
     am_buf_t file;
     encode(r, &file);
-    file.data[8] = 2;
+    file.data[8] = 3;
     uint32_t hcrc = (uint32_t)crc32(0, (const Bytef *)file.data, 28);
     for (int i = 0; i < 4; i++)
         file.data[28 + i] = (char)(hcrc >> (8 * i));
     ck_assert_int_eq(restore_bytes(file.data, file.len, err, sizeof(err)), -EPROTO);
-    ck_assert_str_eq(err, "format version 2, this build reads version 1");
+    ck_assert_str_eq(err, "format version 3, this build reads versions 1 to 2");
     am_buf_free(&file);
     /* a body that checks out but lies about a length: caught by the checks */
     am_buf_t bad;
