@@ -9,13 +9,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* max as a short size for messages: "16 MiB", "16 GiB", "4096 bytes". */
+/* max as a short size for messages: "16 GiB", "16 MiB", "4 KiB", "100 bytes". */
 static void size_text(char *out, size_t n, size_t max)
 {
     if (max >= (1u << 30) && max % (1u << 30) == 0)
         snprintf(out, n, "%zu GiB", max >> 30);
     else if (max >= (1u << 20) && max % (1u << 20) == 0)
         snprintf(out, n, "%zu MiB", max >> 20);
+    else if (max >= 1024 && max % 1024 == 0)
+        snprintf(out, n, "%zu KiB", max >> 10);
     else
         snprintf(out, n, "%zu bytes", max);
 }

@@ -206,4 +206,41 @@ def test_sighup_config_not_a_regular_file():
         os.unlink(cfg)
 
 
+def test_sighup_mapping_not_a_regular_file():
+    """The mapping file, reread at SIGHUP too: a FIFO there is refused at
+    once (the old mapping kept), never waited on."""
+    path = os.path.join(TMP, "mapping.yml")
+    write(path, 'mappings:\n- match: "kept.*"\n  name: "kept_mapped"\n')
+    with Daemon(args=["--mapping-config", path]) as d:
+        os.unlink(path)
+        os.mkfifo(path)
+        t0 = time.monotonic()
+        d.signal(signal.SIGHUP)
+        status, _, _ = d.get("/health", timeout=1)
+        assert status == 200, status
+        assert d.wait_log(r"level=error event=reload_failed .*mapping.yml: not a regular file"
+                          r".*kept the old mapping", timeout=1), d.log
+        assert time.monotonic() - t0 < 2
+        d.send("kept.x:1|c")
+        d.wait_samples(1)
+        assert sample_value(d.metrics(), "kept_mapped_total") == 1.0
+    os.unlink(path)
+
+
+def test_secret_file_not_a_regular_file():
+    """remote_write's password file (read at start and at SIGHUP) as a
+    FIFO: refused at once, never waited on."""
+    pw = os.path.join(TMP, "password.fifo")
+    os.mkfifo(pw)
+    cfg = os.path.join(TMP, "remote.json")
+    write(cfg, '{"remote_write": {"url": "http://127.0.0.1:1/api/v1/write", '
+               '"basic_auth": {"username": "u", "password_file": "%s"}}}' % pw)
+    try:
+        r = subprocess.run([ALICE_BIN, "metrics-server", "--config", cfg, "--port", "0",
+                            "--statsd-port", "0"], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2 and "password.fifo: not a regular file" in r.stderr, r
+    finally:
+        os.unlink(pw)
+
+
 run_tests(globals())
