@@ -347,6 +347,13 @@ def sum_values(body, name, **labels):
                if n == name and all(l.get(k) == val for k, val in labels.items()))
 
 
+def sanitized():
+    """An ASan build: slower, and its allocator keeps freed memory in
+    quarantine, so RSS says nothing about our bounds."""
+    with open(ALICE_BIN, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 class Skip(Exception):
     """Raised by a test that cannot run on this machine (said, not passed)."""
 

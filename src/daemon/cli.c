@@ -107,6 +107,14 @@ static const char usage_server[] =
     "                            labels, queue) in the config's \"remote_write\"\n"
     "                            [env ALICE_REMOTE_WRITE_URL, config remote_write.url,\n"
     "                            default none]\n"
+    "  --web-config FILE         TLS and basic auth, in the Prometheus exporter web\n"
+    "                            config format (YAML: tls_server_config, basic_auth_users\n"
+    "                            with bcrypt hashes, http_server_config.headers); with\n"
+    "                            TLS the port speaks only TLS; with users every path\n"
+    "                            but /health needs one (401 otherwise). Relative file\n"
+    "                            names are relative to FILE; a bad file exits 2; SIGHUP\n"
+    "                            rereads it and the certificates [env ALICE_WEB_CONFIG,\n"
+    "                            config server.web_config, default none]\n"
     "  --log-level LEVEL         debug, info, warn, error; debug logs every rejected\n"
     "                            line with its reason (rate-limited)\n"
     "                            [env ALICE_LOG_LEVEL, default info]\n"
@@ -114,8 +122,8 @@ static const char usage_server[] =
     "\n"
     "endpoints: GET /metrics (text 0.0.4, OpenMetrics by Accept, gzip by\n"
     "Accept-Encoding), GET /health (JSON), GET / (links).\n"
-    "signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads --config and\n"
-    "--mapping-config.\n"
+    "signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads --config,\n"
+    "--mapping-config and --web-config.\n"
     "exit codes: 0 clean stop, 1 cannot bind a socket, 2 bad flags or config.\n"
     "\n"
     "example:\n"
@@ -162,7 +170,8 @@ typedef struct setting {
 
 typedef struct server_flags {
     setting_t host, port, statsd_host, statsd_port, unix_path, config, rcvbuf, log_level, workers,
-        ttl, state_file, state_interval, max_connections, unix_mode, mapping, remote_write_url;
+        ttl, state_file, state_interval, max_connections, unix_mode, mapping, remote_write_url,
+        web_config;
 } server_flags_t;
 
 typedef struct flag_def {
@@ -188,6 +197,7 @@ static const flag_def_t server_flag_defs[] = {
     {"--unix-mode", "ALICE_STATSD_SOCKET_MODE", offsetof(server_flags_t, unix_mode)},
     {"--mapping-config", "ALICE_MAPPING_CONFIG", offsetof(server_flags_t, mapping)},
     {"--remote-write-url", "ALICE_REMOTE_WRITE_URL", offsetof(server_flags_t, remote_write_url)},
+    {"--web-config", "ALICE_WEB_CONFIG", offsetof(server_flags_t, web_config)},
 };
 #define N_SERVER_FLAGS (sizeof(server_flag_defs) / sizeof(server_flag_defs[0]))
 
@@ -255,7 +265,9 @@ static int server_exit_code(int rc)
 {
     if (rc == 0)
         return 0;
-    return rc == AM_SERVER_BAD_CONFIG || rc == AM_SERVER_BAD_STATE ? EXIT_USAGE : 1;
+    return rc == AM_SERVER_BAD_CONFIG || rc == AM_SERVER_BAD_STATE || rc == AM_SERVER_BAD_WEB_CONFIG
+               ? EXIT_USAGE
+               : 1;
 }
 
 static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
@@ -400,6 +412,9 @@ static int cmd_metrics_server(int argc, char **argv, bool log_level_given)
             goto out;
         }
     }
+    o.web_config = f.web_config.value ? f.web_config.value : cfg.web_config;
+    if (o.web_config && !*o.web_config)
+        o.web_config = NULL;
     o.config_path = f.config.value;
     o.mapping_path = f.mapping.value ? f.mapping.value : cfg.mapping_config;
     if (o.mapping_path && !*o.mapping_path)

@@ -324,6 +324,7 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
                                        "max_connections",
                                        "unix_mode",
                                        "mapping_config",
+                                       "web_config",
                                        NULL};
     if (!json_is_object(srv))
         return fail(c, "server", "must be an object");
@@ -355,6 +356,8 @@ static int parse_server(const ctx_t *c, json_t *srv, am_config_t *out)
     if ((rc = get_str(c, srv, "server", "state_file", &out->state_file)) < 0)
         return rc;
     if ((rc = get_str(c, srv, "server", "mapping_config", &out->mapping_config)) < 0)
+        return rc;
+    if ((rc = get_str(c, srv, "server", "web_config", &out->web_config)) < 0)
         return rc;
     if ((rc = get_int(c, srv, "server", "state_interval", 1, 86400, &x)) < 0)
         return rc;
@@ -865,6 +868,7 @@ void am_config_free(am_config_t *c)
     free(c->unix_path);
     free(c->state_file);
     free(c->mapping_config);
+    free(c->web_config);
     for (size_t i = 0; i < c->nfamilies; i++)
         am_family_def_clear(&c->families[i]);
     free(c->families);

@@ -29,6 +29,7 @@ typedef struct am_config {
     char *state_file;          /* owned; NULL unset */
     long state_interval;       /* seconds; -1 unset */
     char *mapping_config;      /* owned; NULL unset: statsd_exporter mapping file */
+    char *web_config;          /* owned: server.web_config; NULL unset */
     int log_level;             /* am_log_level_t or -1 */
     long receive_buffer_bytes; /* -1 unset */
     int workers;               /* ingest workers, 1..64; -1 unset */

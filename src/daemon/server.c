@@ -39,6 +39,7 @@ typedef struct server {
     uv_loop_t loop;
     const am_server_opts_t *opts; /* borrowed until am_server_run returns */
     am_selfstats_t stats;         /* HTTP, scrapes, reloads; ingest counters are the workers' */
+    am_http_security_t *sec;      /* the web config's, until the HTTP server takes it; NULL */
     am_http_server_t *http;       /* frees itself after am_http_server_stop; NULL then */
     uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
@@ -564,16 +565,53 @@ static bool state_copying(const void *ctx)
     return am_statefile_copying(ctx);
 }
 
+/* Reads the web config into HTTP security; the error is logged (as an
+ * error at start, as a failed reload on SIGHUP). NULL *out on failure. */
+static int load_web_config(const char *path, am_http_security_t **out, bool at_start)
+{
+    am_webconfig_t wc;
+    char err[512], esc[1024];
+    *out = NULL;
+    int rc = am_webconfig_load(path, &wc, err, sizeof(err));
+    if (rc == 0) {
+        rc = am_http_security_new(&wc, out, err, sizeof(err));
+        if (rc == 0 && wc.ignored)
+            am_log(AM_LOG_WARN,
+                   "event=web_config_ignored file=%s keys=%s reason=\"not implemented\"", path,
+                   wc.ignored);
+        if (rc == 0)
+            am_log(AM_LOG_INFO, "event=web_config_loaded file=%s tls=%s users=%zu client_auth=%s",
+                   path, wc.tls ? "on" : "off", wc.nusers,
+                   am_webconfig_client_auth_name(wc.client_auth));
+        am_webconfig_free(&wc);
+    }
+    if (rc != 0)
+        am_log(AM_LOG_ERROR, "event=%s error=\"%s\"%s",
+               at_start ? "web_config_invalid" : "reload_failed",
+               am_log_escape(esc, sizeof(esc), err),
+               at_start ? "" : " action=\"kept the old web config\"");
+    return rc;
+}
+
 static void reload(server_t *s)
 {
+    bool web_ok = true;
+    if (s->opts->web_config && s->http) {
+        am_http_security_t *sec;
+        web_ok = load_web_config(s->opts->web_config, &sec, false) == 0;
+        if (web_ok)
+            am_http_server_set_security(s->http, sec);
+    }
     finish_merge_now(s);
     if (s->state_ready)
         am_statefile_finish_copy(&s->state);
-    bool mapping_ok = !s->opts->mapping_path || reload_mapping(s);
+    /* The mapping and web config files: a bad one is logged and kept, and
+     * the reload counts as failed. */
+    bool files_ok = (!s->opts->mapping_path || reload_mapping(s)) && web_ok;
     if (!s->opts->config_path) {
-        if (!s->opts->mapping_path)
+        if (!s->opts->mapping_path && !s->opts->web_config)
             am_log(AM_LOG_INFO, "event=reload_skipped reason=\"no config file\"");
-        else if (mapping_ok)
+        else if (files_ok)
             s->stats.reloads_ok++;
         else
             s->stats.reloads_failed++;
@@ -592,8 +630,8 @@ static void reload(server_t *s)
     if (apply_config(s, &cfg) != 0) {
         s->stats.reloads_failed++;
         am_log(AM_LOG_ERROR, "event=reload_failed error=\"out of memory\"");
-    } else if (!mapping_ok) {
-        s->stats.reloads_failed++; /* the config was applied, the mapping file kept */
+    } else if (!files_ok) {
+        s->stats.reloads_failed++; /* the config was applied, a bad side file kept */
     } else if (configure_push(s, &cfg, why, sizeof(why)) != 0) {
         s->stats.reloads_failed++;
         char esc[1024];
@@ -697,6 +735,10 @@ static int open_sockets(server_t *s)
     raise_fd_limit(limits.max_connections);
     int rc = am_http_server_start(&s->loop, opts->http_host, opts->http_port, &limits, on_request,
                                   s, &s->http);
+    if (rc == 0) { /* before the loop runs: no connection is ever served without it */
+        am_http_server_set_security(s->http, s->sec);
+        s->sec = NULL;
+    }
     if (rc < 0) {
         am_log(AM_LOG_ERROR, "event=bind_failed transport=http addr=%s port=%d error=\"%s\"%s",
                opts->http_host, opts->http_port, uv_strerror(rc),
@@ -721,6 +763,7 @@ static int open_sockets(server_t *s)
 
 static void free_server(server_t *s)
 {
+    am_http_security_free(s->sec);
     am_workers_free(s->workers);
     am_mapping_free(s->mapping); /* after the registries that borrow it */
     free(s);
@@ -747,6 +790,10 @@ int am_server_run(const am_server_opts_t *opts)
     if (s->stats.start_time <= 0)
         s->stats.start_time = now_seconds();
 
+    if (opts->web_config && load_web_config(opts->web_config, &s->sec, true) != 0) {
+        free(s);
+        return AM_SERVER_BAD_WEB_CONFIG;
+    }
     am_config_t cfg;
     am_config_init(&cfg);
     if (opts->config_path) {
@@ -755,6 +802,7 @@ int am_server_run(const am_server_opts_t *opts)
             char esc[1024];
             am_log(AM_LOG_ERROR, "event=config_invalid error=\"%s\"",
                    am_log_escape(esc, sizeof(esc), err));
+            am_http_security_free(s->sec);
             free(s);
             return AM_SERVER_BAD_CONFIG;
         }
@@ -762,6 +810,7 @@ int am_server_run(const am_server_opts_t *opts)
     am_mapping_t *mapping = NULL;
     if (opts->mapping_path && load_mapping(s, "mapping_invalid", &mapping) != 0) {
         am_config_free(&cfg);
+        am_http_security_free(s->sec);
         free(s);
         return AM_SERVER_BAD_CONFIG;
     }

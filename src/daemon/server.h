@@ -39,6 +39,8 @@ typedef struct am_server_opts {
     const char *remote_write_url; /* borrowed; --remote-write-url or its env (beats the
                                    * config's remote_write.url); NULL: unset */
     const char *mapping_path;     /* borrowed; NULL: no mapping file (read again at SIGHUP) */
+    const char *web_config;       /* borrowed; the TLS and basic auth file (exporter-toolkit
+                                   * format), read again on every SIGHUP; NULL: none */
 } am_server_opts_t;
 
 #define AM_SERVER_MAX_WORKERS     64
@@ -52,12 +54,16 @@ enum {
     /* am_server_run: the state file could not be read or was refused
      * (logged, naming the file); nothing was opened. */
     AM_SERVER_BAD_STATE = 2,
+    /* am_server_run: the web config (or a certificate or key it names) could
+     * not be loaded (logged, naming the file); nothing was opened. */
+    AM_SERVER_BAD_WEB_CONFIG = 3,
 };
 
 /* Runs until SIGTERM/SIGINT (opts borrowed until it returns). Returns:
  *   0                     after a clean stop
  *   AM_SERVER_BAD_CONFIG  an unusable config file
  *   AM_SERVER_BAD_STATE   an unreadable or refused state file
+ *   AM_SERVER_BAD_WEB_CONFIG  an unusable web config, certificate or key
  *   a negative errno      a socket could not be opened (bind, listen: libuv
  *                         and our own syscalls' codes, logged), or the
  *                         daemon could not start (-ENOMEM, a loop, thread

@@ -32,6 +32,7 @@
 #define AM_HTTP_STATUS_MAP(XX)                                                                     \
     XX(200, "OK")                                                                                  \
     XX(400, "Bad Request")                                                                         \
+    XX(401, "Unauthorized")                                                                        \
     XX(404, "Not Found")                                                                           \
     XX(405, "Method Not Allowed")                                                                  \
     XX(408, "Request Timeout")                                                                     \
@@ -40,16 +41,6 @@
     XX(500, "Internal Server Error")                                                               \
     XX(503, "Service Unavailable")
 
-/* One queued response: its buffers live until on_write (libuv: write
- * buffers end with write_cb). */
-struct am_http_wreq {
-    uv_write_t req;
-    am_http_wreq_t *next;   /* the connection's writes in flight */
-    char *head;             /* owned until on_write */
-    char *body;             /* owned until on_write: a private body, or NULL */
-    am_http_body_t *shared; /* a reference until on_write, or NULL */
-    bool counted;           /* shared is held for the budget: until on_write or the close */
-};
 typedef am_http_wreq_t wreq_t;
 
 static void on_timer(uv_timer_t *t);
@@ -164,10 +155,16 @@ const char *am_http__conn_peer(am_http_conn_t *c, char *buf, size_t n)
     return buf;
 }
 
+size_t am_http__conn_unsent(am_http_conn_t *c)
+{
+    size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    return c->tls ? q + am_http__tls_pending(c) : q;
+}
+
 /* The write queue shrank since the last look: the client is reading. */
 static void note_progress(am_http_conn_t *c, uint64_t now)
 {
-    size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    size_t q = am_http__conn_unsent(c);
     if (q < c->write_queue_seen) {
         c->write_queue_seen = q;
         c->write_since = now;
@@ -223,7 +220,7 @@ void am_http__arm_timer(am_http_conn_t *c)
             uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
             return;
         }
-    } else if (c->deferred) {
+    } else if (c->deferred || c->auth_wait) {
         /* The server owes the answer and bounds its own work. */
         uv_timer_stop(&c->timer);
         return;
@@ -324,7 +321,7 @@ static const char *http_date(am_http_server_t *srv)
     return srv->date;
 }
 
-static void wreq_free(wreq_t *w)
+void am_http__wreq_free(wreq_t *w)
 {
     free(w->head);
     free(w->body);
@@ -332,10 +329,8 @@ static void wreq_free(wreq_t *w)
     free(w);
 }
 
-static void on_write(uv_write_t *req, int status)
+void am_http__write_done(am_http_conn_t *c, wreq_t *w, int status)
 {
-    wreq_t *w = (wreq_t *)req;
-    am_http_conn_t *c = req->data;
     wreq_t **pp = &c->wq;
     while (*pp != w) {
         assert(*pp); /* every write in flight is on the list */
@@ -344,7 +339,7 @@ static void on_write(uv_write_t *req, int status)
     *pp = w->next;
     if (w->counted)
         count_write(c->srv, w, false);
-    wreq_free(w);
+    am_http__wreq_free(w);
     assert(c->writes > 0);
     c->writes--;
     if (c->closing)
@@ -356,7 +351,7 @@ static void on_write(uv_write_t *req, int status)
     }
     uint64_t now = uv_now(c->srv->loop);
     c->write_since = now;
-    c->write_queue_seen = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    c->write_queue_seen = am_http__conn_unsent(c);
     if (c->writes == 0)
         c->idle_since = now;
     if (c->final) {
@@ -369,6 +364,11 @@ static void on_write(uv_write_t *req, int status)
     /* A pipelined request may have been waiting for room in the queue. */
     am_http__conn_feed(c);
     am_http__arm_timer(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    am_http__write_done(req->data, (wreq_t *)req, status);
 }
 
 /* Queues one response. false when the connection had to be closed. */
@@ -390,6 +390,10 @@ bool am_http__conn_send(am_http_conn_t *c, const am_http_reply_t *r)
         am_buf_puts(&head, "Vary: Accept-Encoding\r\n");
     if (r->allow)
         am_buf_printf(&head, "Allow: %s\r\n", r->allow);
+    if (r->challenge)
+        am_buf_puts(&head, "WWW-Authenticate: Basic realm=\"alice-metrics\"\r\n");
+    if (srv->sec && srv->sec->headers)
+        am_buf_puts(&head, srv->sec->headers);
     am_buf_printf(&head, "Date: %s\r\nConnection: %s\r\n\r\n", http_date(srv),
                   r->keep_alive ? "keep-alive" : "close");
 
@@ -407,24 +411,26 @@ bool am_http__conn_send(am_http_conn_t *c, const am_http_reply_t *r)
     uv_buf_t bufs[2];
     unsigned nbufs = 1;
     bufs[0] = uv_buf_init(head.data, (unsigned)head.len);
-    w->head = am_buf_steal(&head, NULL);
+    w->head = am_buf_steal(&head, &w->head_len);
     if (r->shared) {
         if (send_body) { /* HEAD holds nothing of the body */
             body_retain(r->shared);
             w->shared = r->shared;
+            w->body_len = r->shared->len;
             bufs[nbufs++] = uv_buf_init(r->shared->data, (unsigned)r->shared->len);
         }
     } else if (send_body) {
         bufs[nbufs++] = uv_buf_init(r->body->data, (unsigned)r->body->len);
-        w->body = am_buf_steal(r->body, NULL);
+        w->body = am_buf_steal(r->body, &w->body_len);
     } else {
         am_buf_free(r->body); /* HEAD, or nothing to send */
     }
     w->req.data = c;
-    int err = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
+    /* TLS encrypts from the queue as the socket drains (am_http__tls_pump). */
+    int err = c->tls ? 0 : uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
     if (err < 0) {
         am_log(AM_LOG_DEBUG, "event=http_write_error error=%s", uv_err_name(err));
-        wreq_free(w);
+        am_http__wreq_free(w);
         am_http__conn_close(c);
         return false;
     }
@@ -442,9 +448,13 @@ bool am_http__conn_send(am_http_conn_t *c, const am_http_reply_t *r)
         c->send_bytes = 0;
     }
     c->send_bytes += (uint64_t)bufs[0].len + (nbufs > 1 ? bufs[1].len : 0);
-    c->write_queue_seen = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     if (!r->keep_alive)
         c->final = true;
+    if (c->tls)
+        am_http__tls_pump(c);
+    if (c->closing)
+        return false;
+    c->write_queue_seen = am_http__conn_unsent(c);
     am_http__arm_timer(c);
     if (srv->queued_cap && srv->queued_old > srv->queued_cap)
         am_http__enforce_queue_cap(srv);
@@ -483,8 +493,13 @@ void am_http__conn_reject(am_http_conn_t *c, int status)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     am_http_conn_t *c = h->data;
-    /* Reading only runs while rbuf holds nothing unparsed, so it is free. */
-    *buf = uv_buf_init(c->rbuf, sizeof(c->rbuf));
+    /* Reading only runs while rbuf holds nothing unparsed, so it is free.
+     * TLS records go to the server's buffer, which each read callback
+     * empties into the connection's TLS state. */
+    if (c->tls)
+        *buf = uv_buf_init(c->srv->tls_rbuf, sizeof(c->srv->tls_rbuf));
+    else
+        *buf = uv_buf_init(c->rbuf, sizeof(c->rbuf));
 }
 
 void am_http__start_reading(am_http_conn_t *c)
@@ -497,6 +512,8 @@ void am_http__start_reading(am_http_conn_t *c)
         return;
     }
     c->reading = true;
+    if (c->tls)
+        am_http__tls_resume(c);
 }
 
 void am_http__stop_reading(am_http_conn_t *c)
@@ -517,17 +534,26 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             am_http__conn_close(c);
             return;
         }
-        /* Half-closed client: finish what is queued, answer nothing new. */
-        c->peer_eof = true;
-        c->final = true;
-        am_http__stop_reading(c);
+        am_http__conn_eof(c);
         return;
     }
     if (c->final)
         return; /* draining after the last response */
+    if (c->tls) {
+        am_http__tls_on_read(c, buf->base, (size_t)nread);
+        return;
+    }
     c->roff = 0;
     c->rlen = (size_t)nread;
     am_http__conn_feed(c);
+}
+
+/* Half-closed client: finish what is queued, answer nothing new. */
+void am_http__conn_eof(am_http_conn_t *c)
+{
+    c->peer_eof = true;
+    c->final = true;
+    am_http__stop_reading(c);
 }
 
 /* ---- closing ---- */
@@ -546,7 +572,17 @@ static void on_conn_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     srv->stats.connections_open--;
-    assert(!c->wq); /* the writes were cancelled before the close callbacks */
+    /* The writes were cancelled before the close callbacks; on TLS, the
+     * responses not yet handed to libuv are still queued. */
+    assert(!c->wq || c->tls);
+    while (c->wq) {
+        wreq_t *w = c->wq;
+        c->wq = w->next;
+        am_http__wreq_free(w);
+    }
+    if (c->tls)
+        am_http__tls_free(c);
+    am_buf_free(&c->authorization);
     am_buf_free(&c->url);
     am_buf_free(&c->accept);
     am_buf_free(&c->accept_encoding);
@@ -572,6 +608,7 @@ void am_http__conn_close(am_http_conn_t *c)
         c->deferred->conn = NULL;
         c->deferred = NULL;
     }
+    am_http__auth_detach(c);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
 }
@@ -599,6 +636,10 @@ static void conn_finish(am_http_conn_t *c)
         am_http__conn_close(c);
         return;
     }
+    if (c->tls)
+        am_http__tls_shutdown(c);
+    if (c->closing)
+        return;
     c->shutdown.data = c;
     if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
         am_http__conn_close(c);
@@ -631,6 +672,7 @@ int am_http__conn_accept(am_http_server_t *srv)
     am_buf_init(&c->accept, 0);
     am_buf_init(&c->accept_encoding, 0);
     am_buf_init(&c->expect, 0);
+    am_buf_init(&c->authorization, 0);
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
@@ -655,6 +697,11 @@ int am_http__conn_accept(am_http_server_t *srv)
     int lowat = NOTSENT_LOWAT;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+    if (srv->sec && srv->sec->tls && am_http__tls_accept(c, srv->sec->tls) < 0) {
+        am_log(AM_LOG_WARN, "event=http_oom where=tls_accept");
+        am_http__conn_close(c);
+        return 0;
+    }
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     /* A fresh connection owes its first request within request_timeout. */

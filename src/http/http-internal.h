@@ -28,8 +28,10 @@
 #include <time.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "http.h"
+#include "https.h"
 
 enum {
     /* One read fills at most this much; also bounds the header bytes parsed
@@ -50,6 +52,30 @@ typedef enum am_http_timer_mode {
 
 typedef struct am_http_conn am_http_conn_t;
 typedef struct am_http_wreq am_http_wreq_t;
+typedef struct am_http_tls_conn am_http_tls_conn_t;
+
+/* One queued response: its buffers live until its write completes
+ * (libuv: write buffers end with write_cb). On a TLS connection the
+ * plaintext is encrypted a chunk at a time as the socket drains (https.c):
+ * off counts the bytes encrypted so far. */
+struct am_http_wreq {
+    uv_write_t req;
+    am_http_wreq_t *next; /* the connection's writes in flight */
+    char *head;           /* owned until the write completes */
+    size_t head_len;
+    char *body;             /* owned until the write completes: a private body, or NULL */
+    am_http_body_t *shared; /* a reference until the write completes, or NULL */
+    size_t body_len;        /* of body or shared; 0 when no body is sent */
+    size_t off;             /* TLS: plaintext bytes of head + body encrypted */
+    bool counted;           /* shared is held for the budget: until completion or the close */
+};
+
+/* The security a server applies to new connections (am_http_server_set_security). */
+struct am_http_security {
+    am_https_t *tls; /* a reference, or NULL: plain HTTP */
+    am_auth_t *auth; /* a reference, or NULL: no users */
+    char *headers;   /* owned: extra response header lines ("Name: v\r\n"), or NULL */
+};
 
 struct am_http_body {
     am_http_server_t *srv; /* borrowed: every body is released before the server is freed */
@@ -89,6 +115,9 @@ struct am_http_server {
     bool start_failed;
     bool stopping;
     bool listener_closed;
+    am_http_security_t *sec;  /* owned: what new connections and requests get, or NULL */
+    unsigned auth_jobs;       /* password checks on the thread pool: the server waits for them */
+    char tls_rbuf[16 * 1024]; /* TLS connections' recv buffer: emptied in each read callback */
     void (*done)(void *ctx);
     void *done_ctx;  /* borrowed until done() */
     time_t date_sec; /* Date header cache: formatted once per second */
@@ -109,6 +138,8 @@ struct am_http_conn {
     am_buf_t accept;
     am_buf_t accept_encoding;
     am_buf_t expect;
+    am_buf_t authorization;
+    bool has_authorization;
     bool has_accept;
     bool has_accept_encoding;
     bool has_expect;
@@ -148,6 +179,10 @@ struct am_http_conn {
     /* The answer the handler owes, or NULL: owned by the handler, which
      * frees it with am_http_deferred_finish; conn_close unlinks it. */
     struct am_http_deferred *deferred;
+    /* A password check running on the thread pool for the current request,
+     * or NULL: like a deferred answer, the connection waits on us. */
+    struct am_http_auth_wait *auth_wait;
+    am_http_tls_conn_t *tls; /* owned: the TLS state, NULL on a plain connection */
 
     char rbuf[AM_HTTP_READ_BUF_SIZE]; /* the recv buffer: on_alloc hands it to libuv */
 };
@@ -169,6 +204,7 @@ typedef struct am_http_reply {
     bool vary;                /* caches must key on Accept-Encoding */
     bool gzip;                /* body holds gzip bytes */
     bool head;                /* HEAD: headers only */
+    bool challenge;           /* 401: WWW-Authenticate: Basic */
     bool keep_alive;          /* false: last response of the connection */
     am_buf_t *body;           /* its bytes are stolen (the buffer is left empty); unused
                                  with shared */
@@ -216,7 +252,40 @@ bool am_http__send_simple(am_http_conn_t *c, int status, const char *allow, bool
 /* 400/413/431: counted, answered, then closed once the answer is out. */
 void am_http__conn_reject(am_http_conn_t *c, int status);
 
+/* Completes one queued response: unlinks and frees it, then goes on with
+ * the connection (more requests, or the close after the last answer). */
+void am_http__write_done(am_http_conn_t *c, am_http_wreq_t *w, int status);
+/* Bytes queued but not yet taken by the kernel: libuv's write queue plus,
+ * on TLS, the plaintext not encrypted yet. */
+size_t am_http__conn_unsent(am_http_conn_t *c);
+/* The client closed its side: finish what is queued, answer nothing new. */
+void am_http__conn_eof(am_http_conn_t *c);
+/* Frees what a connection still owns once its handles are closed. */
+void am_http__wreq_free(am_http_wreq_t *w);
+
+/* ---- https.c: the record layer of one connection ---- */
+
+/* Starts TLS on an accepted connection with the server's context. 0 or
+ * -ENOMEM. */
+int am_http__tls_accept(am_http_conn_t *c, am_https_t *tls) __attribute__((warn_unused_result));
+/* Ciphertext arrived (data borrowed for the call). */
+void am_http__tls_on_read(am_http_conn_t *c, const char *data, size_t n);
+/* Reading resumed: hands on plaintext TLS already holds. */
+void am_http__tls_resume(am_http_conn_t *c);
+/* w was appended to c->wq: encrypt and send as the socket drains. */
+void am_http__tls_pump(am_http_conn_t *c);
+/* Plaintext queued and not encrypted yet. */
+size_t am_http__tls_pending(const am_http_conn_t *c);
+/* Queues close_notify before our FIN. */
+void am_http__tls_shutdown(am_http_conn_t *c);
+/* Frees the TLS state (the connection's handles are closed). */
+void am_http__tls_free(am_http_conn_t *c);
+
 /* ---- request.c ---- */
+
+/* A closing connection lets go of its password check (which finishes on
+ * the thread pool and is then only freed). */
+void am_http__auth_detach(am_http_conn_t *c);
 
 /* The http-parser callbacks, into settings. */
 void am_http__parser_settings(http_parser_settings *settings);

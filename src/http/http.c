@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -69,7 +70,7 @@ static shed_rank_t shed_rank(am_http_conn_t *c, uint64_t now, uint64_t *wait)
 {
     uint64_t grace = c->srv->limits.shed_grace_ms;
     *wait = 0;
-    if (c->closing || c->deferred)
+    if (c->closing || c->deferred || c->auth_wait)
         return RANK_KEEP;
     if (c->lingering || (c->shutting && c->writes == 0))
         return RANK_FINISHED;
@@ -136,9 +137,9 @@ static int holder_cmp(const void *a, const void *b)
  * however many bodies are made while it reads: it takes some of its answer
  * whenever the loop writes to it, while a slow one has taken nothing since
  * it got its body. The budget may be passed for as long as the readers
- * that keep up take, and by the bodies of the last hold_grace_ms. (Private answers are not counted: the
- * daemon's are small, /health and errors, and each connection holds at
- * most max_pending_responses of them.) One sort per call, only when over. */
+ * that keep up take, and by the bodies of the last hold_grace_ms. (Private answers are not counted:
+ * the daemon's are small, /health and errors, and each connection holds at most
+ * max_pending_responses of them.) One sort per call, only when over. */
 void am_http__enforce_queue_cap(am_http_server_t *srv)
 {
     if (!srv->queued_cap || srv->queued_old <= srv->queued_cap)
@@ -176,8 +177,9 @@ void am_http__enforce_queue_cap(am_http_server_t *srv)
 void am_http__maybe_finish(am_http_server_t *srv)
 {
     if (!srv->stopping || !srv->listener_closed || !srv->accept_timer_closed || srv->conns ||
-        srv->rejects_closing || srv->spare_busy)
+        srv->rejects_closing || srv->spare_busy || srv->auth_jobs)
         return;
+    am_http_security_free(srv->sec);
     void (*done)(void *) = srv->done;
     void *ctx = srv->done_ctx;
     free(srv);
@@ -315,6 +317,7 @@ static void on_listener_closed(uv_handle_t *h)
     am_http_server_t *srv = h->data;
     srv->listener_closed = true;
     if (srv->start_failed) {
+        am_http_security_free(srv->sec);
         free(srv);
         return;
     }
@@ -406,6 +409,48 @@ int am_http_server_start(uv_loop_t *loop, const char *host, int port,
     srv->accept_timer.data = srv;
     *out = srv;
     return 0;
+}
+
+int am_http_security_new(const am_webconfig_t *wc, am_http_security_t **out, char *err, size_t n)
+{
+    am_http_security_t *sec = calloc(1, sizeof(*sec));
+    if (!sec) {
+        snprintf(err, n, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = 0;
+    if (wc->tls)
+        rc = am_https_new(wc, &sec->tls, err, n);
+    if (rc == 0 && wc->nusers && !(sec->auth = am_auth_new(wc->users, wc->nusers))) {
+        snprintf(err, n, "out of memory (or no randomness) for basic_auth_users");
+        rc = -ENOMEM;
+    }
+    if (rc == 0 && wc->headers && !(sec->headers = strdup(wc->headers))) {
+        snprintf(err, n, "out of memory");
+        rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        am_http_security_free(sec);
+        return rc;
+    }
+    *out = sec;
+    return 0;
+}
+
+void am_http_security_free(am_http_security_t *sec)
+{
+    if (!sec)
+        return;
+    am_https_unref(sec->tls);
+    am_auth_unref(sec->auth);
+    free(sec->headers);
+    free(sec);
+}
+
+void am_http_server_set_security(am_http_server_t *srv, am_http_security_t *sec)
+{
+    am_http_security_free(srv->sec);
+    srv->sec = sec;
 }
 
 int am_http_server_port(const am_http_server_t *srv)

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "webconfig.h"
 
 /* One request, as the handler sees it; every pointer is borrowed from the
  * connection until the handler returns (copy what a deferred answer needs). */
@@ -133,6 +134,8 @@ typedef struct am_http_stats {
     uint64_t requests;
     uint64_t bad_requests; /* 400/413/431 */
     uint64_t timeouts;
+    uint64_t auth_denied; /* requests answered 401 (no, malformed or wrong credentials) */
+    uint64_t tls_failed;  /* TLS connections closed for a failed handshake or record */
     unsigned connections_open;
 } am_http_stats_t;
 
@@ -154,6 +157,22 @@ int am_http_server_port(const am_http_server_t *srv);
 
 /* The server's counters: borrowed from srv, valid until done. */
 const am_http_stats_t *am_http_server_stats(const am_http_server_t *srv);
+
+/* What new connections and requests get: TLS (the port then speaks only
+ * TLS) and basic auth (every path but /health needs a valid user; 401 with
+ * WWW-Authenticate otherwise), and extra response headers. */
+typedef struct am_http_security am_http_security_t;
+/* Builds them from a web config (borrowed for the call): 0, or -EINVAL /
+ * -ENOMEM with a message naming the file in err (n bytes, the caller's).
+ * *out is the caller's until it is given to a server. */
+int am_http_security_new(const am_webconfig_t *wc, am_http_security_t **out, char *err, size_t n)
+    __attribute__((warn_unused_result));
+void am_http_security_free(am_http_security_t *sec);
+/* Applies sec (stolen; NULL: plain HTTP, no users) to the connections
+ * accepted from now on; open connections keep what they were accepted
+ * with (their TLS context is reference-counted), but requests are checked
+ * against the newest users. The old security is freed. */
+void am_http_server_set_security(am_http_server_t *srv, am_http_security_t *sec);
 
 /* Graceful stop: closes the listener, lets responses already being written
  * finish, closes idle connections, then frees everything and calls

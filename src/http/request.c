@@ -24,7 +24,8 @@ static int on_message_begin(http_parser *p)
     am_buf_reset(&c->accept);
     am_buf_reset(&c->accept_encoding);
     am_buf_reset(&c->expect);
-    c->has_accept = c->has_accept_encoding = c->has_expect = false;
+    am_buf_reset(&c->authorization);
+    c->has_accept = c->has_accept_encoding = c->has_expect = c->has_authorization = false;
     c->refuse_body = false;
     c->hname_len = 0;
     c->hvalue = NULL;
@@ -68,6 +69,9 @@ static void header_name_done(am_http_conn_t *c)
     } else if (am_ascii_caseeq(c->hname, c->hname_len, "expect")) {
         c->hvalue = &c->expect;
         seen = &c->has_expect;
+    } else if (am_ascii_caseeq(c->hname, c->hname_len, "authorization")) {
+        c->hvalue = &c->authorization;
+        seen = &c->has_authorization;
     } else {
         return;
     }
@@ -123,7 +127,7 @@ static int on_headers_complete(http_parser *p)
     if (c->in_field)
         header_name_done(c);
     if (am_buf_failed(&c->accept) || am_buf_failed(&c->accept_encoding) ||
-        am_buf_failed(&c->expect)) {
+        am_buf_failed(&c->expect) || am_buf_failed(&c->authorization)) {
         c->oom = true;
         return -1;
     }
@@ -190,13 +194,135 @@ static bool url_path(am_buf_t *url, const char **path, size_t *len)
         }
     }
     char *e = s;
-    while (e < end && *e != '?' && *e != '#')
+    while (e < end && *e != '?' && *e != '#' && *e != '\0') /* NUL: cut by an earlier call */
         e++;
     if (e < end)
         *e = '\0';
     *path = s;
     *len = (size_t)(e - s);
     return true;
+}
+
+/* ---- basic auth ---- */
+
+/* A password check on the thread pool for a connection's current request.
+ * Owned by the work until its after-work callback; conn is NULL once the
+ * connection is gone. */
+typedef struct am_http_auth_wait {
+    uv_work_t work;
+    am_http_server_t *srv; /* borrowed: the server waits for its auth_jobs */
+    am_http_conn_t *conn;  /* borrowed; NULL once the connection closed */
+    am_auth_job_t *job;    /* owned */
+} auth_wait_t;
+
+static void answer(am_http_conn_t *c);
+
+void am_http__auth_detach(am_http_conn_t *c)
+{
+    if (c->auth_wait) {
+        c->auth_wait->conn = NULL;
+        c->auth_wait = NULL;
+    }
+}
+
+/* 401 with the challenge; the connection stays open for the retry. */
+static void deny(am_http_conn_t *c, bool keep, const char *why)
+{
+    am_http_server_t *srv = c->srv;
+    srv->stats.auth_denied++;
+    char peer[80];
+    am_log(AM_LOG_DEBUG, "event=http_auth_denied reason=%s peer=%s", why,
+           am_http__conn_peer(c, peer, sizeof(peer)));
+    am_buf_t body;
+    am_buf_init(&body, 0);
+    am_buf_puts(&body, "Unauthorized\n");
+    am_http_reply_t r = {
+        .status = 401,
+        .challenge = true,
+        .head = c->parser.method == HTTP_HEAD,
+        .keep_alive = keep,
+        .body = &body,
+    };
+    am_http__conn_send(c, &r);
+}
+
+static void on_auth_work(uv_work_t *w)
+{
+    am_auth_job_run(((auth_wait_t *)w)->job);
+}
+
+static void on_auth_done(uv_work_t *w, int status)
+{
+    auth_wait_t *aw = (auth_wait_t *)w;
+    am_http_server_t *srv = aw->srv;
+    am_http_conn_t *c = aw->conn;
+    assert(srv->auth_jobs > 0);
+    srv->auth_jobs--;
+    if (!c || status < 0) {
+        am_auth_job_free(aw->job);
+        free(aw);
+        if (c) {
+            c->auth_wait = NULL;
+            am_http__conn_close(c);
+        }
+        am_http__maybe_finish(srv);
+        return;
+    }
+    c->auth_wait = NULL;
+    bool current = srv->sec && srv->sec->auth == am_auth_job_auth(aw->job);
+    int rc = am_auth_job_finish(aw->job);
+    free(aw);
+    if (!current || srv->stopping) {
+        /* The users were reloaded meanwhile: check again against the new ones. */
+        answer(c);
+    } else if (rc == AM_AUTH_OK) {
+        answer(c);
+    } else {
+        deny(c, http_should_keep_alive(&c->parser) && !srv->stopping, "wrong_password");
+    }
+    if (!c->closing)
+        am_http__conn_feed(c); /* the requests that waited behind this one */
+}
+
+/* Whether the current request may be answered: true, or false when it was
+ * answered 401 or waits for a password check. */
+static bool authorized(am_http_conn_t *c, const am_http_request_t *req, bool keep)
+{
+    am_http_server_t *srv = c->srv;
+    am_auth_t *auth = srv->sec ? srv->sec->auth : NULL;
+    /* /health stays open for probes. */
+    if (!auth || (req->path_len == 7 && memcmp(req->path, "/health", 7) == 0))
+        return true;
+    if (!c->has_authorization) {
+        deny(c, keep, "no_credentials");
+        return false;
+    }
+    am_auth_job_t *job;
+    int rc = am_auth_check(auth, c->authorization.data, c->authorization.len, &job);
+    if (rc == AM_AUTH_OK)
+        return true;
+    if (rc == AM_AUTH_DENIED) {
+        deny(c, keep, "malformed");
+        return false;
+    }
+    auth_wait_t *aw = rc == AM_AUTH_SLOW ? calloc(1, sizeof(*aw)) : NULL;
+    if (aw) {
+        aw->srv = srv;
+        aw->conn = c;
+        aw->job = job;
+        if (uv_queue_work(srv->loop, &aw->work, on_auth_work, on_auth_done) == 0) {
+            srv->auth_jobs++;
+            c->auth_wait = aw;
+            am_http__stop_reading(c); /* rbuf may hold pipelined requests: keep them */
+            am_http__arm_timer(c);
+            return false;
+        }
+        free(aw);
+    }
+    am_auth_job_free(job);
+    am_log(AM_LOG_WARN, "event=http_oom where=auth");
+    am_http__send_simple(c, 500, NULL, keep);
+    return false;
 }
 
 static void dispatch(am_http_conn_t *c)
@@ -213,12 +339,24 @@ static void dispatch(am_http_conn_t *c)
         am_http__send_simple(c, 405, "GET, HEAD", keep);
         return;
     }
+    answer(c);
+}
+
+/* Answers the complete GET/HEAD request the parser holds (once its user is
+ * known to be valid). */
+static void answer(am_http_conn_t *c)
+{
+    am_http_server_t *srv = c->srv;
+    http_parser *p = &c->parser;
+    bool keep = http_should_keep_alive(p) && !p->upgrade && !srv->stopping;
     am_http_request_t req = {.head = p->method == HTTP_HEAD};
     if (!url_path(&c->url, &req.path, &req.path_len)) {
         srv->stats.bad_requests++;
         am_http__send_simple(c, 400, NULL, false);
         return;
     }
+    if (!authorized(c, &req, keep))
+        return;
     if (c->has_accept)
         req.accept = c->accept.data ? c->accept.data : "";
     if (c->has_accept_encoding)
@@ -294,15 +432,14 @@ void am_http__conn_feed(am_http_conn_t *c)
     const am_http_limits_t *l = &srv->limits;
     size_t max_pending = l->max_pending_responses ? l->max_pending_responses : 1;
     while (c->roff < c->rlen) {
-        if (c->closing || c->deferred)
+        if (c->closing || c->deferred || c->auth_wait)
             return;
         if (c->final) {
             c->roff = c->rlen; /* nothing after the last response is answered */
             break;
         }
-        if (c->writes >= max_pending ||
-            (l->max_conn_queued_bytes && c->writes > 0 &&
-             uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > l->max_conn_queued_bytes)) {
+        if (c->writes >= max_pending || (l->max_conn_queued_bytes && c->writes > 0 &&
+                                         am_http__conn_unsent(c) > l->max_conn_queued_bytes)) {
             am_http__stop_reading(c);
             return;
         }
@@ -349,7 +486,7 @@ void am_http__conn_feed(am_http_conn_t *c)
             break;
         }
     }
-    if (c->roff >= c->rlen && !c->deferred)
+    if (c->roff >= c->rlen && !c->deferred && !c->auth_wait)
         am_http__start_reading(c);
 }
 

@@ -20,17 +20,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "bench"))
 import http_abuse  # noqa: E402
-from amtest import (ALICE_BIN, Daemon, clean_env, free_udp_port, run_tests,  # noqa: E402
+from amtest import (ALICE_BIN, Daemon, clean_env, free_udp_port, run_tests, sanitized,  # noqa: E402
                     sample_value)
 
 TMP = __import__("tempfile").mkdtemp(prefix="alice-abuse-")
-
-
-def sanitized():
-    """An ASan build: slower, and its allocator keeps freed memory in
-    quarantine, so RSS says nothing about our bounds."""
-    with open(ALICE_BIN, "rb") as f:
-        return b"__asan_init" in f.read()
 
 
 def test_ordinary_scrapes_survive_the_attack():

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <crypt.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -221,7 +222,9 @@ static void on_stop_async(uv_async_t *a)
     uv_close((uv_handle_t *)a, NULL);
 }
 
-static void harness_start(harness_t *h, const am_http_limits_t *limits)
+/* sec: given to the server before its loop runs (stolen), or NULL. */
+static void harness_start_secure(harness_t *h, const am_http_limits_t *limits,
+                                 am_http_security_t *sec)
 {
     memset(h, 0, sizeof(*h));
     if (limits)
@@ -234,12 +237,19 @@ static void harness_start(harness_t *h, const am_http_limits_t *limits)
         am_http_server_start(&h->loop, "127.0.0.1", 0, &h->limits, test_handler, h, &h->srv), 0);
     h->port = am_http_server_port(h->srv);
     ck_assert_int_gt(h->port, 0);
+    if (sec)
+        am_http_server_set_security(h->srv, sec);
     ck_assert_int_eq(uv_async_init(&h->loop, &h->stop_async, on_stop_async), 0);
     h->stop_async.data = h;
     ck_assert_int_eq(uv_timer_init(&h->loop, &h->later_timer), 0);
     h->later_timer.data = h;
     ck_assert_int_eq(uv_timer_start(&h->later_timer, on_later_timer, 20, 20), 0);
     ck_assert_int_eq(pthread_create(&h->thread, NULL, loop_main, h), 0);
+}
+
+static void harness_start(harness_t *h, const am_http_limits_t *limits)
+{
+    harness_start_secure(h, limits, NULL);
 }
 
 static void harness_request_stop(harness_t *h)
@@ -596,6 +606,65 @@ START_TEST(test_get_exact_headers)
     harness_stop(&h);
     ck_assert_uint_eq(h.stats.requests, 2);
     ck_assert_int_eq(h.handler_calls, 2);
+}
+END_TEST
+
+/* Basic auth: 401 with the challenge (and the configured headers) for every
+ * path but /health, until a valid user comes; the bcrypt check runs off the
+ * loop and pipelined requests wait behind it. */
+START_TEST(test_basic_auth)
+{
+    char setting[64];
+    ck_assert_ptr_nonnull(crypt_gensalt_rn("$2b$", 4, NULL, 0, setting, sizeof(setting)));
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof(cd));
+    char *hash = crypt_r("secret", setting, &cd);
+    ck_assert_ptr_nonnull(hash);
+    char name[] = "alice", headers[] = "X-Frame-Options: deny\r\n";
+    am_web_user_t user = {name, hash};
+    am_webconfig_t wc;
+    am_webconfig_init(&wc);
+    wc.users = &user;
+    wc.nusers = 1;
+    wc.headers = headers;
+    am_http_security_t *sec;
+    char err[256];
+    ck_assert_int_eq(am_http_security_new(&wc, &sec, err, sizeof(err)), 0);
+    harness_t h;
+    harness_start_secure(&h, NULL, sec);
+
+    client_t *c = client_open(h.port);
+    response_t r;
+    roundtrip(c, "GET /metrics HTTP/1.1\r\n\r\n", &r, false);
+    mask_date(r.head);
+    ck_assert_str_eq(r.head, "HTTP/1.1 401 Unauthorized\r\n"
+                             "Content-Type: text/plain; charset=utf-8\r\n"
+                             "Content-Length: 13\r\n"
+                             "WWW-Authenticate: Basic realm=\"alice-metrics\"\r\n"
+                             "X-Frame-Options: deny\r\n"
+                             "Date: XXXXXXXXXXXXXXXXXXXXXXXXXXXXX\r\n"
+                             "Connection: keep-alive\r\n"
+                             "\r\n");
+    response_free(&r);
+    roundtrip(c, "HEAD /small HTTP/1.1\r\nAuthorization: Basic YWxpY2U6d3Jvbmc=\r\n\r\n", &r, true);
+    ck_assert_int_eq(r.status, 401);
+    response_free(&r);
+    roundtrip(c, "GET /health HTTP/1.1\r\n\r\n", &r, false);
+    ck_assert_int_eq(r.status, 404); /* open: the test handler knows no /health */
+    response_free(&r);
+    /* alice:secret twice, pipelined: bcrypt once, then the cache */
+    send_str(c, "GET /small HTTP/1.1\r\nAuthorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n"
+                "GET /small HTTP/1.1\r\nAuthorization: basic YWxpY2U6c2VjcmV0\r\n\r\n");
+    for (int i = 0; i < 2; i++) {
+        ck_assert(read_response(c, &r, false));
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_str_eq(r.body, "small\n");
+        response_free(&r);
+    }
+    client_close(c);
+    harness_stop(&h);
+    ck_assert_uint_eq(h.stats.auth_denied, 2);
+    ck_assert_int_eq(h.handler_calls, 3);
 }
 END_TEST
 
@@ -1622,6 +1691,7 @@ static Suite *http_suite(void)
     tcase_set_timeout(srv, 20);
     tcase_add_test(srv, test_get_exact_headers);
     tcase_add_test(srv, test_head);
+    tcase_add_test(srv, test_basic_auth);
     tcase_add_test(srv, test_method_not_allowed);
     tcase_add_test(srv, test_not_found_and_query);
     tcase_add_test(srv, test_malformed);
