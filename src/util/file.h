@@ -9,8 +9,8 @@
  * which must not exceed the caller's bound. Cost: one open, one fstat and
  * reads of the file's size; nothing else is done to it.
  *
- * Who calls: config.c, statefile.c, mapping.c (the mapping file), push.c
- * (remote write's secret files). No state. */
+ * Who calls: config.c, statefile.c, mapping.c (the mapping file), yamldoc.c
+ * (the web config), push.c (remote write's secret files). No state. */
 #pragma once
 
 #include <stddef.h>

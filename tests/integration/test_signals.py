@@ -243,4 +243,23 @@ def test_secret_file_not_a_regular_file():
         os.unlink(pw)
 
 
+def test_sighup_web_config_not_a_regular_file():
+    """The web config, reread at SIGHUP: a FIFO there is refused at once,
+    the running web configuration kept."""
+    path = os.path.join(TMP, "web.yml")
+    write(path, "# no TLS, no users\n")
+    with Daemon(args=["--web-config", path]) as d:
+        os.unlink(path)
+        os.mkfifo(path)
+        t0 = time.monotonic()
+        d.signal(signal.SIGHUP)
+        status, _, _ = d.get("/health", timeout=1)
+        assert status == 200, status
+        assert d.wait_log(r"level=error event=reload_failed .*web.yml: not a regular file",
+                          timeout=1), d.log
+        assert time.monotonic() - t0 < 2
+        assert d.get("/metrics")[0] == 200
+    os.unlink(path)
+
+
 run_tests(globals())
