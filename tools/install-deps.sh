@@ -9,12 +9,14 @@ BUILD="gcc libc6-dev meson ninja-build pkg-config
        libuv1-dev libhttp-parser-dev libjansson-dev zlib1g-dev libyaml-dev
        protobuf-c-compiler libprotobuf-c-dev libsnappy-dev libssl-dev libcrypt-dev"
 RUNTIME="curl netcat-openbsd ca-certificates man-db"
+# chromium (headless) renders GET / in tests/integration/test_liveview.py;
+# openssl makes that test's throwaway TLS certificates.
 # clang builds and runs the libFuzzer targets (tools/test.sh); with
 # --no-install-recommends its fuzzer and sanitizer runtimes come only with
 # libclang-rt-14-dev.
 TEST="check libsubunit-dev prometheus python3 python3-prometheus-client python3-yaml
       python3-snappy procps clang libclang-rt-14-dev python3-statsd
-      python3-bcrypt openssl"
+      python3-bcrypt openssl chromium"
 
 pkgs="$BUILD $RUNTIME"
 if [ "${1:-}" = "--test" ]; then

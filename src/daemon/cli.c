@@ -16,6 +16,7 @@
 #include "mapping.h"
 #include "server.h"
 #include "emit.h"
+#include "query.h"
 
 #define EXIT_USAGE 2
 
@@ -28,6 +29,8 @@ static const char usage_top[] =
     "  check-config --mapping FILE\n"
     "                     validate a statsd_exporter mapping file (exit 0 valid, 1 invalid)\n"
     "  emit ...           send a metric (same as alice-emit; see alice emit --help)\n"
+    "  health [--url URL] exit 0 when the daemon answers GET /health, else 1\n"
+    "  top [--url URL]    live table of families: series, lines/s, rejects, top values\n"
     "  version            print the version\n"
     "  help               this text\n"
     "\n"
@@ -121,7 +124,8 @@ static const char usage_server[] =
     "  -h, --help                this text\n"
     "\n"
     "endpoints: GET /metrics (text 0.0.4, OpenMetrics by Accept, gzip by\n"
-    "Accept-Encoding), GET /health (JSON), GET / (links).\n"
+    "Accept-Encoding), GET /health (JSON), GET /api/v1/families (JSON: per family\n"
+    "series, lines/s, rejects, top label values), GET / (links and that table).\n"
     "signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads --config,\n"
     "--mapping-config and --web-config.\n"
     "exit codes: 0 clean stop, 1 cannot bind a socket, 2 bad flags or config.\n"
@@ -548,6 +552,10 @@ int am_cli_main(int argc, char **argv)
     }
     if (strcmp(cmd, "emit") == 0)
         return am_emit_main(sub_argc, sub_argv);
+    if (strcmp(cmd, "health") == 0)
+        return am_query_health_main(sub_argc, sub_argv);
+    if (strcmp(cmd, "top") == 0)
+        return am_query_top_main(sub_argc, sub_argv);
     fprintf(stderr, "alice: unknown command '%s'\n%s", cmd, usage_top);
     return EXIT_USAGE;
 }

@@ -25,7 +25,12 @@ void am_health_render(am_buf_t *body, const am_health_t *h)
         json_object_set_new(o, "workers", json_integer((json_int_t)st->nworkers));
         json_object_set_new(o, "worker_datagrams_received_total", per ? per : json_null());
     }
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    am_health_put_json(body, o, JSON_COMPACT);
+}
+
+void am_health_put_json(am_buf_t *body, json_t *o, size_t flags)
+{
+    char *text = o ? json_dumps(o, flags) : NULL;
     if (text) {
         am_buf_puts(body, text);
         am_buf_putc(body, '\n');

@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "buf.h"
 #include "selfstats.h"
 
@@ -29,3 +31,7 @@ typedef struct am_health {
 /* Appends the JSON line to body. Out of memory (in jansson or in body)
  * leaves body failed (am_buf_failed), as every am_buf append does. */
 void am_health_render(am_buf_t *body, const am_health_t *h);
+
+/* Appends o as one line of JSON (json_dumps flags), and decrefs it (steals
+ * o; NULL, or out of memory: body failed). For every JSON body. */
+void am_health_put_json(am_buf_t *body, json_t *o, size_t flags);

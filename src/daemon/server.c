@@ -19,6 +19,7 @@
 #include "expose.h"
 #include "health.h"
 #include "http.h"
+#include "liveview.h"
 #include "log.h"
 #include "mapping.h"
 #include "negotiate.h"
@@ -47,7 +48,8 @@ typedef struct server {
     am_mapping_t *mapping; /* owned; every worker's registry borrows it; NULL: none */
     am_expiry_t expiry;    /* the TTL sweep's timer */
     bool expiry_ready;
-    am_statefile_t state; /* the periodic state writer (--state-file) */
+    am_liveview_t *liveview; /* /api/v1/families and GET /; closes (frees) itself */
+    am_statefile_t state;    /* the periodic state writer (--state-file) */
     bool state_ready;
     /* /metrics bodies, rendered by the idle handle one at a time, in
      * arrival order: the one rendering and the ones waiting. Each answers
@@ -413,14 +415,19 @@ static void render_health(server_t *s, am_buf_t *body)
     am_health_render(body, &h);
 }
 
+/* GET /: the links, then the live view's table (liveview.c). */
 static const char landing_page[] =
     "<!DOCTYPE html>\n"
-    "<html><head><meta charset=\"utf-8\"><title>alice-metrics</title></head>\n"
+    "<html><head><meta charset=\"utf-8\"><title>alice-metrics</title>\n"
+    "<meta http-equiv=\"refresh\" content=\"5\">\n"
+    "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
+    "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}"
+    "td.n{text-align:right}th{background:#eee}</style></head>\n"
     "<body><h1>alice-metrics</h1>\n"
     "<p>StatsD to Prometheus aggregator, version " AM_VERSION ".</p>\n"
     "<ul><li><a href=\"/metrics\">/metrics</a> (Prometheus text; OpenMetrics by Accept)</li>\n"
-    "<li><a href=\"/health\">/health</a> (JSON status)</li></ul>\n"
-    "</body></html>\n";
+    "<li><a href=\"/health\">/health</a> (JSON status)</li>\n"
+    "<li><a href=\"/api/v1/families\">/api/v1/families</a> (JSON: the table below)</li></ul>\n";
 
 static bool path_is(const am_http_request_t *req, const char *p)
 {
@@ -439,10 +446,15 @@ static void on_request(void *ctx, const am_http_request_t *req, am_http_response
     } else if (path_is(req, "/")) {
         resp->content_type = "text/html; charset=utf-8";
         am_buf_append(resp->body, landing_page, sizeof(landing_page) - 1);
+        am_liveview_render(s->liveview, resp->body, true);
+        am_buf_puts(resp->body, "</body></html>\n");
+    } else if (path_is(req, "/api/v1/families")) {
+        resp->content_type = "application/json";
+        am_liveview_render(s->liveview, resp->body, false);
     } else {
         resp->status = 404;
         resp->content_type = "text/plain; charset=utf-8";
-        am_buf_puts(resp->body, "404 not found: try /metrics, /health or /\n");
+        am_buf_puts(resp->body, "404 not found: try /metrics, /health, /api/v1/families or /\n");
     }
     if (am_buf_failed(resp->body)) {
         am_buf_reset(resp->body);
@@ -657,6 +669,9 @@ static void on_http_stopped(void *ctx)
         uv_close((uv_handle_t *)&s->scrape_idle, NULL);
     if (s->expiry_ready)
         am_expiry_close(&s->expiry);
+    if (s->liveview)
+        am_liveview_close(s->liveview);
+    s->liveview = NULL;
     if (s->state_ready)
         am_statefile_close(&s->state);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
@@ -878,6 +893,8 @@ int am_server_run(const am_server_opts_t *opts)
         rc = am_expiry_start(&s->loop, s->workers, &s->expiry);
         s->expiry_ready = rc == 0;
     }
+    if (rc == 0)
+        rc = am_liveview_start(&s->loop, s->workers, &s->liveview);
     if (rc == 0 && opts->state_path) {
         rc = am_statefile_start(&s->loop, s->workers, opts->state_path, opts->state_interval,
                                 &s->state);

@@ -156,6 +156,7 @@ static void on_reject(void *ctx, am_reason_t rc, const char *line, size_t len)
         return;
     }
     s->stats.rejected[rc]++;
+    am_registry_count_reject(s->registry, rc, line, len);
     if (am_log_enabled(AM_LOG_DEBUG))
         log_reject(s, rc, line, len);
 }
@@ -176,6 +177,7 @@ static void on_datagram(void *ctx, int transport, const char *p, size_t n, bool 
         s->stats.truncated[transport]++;
         const char *nl = memrchr(p, '\n', n);
         s->stats.rejected[AM_REJECT_SYNTAX]++;
+        am_registry_count_reject(s->registry, AM_REJECT_SYNTAX, NULL, 0);
         n = nl ? (size_t)(nl - p) : 0;
     }
     am_registry_set_now(s->registry, (uint32_t)(uv_now(s->loop) / 100)); /* the TTL clock */
@@ -332,6 +334,20 @@ size_t am_workers_set_members(am_workers_t *ws)
 {
     /* With workers, the directory's atomic: no worker need be held. */
     return am_registry_set_member_count(ws->w[0].registry);
+}
+
+am_famdir_t *am_workers_directory(am_workers_t *ws)
+{
+    return ws->dir;
+}
+
+void am_workers_each(am_workers_t *ws, am_workers_each_fn fn, void *ctx)
+{
+    for (unsigned i = 0; i < ws->n; i++) {
+        lock_worker(&ws->w[i]);
+        fn(ctx, ws->w[i].registry);
+        unlock_worker(&ws->w[i]);
+    }
 }
 
 size_t am_workers_series_bytes(am_workers_t *ws)

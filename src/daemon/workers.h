@@ -113,6 +113,15 @@ size_t am_workers_set_members(am_workers_t *ws);
 /* Series bytes held against limits.max_series_bytes, over every worker. */
 size_t am_workers_series_bytes(am_workers_t *ws);
 
+/* Calls fn(ctx, r) with every worker's registry, each worker held in turn
+ * (r borrowed for the call: read it, change nothing). */
+typedef void (*am_workers_each_fn)(void *ctx, const am_registry_t *r);
+void am_workers_each(am_workers_t *ws, am_workers_each_fn fn, void *ctx);
+
+/* Several workers: the family directory they share (borrowed until
+ * am_workers_free; its own locks guard it); one worker: NULL. */
+am_famdir_t *am_workers_directory(am_workers_t *ws);
+
 /* Families (with several workers: distinct over them, from the directory)
  * and series (summed over workers: one series fed by two counts twice). */
 void am_workers_counts(am_workers_t *ws, size_t *families, size_t *series);

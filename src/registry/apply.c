@@ -721,6 +721,8 @@ static __attribute__((noinline)) am_reason_t ingest_slow(am_registry_t *r, const
     am_family_t *f;
     am_series_t *se;
     rc = apply_full(r, s, mapped ? &mr : NULL, &f, &se);
+    if (rc == AM_OK)
+        f->lines++; /* the live view's rate */
     if (rc == AM_OK && cacheable)
         am_linecache_insert(&r->cache, h, f, se);
     return rc;
@@ -745,6 +747,7 @@ ingest_keyed(am_registry_t *r, const char *p, size_t n, const am_skeleton_t *sk,
             if (am_parse_values(sk->values.p, sk->values.n, s) == AM_OK)
                 return AM_MAPPING_DROPPED;
         } else if (e && apply_cached(r, e->family, e->series, sk, s) == AM_OK) {
+            ((am_family_t *)e->family)->lines++; /* the live view's rate: one add per line */
             return AM_OK;
         }
     }

@@ -23,6 +23,11 @@ am_famdir_t *am_famdir_new(void)
         free(d);
         return NULL;
     }
+    if (am__dir_live_init(d) != 0) {
+        pthread_mutex_destroy(&d->mu);
+        free(d);
+        return NULL;
+    }
     atomic_init(&d->nseries, 0);
     atomic_init(&d->nset_members, 0);
     atomic_init(&d->nbytes, 0);
@@ -33,6 +38,7 @@ void am_famdir_free(am_famdir_t *d)
 {
     if (!d)
         return;
+    am__dir_live_free(d); /* before the entries: it frees their counts */
     for (famdir_entry_t *e = d->all, *next; e; e = next) {
         next = e->next_all;
         am_family_def_clear(&e->def);

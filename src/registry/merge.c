@@ -88,6 +88,7 @@ int am_registry_merge_family(am_registry_t *dst, const am_family_t *sf)
 int am_registry_merge_family_part(am_registry_t *dst, const am_family_t *sf,
                                   const am_series_t **cursor, size_t max)
 {
+    dst->no_live_counts = true; /* a scrape's copy: the live view reads the workers' */
     am_family_t *df = am__family_find(dst, sf->def.name, strlen(sf->def.name));
     if (!df) {
         am_family_def_t copy;

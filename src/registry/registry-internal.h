@@ -58,6 +58,10 @@ typedef struct famdir_entry {
     bool removed;
     uint64_t name_hash;
     atomic_size_t nseries; /* summed over the workers */
+    /* famstats.c, under the directory's live_mu: series some worker holds
+     * (one held by two workers counts once) and their label values */
+    size_t nlive;
+    struct am_valcounts *valcounts; /* owned; NULL: none yet */
 } famdir_entry_t;
 
 struct am_famdir {
@@ -69,6 +73,11 @@ struct am_famdir {
     atomic_size_t nseries;      /* summed over families and workers */
     atomic_size_t nset_members; /* summed over set series and workers */
     atomic_size_t nbytes;       /* series bytes (am__series_cost), summed over workers */
+    /* famstats.c: the live view's distinct series over the workers. A leaf
+     * lock (nothing is locked while it is held), after mu when both are. */
+    pthread_mutex_t live_mu;
+    am_table_t holders;    /* holder_t: a series of an entry -> workers holding it */
+    size_t values_tracked; /* over every entry's valcounts */
 };
 
 struct am_family {
@@ -79,6 +88,7 @@ struct am_family {
      * which checks (am__snap_pending). Next to def.type: both are read. */
     uint8_t fast_type;
     uint32_t snap_index; /* the family's place in that snapshot */
+    uint64_t lines;      /* lines accepted (the hot path adds one): the live view's rate */
     am_family_def_t def;
     bool catalogued;
     famdir_entry_t *shared; /* directory entry (multi-worker registries), else NULL */
@@ -90,6 +100,9 @@ struct am_family {
     size_t nseries;
     am_series_t *first, *last;
     size_t nvalues;
+    /* famstats.c: the live view's counts, kept as lines come */
+    uint64_t rejects[AM_REASON_COUNT]; /* lines of this family rejected, by reason */
+    struct am_valcounts *valcounts;    /* owned: per label, value -> series; NULL: none yet */
 };
 
 struct am_registry {
@@ -125,6 +138,12 @@ struct am_registry {
     size_t scrub_pos;      /* the next cache slot to scrub */
     size_t scrub_cap;      /* the cache's size when the scrub began */
     uint64_t scrub_gen;    /* the registry generation then */
+    /* famstats.c: rejected lines no family of this registry owns (by
+     * reason), label values tracked over every family, and whether this
+     * registry keeps them (not a scrape's merged copy) */
+    uint64_t rejects_nofamily[AM_REASON_COUNT];
+    size_t values_tracked;
+    bool no_live_counts;
 };
 
 /* am_series_t.seen of an expired series: out of its family's table and
@@ -208,6 +227,23 @@ void am__family_free_series(am_registry_t *r, am_family_t *f);
  * place under every limit given back, marked AM_SEEN_DEAD. It stays in f's
  * list (readers skip it) until a sweep of r unlinks it. */
 void am__series_retire(am_registry_t *r, am_family_t *f, am_series_t *s);
+
+/* ---- famstats.c (the live view's counts) ---- */
+
+/* A series of f with this key was created: its label values count one
+ * more series each (within the caps). */
+void am__values_add(am_registry_t *r, am_family_t *f, const am_series_t *s);
+/* A series of f with this key left (expired): one series fewer each. */
+void am__values_remove(am_registry_t *r, am_family_t *f, const am_series_t *s);
+/* Every series of f is about to be freed: forgets its value counts (with a
+ * directory, f's live series leave the directory's counts). */
+void am__values_free(am_registry_t *r, am_family_t *f);
+/* f's directory entry becomes to (a redefinition): its live series move
+ * from the old entry's counts to to's. */
+void am__values_move(am_registry_t *r, am_family_t *f, famdir_entry_t *to);
+/* The directory's side (famdir.c calls them): set up, free. */
+int am__dir_live_init(am_famdir_t *d);
+void am__dir_live_free(am_famdir_t *d);
 
 /* ---- expire.c ---- */
 

@@ -335,6 +335,7 @@ static int define_locked(am_registry_t *r, am_family_def_t *copy_in, famdir_entr
         if (!f->catalogued)
             r->nauto--;
         f->catalogued = true;
+        am__values_move(r, f, e); /* the live view's counts follow the series */
         f->shared = e;
         return removed;
     }

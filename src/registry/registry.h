@@ -318,3 +318,64 @@ int am_family_def_take_labels(am_family_def_t *dst, const am_family_def_t *src)
 /* True when the two families would write a sample name in common (in either
  * format: x_total/x, x_bucket/_sum/_count, x_created). */
 bool am_family_defs_clash(const am_family_def_t *a, const am_family_def_t *b);
+
+/* ---- the live view's counts (famstats.c) ----
+ *
+ * Kept as lines come, so that reading them costs no scan of the series:
+ * per family the lines accepted (one add on the hot path), the lines
+ * rejected by reason, and for each label the series per value. A
+ * rejected line counts against the family its name maps to when this
+ * registry has one, else in the registry's own bucket (a line with no
+ * name: syntax, bad_name; a family not created). Value counts are kept
+ * for at most AM_VALUES_PER_LABEL distinct values per label and
+ * AM_VALUES_PER_REGISTRY over all families, of at most AM_VALUE_MAX_LEN
+ * bytes each: past a cap a new value is not counted until a tracked one
+ * has no series left, so counts are exact until then and a lower bound
+ * after. A scrape's merged copy (am_registry_merge into it) keeps none. */
+#define AM_VALUES_PER_LABEL    1000
+#define AM_VALUES_PER_REGISTRY 100000
+#define AM_VALUE_MAX_LEN       128
+
+uint64_t am_family_lines(const am_family_t *f);
+uint64_t am_family_rejects(const am_family_t *f, am_reason_t reason);
+uint64_t am_registry_rejects_without_family(const am_registry_t *r, am_reason_t reason);
+
+/* Counts a rejected line (reason a reject, line the raw StatsD line,
+ * borrowed for the call; NULL: a line without a name) against the family
+ * its name maps to (as is, or with _total), else the registry's bucket.
+ * Costs a name mapping and a lookup: rejects only. */
+void am_registry_count_reject(am_registry_t *r, am_reason_t reason, const char *line, size_t len);
+
+/* One tracked value of a label and its series. value borrowed until r
+ * next changes (or, in a ranking the caller keeps, as its source says). */
+typedef struct am_label_value {
+    const char *value; /* not NUL-terminated: len bytes */
+    size_t len;
+    size_t series;
+} am_label_value_t;
+
+/* The tracked values of label i of f (i < its def's nlabels), in no order:
+ * *pos = 0 first; false after the last. */
+bool am_family_label_value_next(const am_family_t *f, size_t label, size_t *pos,
+                                am_label_value_t *out);
+
+/* The same for any set of value counts (a family's, or the directory's
+ * below). */
+typedef struct am_valcounts am_valcounts_t;
+bool am_valcounts_next(const am_valcounts_t *vc, size_t label, size_t *pos, am_label_value_t *out);
+const am_valcounts_t *am_family_valcounts(const am_family_t *f); /* borrowed as f; NULL: none */
+
+/* Several workers: the series of each family counted once however many
+ * workers hold it (the directory keeps which series some worker holds),
+ * and their label values. fn(ctx, def, series, vc) for each live family
+ * of d, under the directory's locks: def and vc are borrowed for the call
+ * (vc NULL: no values); fn must not call into d or a registry using it.
+ * Costs 33-42 bytes per series with several workers (the holders
+ * table). */
+typedef void (*am_famdir_live_fn)(void *ctx, const am_family_def_t *def, size_t series,
+                                  const am_valcounts_t *vc);
+void am_famdir_each_live(am_famdir_t *d, am_famdir_live_fn fn, void *ctx);
+
+/* Ranks v into top[0..*n) (at most k entries, most series first, then by
+ * value bytes): kept when it beats the last. */
+void am_label_value_rank(am_label_value_t *top, size_t *n, size_t k, const am_label_value_t *v);

@@ -163,6 +163,7 @@ am_series_t *am__series_new(am_registry_t *r, am_family_t *f, uint64_t h, const 
     f->last = se;
     f->nseries++;
     r->nseries++;
+    am__values_add(r, f, se);
     return se;
 }
 
@@ -184,6 +185,7 @@ void am__series_retire(am_registry_t *r, am_family_t *f, am_series_t *s)
     }
     f->nseries--;
     r->nseries--;
+    am__values_remove(r, f, s);
     am__series_bytes_give(r, am__series_cost(f->nvalues, s->key_len));
     if (f->shared)
         am__shared_give(r->dir, f->shared, 1);
@@ -192,6 +194,7 @@ void am__series_retire(am_registry_t *r, am_family_t *f, am_series_t *s)
 
 void am__family_free_series(am_registry_t *r, am_family_t *f)
 {
+    am__values_free(r, f);
     am_series_t *s = f->first;
     size_t members = 0, bytes = 0;
     while (s) {

@@ -4,7 +4,9 @@
 #include <snappy-c.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hash.h"
 #include "remote.pb-c.h"
@@ -12,10 +14,13 @@
 
 /* A label string: an offset into the batch arena, or (FIXED set) into the
  * fixed strings (__name__ and the external labels), which never move. */
-#define FIXED     0x80000000u
-#define NAME_REF  (FIXED | 0u) /* "__name__" at the fixed strings' start */
-#define SEEN      0x80000000u  /* key_ent_t.len: the current push has it */
-#define CLOCK_PER 64           /* series between looks at the clock */
+#define FIXED       0x80000000u
+#define NAME_REF    (FIXED | 0u) /* "__name__" at the fixed strings' start */
+#define SEEN        0x80000000u  /* key_ent_t.len: the mark bit (see seen_mark) */
+#define CLOCK_PER   64           /* series between looks at the clock */
+#define COUNT_PER   (64 * 1024)  /* body bytes counted per unit of work */
+#define SWEEP_PER   256          /* previous push's slots looked at per unit */
+#define RELEASE_PER (2u << 20)   /* bytes given back per unit (about 0.2 ms) */
 
 typedef struct lref {
     uint32_t name, value;
@@ -34,7 +39,20 @@ typedef struct key_ent {
     uint32_t len; /* | SEEN */
 } key_ent_t;
 
-typedef enum phase { PHASE_IDLE, PHASE_PARSE, PHASE_STALE } phase_t;
+/* A push: count the body's lines (to size its index at once: growing an
+ * index of a million series would hold the loop for 100 ms), parse them,
+ * then mark what the previous push had and this one lacks. Each phase
+ * works in units of bounded cost between looks at the clock. */
+typedef enum phase { PHASE_IDLE, PHASE_COUNT, PHASE_PARSE, PHASE_STALE, PHASE_RELEASE } phase_t;
+
+/* A block of the previous push (its text, its index) once the current
+ * one has replaced it, given back in slices: freeing 100 MB at once holds
+ * the loop for 10 ms while the kernel unmaps it. */
+typedef struct retired {
+    char *p; /* owned (malloc) */
+    size_t size;
+    size_t done; /* bytes from p already given back */
+} retired_t;
 
 /* One push's body and the index of its series. */
 typedef struct body {
@@ -47,8 +65,14 @@ struct am_remote_enc {
     lref_t *ext;    /* owned: external labels, sorted by name */
     size_t next;
     body_t prev, cur;
+    retired_t retired[2];
     phase_t phase;
-    size_t pos;     /* parse position in cur.text */
+    size_t pos;   /* count or parse position in cur.text */
+    size_t lines; /* lines counted so far */
+    /* key_ent_t.len & SEEN == seen_mark: the current push has that series
+     * (entries are added with it, and it flips at each push's begin, so
+     * that no walk over the previous push's index is needed to clear it) */
+    uint32_t seen_mark;
     size_t stale_i; /* slot walk in prev.keys */
     int64_t ts, last_ts;
     /* the batch */
@@ -116,6 +140,8 @@ void am_remote_enc_free(am_remote_enc_t *e)
     am_buf_free(&e->packed);
     body_free(&e->prev);
     body_free(&e->cur);
+    free(e->retired[0].p);
+    free(e->retired[1].p);
     free(e->ext);
     free(e->labs);
     free(e->pl);
@@ -357,11 +383,9 @@ static void flush(am_remote_enc_t *e, am_remote_emit_fn emit, void *ctx)
 }
 
 /* Adds one series to the batch, flushing it when full. */
-static void commit_series(am_remote_enc_t *e, double v, am_remote_emit_fn emit, void *ctx)
+static void commit_series(am_remote_enc_t *e, double v)
 {
-    e->ser[e->nser++].v = v;
-    if (e->nser == AM_REMOTE_MAX_SAMPLES)
-        flush(e, emit, ctx);
+    e->ser[e->nser++].v = v; /* a full batch is flushed by the step */
 }
 
 /* ---- a push ---- */
@@ -408,29 +432,53 @@ static void parse_line(am_remote_enc_t *e, am_remote_emit_fn emit, void *ctx)
     }
     key_ent_t *seen = find_key(&e->prev, h, p, klen);
     if (seen)
-        seen->len |= SEEN;
+        seen->len = (seen->len & ~SEEN) | e->seen_mark;
     key_ent_t *x = am_table_add(&e->cur.keys, h);
     if (x) {
         x->off = (uint32_t)(p - base);
-        x->len = (uint32_t)klen;
+        x->len = (uint32_t)klen | e->seen_mark;
     }
-    commit_series(e, v, emit, ctx);
+    commit_series(e, v);
+}
+
+/* Counts the lines of the next COUNT_PER bytes of the body; once all are
+ * counted, sizes the index for them and parsing begins. */
+static void count_lines(am_remote_enc_t *e)
+{
+    const char *p = e->cur.text.data + e->pos;
+    size_t n = e->cur.text.len - e->pos;
+    if (n > COUNT_PER)
+        n = COUNT_PER;
+    for (const char *q = p, *end = p + n; (q = memchr(q, '\n', (size_t)(end - q))); q++)
+        e->lines++;
+    e->pos += n;
+    if (e->pos < e->cur.text.len)
+        return;
+    /* on failure the index grows as it goes (slower, still correct) */
+    (void)!am_table_reserve(&e->cur.keys, e->lines + 1);
+    e->pos = 0;
+    e->phase = PHASE_PARSE;
 }
 
 /* The next series of the previous push that the current one lacks gets a
- * stale marker; false when there are no more. */
+ * stale marker, looking at SWEEP_PER slots at most; false when there are
+ * no more. */
 static bool stale_next(am_remote_enc_t *e, am_remote_emit_fn emit, void *ctx)
 {
     key_ent_t *x;
+    size_t stop = e->stale_i + SWEEP_PER;
     while ((x = am_table_each(&e->prev.keys, &e->stale_i))) {
-        if (x->len & SEEN)
+        if ((x->len & SEEN) == e->seen_mark) {
+            if (e->stale_i >= stop)
+                return true; /* more next time */
             continue;
+        }
         const char *k = e->prev.text.data + x->off;
         double stale;
         uint64_t bits = AM_REMOTE_STALE_NAN;
         memcpy(&stale, &bits, sizeof(stale));
-        if (parse_key(e, k, k + x->len))
-            commit_series(e, stale, emit, ctx);
+        if (parse_key(e, k, k + (x->len & ~SEEN)))
+            commit_series(e, stale);
         else
             e->bad_lines++;
         return true;
@@ -438,15 +486,55 @@ static bool stale_next(am_remote_enc_t *e, am_remote_emit_fn emit, void *ctx)
     return false;
 }
 
-/* The push is encoded: its series become the previous push's. */
+static void retire(retired_t *r, void *p, size_t size)
+{
+    free(r->p);
+    r->p = p;
+    r->size = size;
+    r->done = 0;
+}
+
+/* The push is encoded: its series become the previous push's, whose
+ * memory is given back (PHASE_RELEASE). */
 static void end_push(am_remote_enc_t *e, am_remote_emit_fn emit, void *ctx)
 {
     flush(e, emit, ctx);
+    retire(&e->retired[0], e->prev.text.data, e->prev.text.cap);
+    am_buf_init(&e->prev.text, 0);
+    retire(&e->retired[1], e->prev.keys.slots, e->prev.keys.cap * e->prev.keys.esize);
+    e->prev.keys.slots = NULL;
     body_free(&e->prev);
     e->prev = e->cur;
     body_init(&e->cur);
     e->series_last = e->prev.keys.n;
     e->last_ts = e->ts;
+    e->phase = PHASE_RELEASE;
+}
+
+/* Gives RELEASE_PER bytes of a retired block back: its whole pages are
+ * discarded (MADV_DONTNEED: the kernel takes them now, a slice at a time),
+ * then free() unmaps what is left, which costs little. The pages are ours
+ * until free: the allocator's own header lies before p, outside them. (A
+ * shrinking realloc would do the same with glibc, but copies the block
+ * with other allocators and under ASan.) */
+static void release_some(am_remote_enc_t *e)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (size_t i = 0; i < 2; i++) {
+        retired_t *r = &e->retired[i];
+        if (!r->p)
+            continue;
+        uintptr_t lo = ((uintptr_t)r->p + r->done + page - 1) & ~(page - 1);
+        uintptr_t hi = ((uintptr_t)r->p + r->size) & ~(page - 1);
+        if (hi > lo && hi - lo > RELEASE_PER) {
+            (void)madvise((void *)lo, RELEASE_PER, MADV_DONTNEED);
+            r->done = lo + RELEASE_PER - (uintptr_t)r->p;
+            return;
+        }
+        free(r->p);
+        r->p = NULL;
+        return;
+    }
     e->phase = PHASE_IDLE;
 }
 
@@ -454,17 +542,33 @@ bool am_remote_enc_step(am_remote_enc_t *e, uint64_t budget_ns, am_remote_emit_f
 {
     uint64_t t0 = mono_ns(), t = t0;
     unsigned since_clock = 0;
+    bool worked = false;
     while (e->phase != PHASE_IDLE) {
-        if (e->phase == PHASE_PARSE) {
+        if (e->nser == AM_REMOTE_MAX_SAMPLES) {
+            /* packing and compressing a full batch is the largest unit
+             * (about 1 ms): it begins a step or follows little work */
+            if (worked && mono_ns() - t0 >= budget_ns / 2)
+                break;
+            flush(e, emit, ctx);
+            since_clock = CLOCK_PER - 1;
+        } else if (e->phase == PHASE_COUNT) {
+            count_lines(e);
+            since_clock = CLOCK_PER - 1; /* a slice is a unit of its own */
+        } else if (e->phase == PHASE_PARSE) {
             if (e->pos < e->cur.text.len) {
                 parse_line(e, emit, ctx);
             } else {
                 e->phase = PHASE_STALE;
                 e->stale_i = 0;
             }
-        } else if (!stale_next(e, emit, ctx)) {
-            end_push(e, emit, ctx);
+        } else if (e->phase == PHASE_STALE) {
+            if (!stale_next(e, emit, ctx))
+                end_push(e, emit, ctx);
+        } else {
+            release_some(e);
+            since_clock = CLOCK_PER - 1; /* a slice is a unit of its own */
         }
+        worked = true;
         if (++since_clock == CLOCK_PER) {
             since_clock = 0;
             t = mono_ns();
@@ -498,18 +602,11 @@ int am_remote_enc_begin(am_remote_enc_t *e, am_buf_t *body, int64_t ts_ms)
     body_init(&e->cur);
     e->cur.text = *body;
     am_buf_init(body, 0);
-    /* room for as many series as last time: no growth while parsing */
-    if (am_table_reserve(&e->cur.keys, e->prev.keys.n) != 0) {
-        body_free(&e->cur);
-        body_init(&e->cur);
-        return -ENOMEM;
-    }
-    size_t i = 0;
-    for (key_ent_t *x; (x = am_table_each(&e->prev.keys, &i));)
-        x->len &= ~SEEN;
+    e->seen_mark ^= SEEN; /* every series of the previous push: not seen */
     e->ts = ts_ms > e->last_ts ? ts_ms : e->last_ts + 1;
     e->pos = 0;
-    e->phase = PHASE_PARSE;
+    e->lines = 0;
+    e->phase = PHASE_COUNT;
     return 0;
 }
 

@@ -2,11 +2,13 @@
 
 #include <errno.h>
 #include <http_parser.h>
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 #include <uv.h>
 
 #include "am_config.h"
@@ -68,12 +70,16 @@ struct am_push {
     uint64_t hold_ns;
     bool enc_holds;
     double last_pause;
+    /* this push so far, for its debug line (the cost figures) */
+    uint64_t push_begun_ns, push_enc_ns, push_bytes;
+    size_t push_requests;
     char rbuf[READ_BUF];
     char plain[READ_BUF];
 };
 
 static void kick(am_push_t *p);
 static void close_all(am_push_t *p);
+static void peer_closed(am_push_t *p, conn_t *c, int err, const char *why);
 
 /* ---- connections ---- */
 
@@ -129,7 +135,7 @@ static void on_written(uv_write_t *req, int status)
     conn_t *c = req->data;
     free(w);
     if (status < 0 && c->p && c->p->conn == c)
-        attempt_failed(c->p, uv_strerror(status), true);
+        peer_closed(c->p, c, status, NULL);
 }
 
 /* Sends len bytes (stolen: a wblock_t's data, or NULL for out of memory). */
@@ -281,6 +287,33 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = c->p ? uv_buf_init(c->p->rbuf, READ_BUF) : uv_buf_init(sink, sizeof(sink));
 }
 
+/* The receiver closed the connection, or it broke: err is UV_EOF (also a
+ * TLS close_notify) or a libuv error; why, when not NULL, says it better. */
+static void peer_closed(am_push_t *p, conn_t *c, int err, const char *why)
+{
+    if (!p->q.head_busy) {
+        drop_conn(p); /* idle: the next request opens another */
+        return;
+    }
+    if (c->in_flight && c->reused && c->got == 0 &&
+        (err == UV_EOF || err == UV_ECONNRESET || err == UV_EPIPE)) {
+        /* a kept-alive connection the receiver closed as the request went
+         * (its idle timeout): again at once on a new one, not counted, as
+         * HTTP clients do. A new connection never comes back here. */
+        uv_timer_stop(&p->timeout);
+        drop_conn(p);
+        p->q.head_busy = false;
+        kick(p);
+        return;
+    }
+    if (c->in_flight && c->got && err == UV_EOF) /* an answer the close ends */
+        http_parser_execute(&c->parser, &parser_settings, NULL, 0);
+    if (c->complete)
+        answered(p, c);
+    else
+        attempt_failed(p, why ? why : err == UV_EOF ? "connection closed" : uv_strerror(err), true);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
@@ -288,23 +321,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (!p || nread == 0)
         return;
     if (nread < 0) {
-        if (!c->in_flight) {
-            drop_conn(p);
-        } else if (c->reused && c->got == 0 && nread == UV_EOF) {
-            /* a kept-alive connection the receiver had closed: again, at once */
-            uv_timer_stop(&p->timeout);
-            drop_conn(p);
-            p->q.head_busy = false;
-            kick(p);
-        } else {
-            if (c->got && nread == UV_EOF && !c->tls)
-                http_parser_execute(&c->parser, &parser_settings, NULL, 0);
-            if (c->complete)
-                answered(p, c);
-            else
-                attempt_failed(p, nread == UV_EOF ? "connection closed" : uv_strerror((int)nread),
-                               true);
-        }
+        peer_closed(p, c, (int)nread, NULL);
         return;
     }
     if (!c->tls) {
@@ -334,14 +351,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (r == 0)
             break;
         if (r < 0) {
-            if (c->in_flight)
-                attempt_failed(p, r == -EPIPE ? "connection closed" : "TLS error", true);
-            else
-                drop_conn(p);
-            break;
+            peer_closed(p, c, r == -EPIPE ? UV_EOF : UV_EPROTO, r == -EPIPE ? NULL : "TLS error");
+            return;
         }
         parse(p, c, p->plain, (size_t)r);
     }
+    if (c->p == p && p->conn == c)
+        flush_tls(c); /* what reading made TLS answer (a key update) */
 }
 
 static void on_connected(uv_connect_t *req, int status)
@@ -457,6 +473,8 @@ static void kick(am_push_t *p)
 static void on_request_encoded(void *ctx, char *bytes, size_t len, size_t nsamples)
 {
     am_push_t *p = ctx;
+    p->push_bytes += len;
+    p->push_requests++;
     size_t dropped = am_rwq_push(&p->q, bytes, len, nsamples);
     if (dropped)
         am_log(AM_LOG_WARN,
@@ -465,10 +483,20 @@ static void on_request_encoded(void *ctx, char *bytes, size_t len, size_t nsampl
     kick(p);
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 static void on_idle(uv_idle_t *h)
 {
     am_push_t *p = h->data;
-    if (!am_remote_enc_step(p->enc, ENCODE_STEP_NS, on_request_encoded, p))
+    uint64_t t0 = thread_cpu_ns();
+    bool done = am_remote_enc_step(p->enc, ENCODE_STEP_NS, on_request_encoded, p);
+    p->push_enc_ns += thread_cpu_ns() - t0;
+    if (!done)
         return;
     uv_idle_stop(&p->idle);
     uint64_t held = p->hold_ns;
@@ -476,8 +504,16 @@ static void on_idle(uv_idle_t *h)
     if (p->enc_holds && enc > held)
         held = enc;
     p->last_pause = (double)held / 1e9;
-    am_log(AM_LOG_DEBUG, "event=remote_write_encoded series=%zu longest_pause_seconds=%.6f",
-           am_remote_enc_series(p->enc), p->last_pause);
+    /* encode_cpu_seconds: the encoder's steps (parse, protobuf, snappy,
+     * queue) in this thread's CPU time (a busy machine's preemption left out);
+     * seconds: from asking for the body (its render included) to here */
+    am_log(AM_LOG_DEBUG,
+           "event=remote_write_encoded series=%zu requests=%zu bytes=%" PRIu64
+           " encode_cpu_seconds=%.6f seconds=%.6f longest_pause_seconds=%.6f"
+           " render_longest_seconds=%.6f encode_longest_seconds=%.6f",
+           am_remote_enc_series(p->enc), p->push_requests, p->push_bytes,
+           (double)p->push_enc_ns / 1e9, (double)(uv_hrtime() - p->push_begun_ns) / 1e9,
+           p->last_pause, (double)p->hold_ns / 1e9, (double)enc / 1e9);
 }
 
 static void on_tick(uv_timer_t *h)
@@ -486,6 +522,9 @@ static void on_tick(uv_timer_t *h)
     if (!p->on || p->stopping || p->waiting_body || am_remote_enc_busy(p->enc))
         return;
     p->waiting_body = true;
+    p->push_begun_ns = uv_hrtime();
+    p->push_enc_ns = p->push_bytes = 0;
+    p->push_requests = 0;
     p->want(p->want_ctx);
 }
 

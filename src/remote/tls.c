@@ -114,7 +114,7 @@ int am_tlsc_handshake(am_tlsc_t *t, char *why, size_t whylen)
         return 1;
     long v = SSL_get_verify_result(t->ssl);
     if (v != X509_V_OK)
-        snprintf(why, whylen, "certificate: %s", X509_verify_cert_error_string(v));
+        snprintf(why, whylen, "receiver certificate: %s", X509_verify_cert_error_string(v));
     else
         ssl_error(why, whylen, "handshake");
     return -EPROTO;

@@ -25,6 +25,11 @@ to another, and prints a markdown table:
            same with --workers 2 (--scrape-workers): the merge's longest
            hold on a worker.
   workers  1 vs 2 ingest workers when the daemon has --workers.
+  remote write  (--remote-write-series) N series pushed every 2 s to a
+           receiver that reads and discards the requests: encode + compress
+           ns per series, server CPU per push, bytes per series, the
+           longest ingest pause (alice_metricsd_longest_pause_seconds
+           {cause="remote_write"}).
 
 Lines per CPU-second = lines counted / the server's own CPU time over the run:
 it holds still on a noisy machine, unlike lines per wall second.
@@ -308,9 +313,10 @@ class Alice(Server):
     kind = "alice"
 
     def __init__(self, procs, tmp, transport, cpu, binary, extra=(), limits=None,
-                 unix_too=False):
+                 unix_too=False, config=None):
         super().__init__(procs, tmp, transport, cpu)
         self.binary, self.extra, self.unix_too = binary, list(extra), unix_too
+        self.config = config or {}  # more of the JSON config
         self.limits = limits if limits is not None else {
             "max_series_per_family": 2000000, "max_series": 3000000, "max_families": 100000,
             "max_series_bytes": 1 << 34}
@@ -318,7 +324,7 @@ class Alice(Server):
     def start(self):
         cfg = os.path.join(self.tmp, "alice.json")
         with open(cfg, "w") as f:
-            json.dump({"limits": self.limits}, f)
+            json.dump(dict(self.config, limits=self.limits), f)
         self.log = os.path.join(self.tmp, "alice.log")
         cmd = [self.binary, "metrics-server", "--host", "127.0.0.1", "--port", "0",
                "--statsd-host", "127.0.0.1", "--config", cfg,
@@ -778,6 +784,22 @@ def scrape_run(args, procs, tmp, nseries, nscrapes, workers=1):
                         "max_ms": round(max(times), 1), "body_bytes": size,
                         "server_cpu_ms_per_scrape": round((cpu_b - cpu_a) * 1000 / nscrapes, 1),
                         "longest_ingest_pause_ms": round(max(pauses), 2)}
+        # GET /api/v1/families (alice top's source) at this size: kept counts,
+        # no scan of the series, so it must stay cheap enough to ask every second
+        times = []
+        cpu_a = cpu_seconds(srv.pid)
+        for _ in range(nscrapes):
+            st, _, body, dt = http_get(srv.http_port, "/api/v1/families", timeout=60)
+            if st != 200:
+                raise BenchError("/api/v1/families answered %d" % st)
+            times.append(dt * 1000)
+        cpu_b = cpu_seconds(srv.pid)
+        fams = json.loads(body)["families"]
+        if sum(f["series"] for f in fams) != nseries + 1:  # + the warm-up series
+            raise BenchError("/api/v1/families counts %d series" % sum(f["series"] for f in fams))
+        row["families_api"] = {"median_ms": round(statistics.median(times), 2),
+                               "max_ms": round(max(times), 2), "body_bytes": len(body),
+                               "server_cpu_ms": round((cpu_b - cpu_a) * 1000 / nscrapes, 2)}
     except BenchError as e:
         row["error"] = str(e)
     finally:
@@ -942,6 +964,9 @@ def parse_args(argv):
     ap.add_argument("--ttl-series", default=None,
                     help="comma list: series loaded then expired at once by a 2 s TTL "
                          "(the TTL sweep row; --scrape-workers applies) [none]")
+    ap.add_argument("--remote-write-series", default=None,
+                    help="comma list: series pushed with remote write every 2 s to a "
+                         "discarding receiver (the remote write rows) [none; --smoke 10000]")
     ap.add_argument("--scrape-workers", default="1,2",
                     help="comma list of --workers values for the scrape rows [1,2]")
     ap.add_argument("--json", help="also write every figure as JSON here")
@@ -956,6 +981,10 @@ def parse_args(argv):
         a.ttl_series = "10000" if a.smoke else ""
     a.ttl_series = [int(x) for x in a.ttl_series.split(",") if x and int(x) > 0]
     a.memory_series = [int(x) for x in a.memory_series.split(",") if x and int(x) > 0]
+    if a.remote_write_series is None:
+        a.remote_write_series = "10000" if a.smoke else ""
+    a.remote_write_series = [int(x) for x in a.remote_write_series.split(",")
+                             if x and int(x) > 0]
     if a.state_series is None:
         a.state_series = "10000" if a.smoke else ""
     a.state_series = [int(x) for x in a.state_series.split(",") if x and int(x) > 0]
@@ -1138,6 +1167,16 @@ def section_exact(run):
                     "; errors: %s" % r["scrape_errors"] if r["scrape_errors"] else ""))
 
 
+def load_series(args, procs, srv, nseries):
+    """nseries counter series (families of 10,000) into srv over its
+    lossless Unix socket; returns when every line is counted."""
+    run_loadgen(args, procs, srv, ["--series", str(nseries), "--total", str(nseries),
+                                    "--families", str(scrape_families(nseries)),
+                                    "--lines-per-datagram", "20"],
+                timeout=max(120, nseries / 20000))
+    drain(srv, expected=nseries, budget=120)
+
+
 def ttl_run(args, procs, tmp, nseries, ttl, workers=1):
     """nseries series loaded at once, then all expiring together: how long
     the sweep takes past the TTL, the longest ingest pause it caused (the
@@ -1149,11 +1188,7 @@ def ttl_run(args, procs, tmp, nseries, ttl, workers=1):
     try:
         srv.start()
         t0 = time.monotonic()
-        run_loadgen(args, procs, srv, ["--series", str(nseries), "--total", str(nseries),
-                                        "--families", str(scrape_families(nseries)),
-                                        "--lines-per-datagram", "20"],
-                    timeout=max(120, nseries / 20000))
-        drain(srv, expected=nseries, budget=120)
+        load_series(args, procs, srv, nseries)
         loaded_at = time.monotonic()
         row["load_seconds"] = round(loaded_at - t0, 2)
         cpu0 = cpu_seconds(srv.pid)
@@ -1197,11 +1232,7 @@ def state_run(args, procs, tmp, nseries, workers=1):
     row = {"series": nseries, "workers": workers}
     try:
         srv.start()
-        run_loadgen(args, procs, srv, ["--series", str(nseries), "--total", str(nseries),
-                                        "--families", str(scrape_families(nseries)),
-                                        "--lines-per-datagram", "20"],
-                    timeout=max(120, nseries / 20000))
-        drain(srv, expected=nseries, budget=120)
+        load_series(args, procs, srv, nseries)
         end = time.monotonic() + 60
         while time.monotonic() < end:
             m = srv.scrape("alice_metricsd_")
@@ -1224,6 +1255,132 @@ def state_run(args, procs, tmp, nseries, workers=1):
     finally:
         srv.stop()
     return row
+
+
+class DiscardReceiver:
+    """A remote write receiver on loopback (a thread of this process) that
+    reads each request's body, counts it and answers 204."""
+
+    def __init__(self):
+        import http.server
+        self.requests = self.bytes = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers["Content-Length"])
+                left = n
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 1 << 20))
+                    if not chunk:
+                        return
+                    left -= len(chunk)
+                with outer.lock:
+                    outer.requests += 1
+                    outer.bytes += n
+                self.send_response(204)
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d/api/v1/write" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+RW_LINE = re.compile(r"event=remote_write_encoded series=(\d+) requests=(\d+) bytes=(\d+) "
+                     r"encode_cpu_seconds=([\d.]+) seconds=([\d.]+) longest_pause_seconds=([\d.]+) "
+                     r"render_longest_seconds=([\d.]+) encode_longest_seconds=([\d.]+)")
+
+
+def remote_write_run(args, procs, tmp, nseries, pushes=4):
+    """nseries series (families of 10,000) pushed every 2 s: from the
+    daemon's debug line of each push, its encode time (parse, protobuf,
+    snappy; the daemon's thread CPU time), bytes and longest ingest pause; the server's CPU time per push
+    (render, encode, send) over `pushes` pushes after the load."""
+    rcv = DiscardReceiver()
+    cfg = {"remote_write": {"url": rcv.url, "interval": 2, "timeout": 30,
+                            "max_queue_bytes": 1 << 30}}
+    srv = Alice(procs, tmp, "unix", args.server_cpu, args.alice, ["--log-level", "debug"],
+                config=cfg)
+    row = {"series": nseries}
+
+    def pushes_seen():
+        with open(srv.log, errors="replace") as f:
+            return [m.groups() for m in RW_LINE.finditer(f.read())]
+    try:
+        srv.start()
+        load_series(args, procs, srv, nseries)
+        # the first push that began after the load, then `pushes` more
+        start = len(pushes_seen()) + 1
+        end = time.monotonic() + 30 + pushes * 2 * max(1, nseries / 250000)
+        marks = []  # (pushes seen, server CPU s)
+        while time.monotonic() < end:
+            seen = len(pushes_seen())
+            if seen >= start and (not marks or marks[-1][0] < seen):
+                marks.append((seen, cpu_seconds(srv.pid)))
+                if seen >= start + pushes:
+                    break
+            time.sleep(0.02)
+        rows = [r for r in pushes_seen()[start:start + pushes]
+                if int(r[0]) >= nseries]
+        if len(rows) < pushes or len(marks) < 2:
+            raise BenchError("%d pushes of %d series seen in time" % (len(rows), nseries))
+        n = [int(r[0]) for r in rows]
+        row["series_pushed"] = n[-1]
+        row["requests_per_push"] = int(rows[-1][1])
+        row["bytes_per_series"] = round(sum(int(r[2]) for r in rows) / sum(n), 1)
+        row["encode_ns_per_series"] = round(
+            statistics.median(float(r[3]) * 1e9 / int(r[0]) for r in rows))
+        row["push_seconds"] = round(statistics.median(float(r[4]) for r in rows), 3)
+        pauses = [float(r[5]) * 1000 for r in rows]
+        row["longest_pause_ms"] = [round(x, 2) for x in pauses]
+        row["render_longest_ms"] = [round(float(r[6]) * 1000, 2) for r in rows]
+        row["encode_longest_ms"] = [round(float(r[7]) * 1000, 2) for r in rows]
+        row["cpu_s_per_push"] = round((marks[-1][1] - marks[0][1]) /
+                                      (marks[-1][0] - marks[0][0]), 3)
+        m = srv.scrape("alice_metricsd_")
+        row["metric_pause_ms"] = round(
+            1000 * m.get('alice_metricsd_longest_pause_seconds{cause="remote_write"}', 0), 2)
+        row["failed"] = int(m.get(
+            'alice_metricsd_remote_write_samples_total{result="failed"}', 0))
+        row["dropped"] = int(m.get(
+            'alice_metricsd_remote_write_samples_total{result="dropped"}', 0))
+        with rcv.lock:
+            row["receiver_bytes"] = rcv.bytes
+    except BenchError as e:
+        row["error"] = str(e)
+    finally:
+        srv.stop()
+        rcv.close()
+    return row
+
+
+def section_remote_write(run):
+    a = run.args
+    print("## Remote write: every series pushed every 2 s (families of 10,000 series, one "
+          "worker)\n")
+    print("| series | encode + compress CPU ns/series | server CPU per push s | push s (render "
+          "to last request queued) | bytes/series | longest ingest pause ms (each push) | "
+          "failed | dropped |")
+    print("|---:|---:|---:|---:|---:|---|---:|---:|")
+    section_rows(run, "remote_write", a.remote_write_series,
+                 lambda n: remote_write_run(a, run.procs, run.tmp, n), 8,
+                 lambda r: "| %s | %d | %.3f | %.3f | %.1f | %s | %s | %s |" % (
+                     ifmt(r["series_pushed"]), r["encode_ns_per_series"], r["cpu_s_per_push"],
+                     r["push_seconds"], r["bytes_per_series"],
+                     ", ".join("%.2f" % x for x in r["longest_pause_ms"]), ifmt(r["failed"]),
+                     ifmt(r["dropped"])))
 
 
 def peak_rss_kb(pid):
@@ -1278,24 +1435,33 @@ def memory_run(args, procs, tmp, nseries):
     return row
 
 
+def section_rows(run, key, counts, fn, ncols, fmt):
+    """One row per count: fn(count) -> a dict of figures (or with "error"),
+    kept in run.results[key] and printed by fmt(dict) under the caller's
+    header; ncols: the table's columns."""
+    run.results[key] = []
+    for n in counts:
+        r = fn(n)
+        run.results[key].append(r)
+        if "error" in r:
+            print("| %s | error: %s |%s" % (ifmt(n), r["error"], "|" * (ncols - 2)))
+            run.failures.append("%s %d: %s" % (key.replace("_", " "), n, r["error"]))
+            continue
+        print(fmt(r))
+    print()
+
+
 def section_memory(run):
     a = run.args
     print("## Memory under the default limits: series, 4 concurrent scrapes, state writes\n")
     print("| series sent | series held | series_bytes MiB | RSS at rest MiB | body MB | "
           "peak RSS MiB |")
     print("|---:|---:|---:|---:|---:|---:|")
-    run.results["memory"] = []
-    for n in a.memory_series:
-        r = memory_run(a, run.procs, run.tmp, n)
-        run.results["memory"].append(r)
-        if "error" in r:
-            print("| %s | error: %s |||||" % (ifmt(n), r["error"]))
-            run.failures.append("memory %d: %s" % (n, r["error"]))
-            continue
-        print("| %s | %s | %.1f | %.1f | %.1f | %.1f |" % (
-            ifmt(n), ifmt(r["series_held"]), r["series_bytes"] / 1048576, r["rss_rest_mb"],
-            r["body_mb"], r["rss_peak_mb"]))
-    print()
+    section_rows(run, "memory", a.memory_series,
+                 lambda n: memory_run(a, run.procs, run.tmp, n), 6,
+                 lambda r: "| %s | %s | %.1f | %.1f | %.1f | %.1f |" % (
+                     ifmt(r["series_sent"]), ifmt(r["series_held"]), r["series_bytes"] / 1048576,
+                     r["rss_rest_mb"], r["body_mb"], r["rss_peak_mb"]))
 
 
 def section_state(run):
@@ -1366,6 +1532,16 @@ def section_scrape(run):
                     r["rss_beyond_label_values"]))
     print("\nWith workers, the longest ingest pause is the longest a worker was held by "
           "one merge step (rendering runs on the merged copy).\n")
+    print("GET /api/v1/families at the same sizes:\n")
+    print("| series | workers | median ms | max ms | server CPU ms/call | body bytes |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in run.results["scrape"]:
+        f = r.get("families_api")
+        if f:
+            print("| %s | %d | %.2f | %.2f | %.2f | %s |" % (
+                ifmt(r["series"]), r["workers"], f["median_ms"], f["max_ms"], f["server_cpu_ms"],
+                ifmt(f["body_bytes"])))
+    print()
 
 
 def section_workers(run):
@@ -1441,6 +1617,8 @@ def run_all(run, argv):
         section_state(run)
     if a.memory_series:
         section_memory(run)
+    if a.remote_write_series:
+        section_remote_write(run)
     if not a.no_workers:
         section_workers(run)
     with open("/proc/loadavg") as f:

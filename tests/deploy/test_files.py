@@ -168,12 +168,31 @@ def test_compose_has_the_guides_services():
     am = s["alice-metrics"]
     assert am["image"] == "alicemultiverse:latest"
     assert am["command"] == ["alice", "metrics-server"]
-    assert "9090:9090" in am["ports"]
+    assert "127.0.0.1:9090:9090" in am["ports"], am["ports"]
     assert am["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}, am["build"]
     assert s["prometheus"]["ports"] == ["9091:9090"]
     # Prometheus' target is the sidecar's service name and container port.
     cfg = load_yaml(os.path.join(DEPLOY, "prometheus", "prometheus.yml"))
     assert cfg["scrape_configs"][0]["static_configs"][0]["targets"] == ["alice-metrics:9090"]
+
+
+def test_compose_is_as_strict_as_the_manifest():
+    """The daemon and the worker run read-only, without capabilities or
+    privilege gain, and the daemon's ports are published on the host's
+    loopback only."""
+    s = compose()["services"]
+    for name in ("alice-metrics", "worker"):
+        svc = s[name]
+        assert svc.get("read_only") is True, name
+        assert svc.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in svc.get("security_opt", []), name
+    for p in s["alice-metrics"]["ports"]:
+        assert p.startswith("127.0.0.1:"), p
+    # read-only: everything the daemon writes is in a volume
+    env = s["alice-metrics"]["environment"]
+    mounts = [v.split(":")[1] for v in s["alice-metrics"]["volumes"]]
+    for path in (env["ALICE_STATSD_SOCKET"], env["ALICE_STATE_FILE"]):
+        assert any(path.startswith(m + "/") for m in mounts), (path, mounts)
 
 
 def test_compose_mounts_exist_and_rules_sit_beside_the_config():

@@ -37,3 +37,21 @@ static inline am_reason_t apply_line(am_registry_t *r, const char *line)
         ck_assert_msg(got_ == want_, "line \"%s\": got %s, want %s", l_, am_reason_label(got_),    \
                       am_reason_label(want_));                                                     \
     } while (0)
+
+/* Two worker registries sharing a new family directory (returned: free it
+ * after both registries), limits the defaults but ttl, clocks at 0. */
+static inline am_famdir_t *two_workers(uint32_t ttl, am_registry_t *w[2])
+{
+    am_limits_t l;
+    am_limits_default(&l);
+    l.ttl = ttl;
+    am_famdir_t *d = am_famdir_new();
+    ck_assert_ptr_nonnull(d);
+    for (int i = 0; i < 2; i++) {
+        w[i] = am_registry_new(&l);
+        ck_assert_ptr_nonnull(w[i]);
+        am_registry_use_directory(w[i], d);
+        am_registry_set_now(w[i], 0);
+    }
+    return d;
+}

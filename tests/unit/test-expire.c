@@ -214,16 +214,8 @@ static bool others_fresh(void *ctx, const am_family_t *f, const am_series_t *s)
 
 START_TEST(workers_expire_a_series_only_when_every_copy_is_stale)
 {
-    am_limits_t l;
-    am_limits_default(&l);
-    l.ttl = 1;
-    am_famdir_t *d = am_famdir_new();
     am_registry_t *w[2];
-    for (int i = 0; i < 2; i++) {
-        w[i] = am_registry_new(&l);
-        am_registry_use_directory(w[i], d);
-        am_registry_set_now(w[i], 0);
-    }
+    am_famdir_t *d = two_workers(1, w);
     ck_assert_int_eq(ingest(w[0], "shared:1|c"), AM_OK);
     ck_assert_int_eq(ingest(w[1], "shared:2|c"), AM_OK);
     am_registry_set_now(w[1], 30);

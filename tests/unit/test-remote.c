@@ -194,6 +194,55 @@ START_TEST(test_batches_and_bad_lines)
 }
 END_TEST
 
+/* A body of n series s{i="..."} (i from 0), values v. */
+static void big_body(am_buf_t *b, size_t n, size_t v)
+{
+    am_buf_init(b, 0);
+    am_buf_puts(b, "# TYPE s gauge\n");
+    for (size_t i = 0; i < n; i++)
+        am_buf_printf(b, "s{i=\"%zu\",pad=\"%040zu\"} %zu\n", i, i, v);
+}
+
+/* Steps of the smallest budget: each emits at most one request (a full
+ * batch opens a step), and the pushes over a 4 MB body (counted, parsed,
+ * swept and given back in slices) are exact, push after push. */
+START_TEST(test_steps_bounded)
+{
+    am_remote_enc_t *e = am_remote_enc_new();
+    size_t n = 70000;
+    captured_t c = {0};
+    for (int push = 0; push < 4; push++) {
+        am_buf_t b;
+        /* the last push lacks the second half: n/2 stale markers */
+        big_body(&b, push == 3 ? n / 2 : n, (size_t)push);
+        size_t len = b.len;
+        ck_assert_uint_gt(len, push == 3 ? 2u << 20 : 4u << 20);
+        ck_assert_int_eq(am_remote_enc_begin(e, &b, 1000 * (push + 1)), 0);
+        size_t steps = 0, samples = 0, stale = 0;
+        for (bool done = false; !done;) {
+            size_t before = c.n;
+            done = am_remote_enc_step(e, 0, capture, &c);
+            ck_assert_uint_le(c.n - before, 1);
+            for (size_t i = 0; i < c.n; i++)
+                for (size_t j = 0; j < c.req[i]->n_timeseries; j++) {
+                    Prometheus__Sample *sm = c.req[i]->timeseries[j]->samples[0];
+                    stale += is_stale(sm->value);
+                    ck_assert(is_stale(sm->value) || sm->value == push);
+                }
+            samples += c.samples;
+            release(&c);
+            ck_assert_uint_lt(++steps, 1000000);
+        }
+        ck_assert_uint_gt(steps, len / 4096); /* nothing in one go */
+        ck_assert_uint_eq(samples, n);        /* all, or half and n/2 stale markers */
+        ck_assert_uint_eq(stale, push == 3 ? n / 2 : 0);
+        ck_assert(!am_remote_enc_busy(e));
+    }
+    ck_assert_uint_eq(am_remote_enc_bad_lines(e), 0);
+    am_remote_enc_free(e);
+}
+END_TEST
+
 START_TEST(test_queue_bound)
 {
     am_rwq_t q;
@@ -270,6 +319,7 @@ static Suite *remote_suite(void)
     tcase_add_test(tc, test_encode_series);
     tcase_add_test(tc, test_stale_markers);
     tcase_add_test(tc, test_batches_and_bad_lines);
+    tcase_add_test(tc, test_steps_bounded);
     tcase_add_test(tc, test_queue_bound);
     tcase_add_test(tc, test_backoff);
     tcase_add_test(tc, test_url);
