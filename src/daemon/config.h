@@ -61,7 +61,9 @@ void am_config_free(am_config_t *c);
  *   -EINVAL  not JSON, or a bad key or value
  *   -ENOMEM  out of memory
  *   -EFBIG   the file is larger than 16 MiB
- *   -errno   of the fopen or the read (-ENOENT, -EACCES, -EISDIR...) */
+ *   -EINVAL  also: path is not a regular file (a FIFO, a device: never
+ *            opened in a way that could block, see file.h)
+ *   -errno   of the open or the read (-ENOENT, -EACCES, -EISDIR...) */
 int am_config_load(const char *path, am_config_t *out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 

@@ -11,69 +11,29 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "file.h"
 #include "log.h"
 #include "state.h"
 
-#define MAX_STATE_BYTES (1ULL << 34) /* 16 GiB: far past any registry's limits */
-#define STEP_NS         1000000      /* a copy step's share of a loop turn, 1 ms */
-#define SERIES_PER_PART 256          /* series copied between looks at the clock */
+#define MAX_STATE_BYTES ((size_t)1 << 34) /* 16 GiB: far past any registry's limits */
+#define STEP_NS         1000000           /* a copy step's share of a loop turn, 1 ms */
+#define SERIES_PER_PART 256               /* series copied between looks at the clock */
 
 /* ---- reading ---- */
-
-static int read_all(const char *path, char **out, size_t *len, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block */
-    if (fd < 0)
-        return -errno;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_STATE_BYTES) {
-        int e = S_ISREG(st.st_mode) ? EFBIG : EINVAL;
-        snprintf(err, errlen, "%s: %s", path,
-                 e == EFBIG ? "larger than 16 GiB" : "not a regular file");
-        close(fd);
-        return -e;
-    }
-    char *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-    if (!buf) {
-        close(fd);
-        snprintf(err, errlen, "%s: out of memory", path);
-        return -ENOMEM;
-    }
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int e = n < 0 ? errno : EIO;
-            snprintf(err, errlen, "%s: read error: %s", path, strerror(e));
-            free(buf);
-            close(fd);
-            return -e;
-        }
-        got += (size_t)n;
-    }
-    close(fd);
-    *out = buf;
-    *len = got;
-    return 0;
-}
 
 int am_statefile_load(const char *path, am_registry_t *r, bool discard_bad, char *err,
                       size_t errlen)
 {
     char *data = NULL;
     size_t len = 0;
-    int rc = read_all(path, &data, &len, err, errlen);
+    int rc = am_file_read(path, MAX_STATE_BYTES, &data, &len, err, errlen);
     if (rc == -ENOENT) {
+        err[0] = '\0';
         am_log(AM_LOG_INFO, "event=state_absent path=%s (a first start: nothing restored)", path);
         return 0;
     }
-    if (rc < 0) {
-        if (!err[0])
-            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(-rc));
+    if (rc < 0)
         return rc;
-    }
     char why[200];
     am_state_counts_t c;
     rc = am_state_restore(r, data, len, &c, why, sizeof(why));
@@ -127,7 +87,9 @@ int am_statefile_write(const char *path, const void *data, size_t len, char *err
         snprintf(err, errlen, "%s: path too long", path);
         return -ENAMETOOLONG;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    /* O_NONBLOCK: a FIFO left at this name fails (ENXIO) instead of waiting
+     * for a reader; a regular file is unaffected. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     if (fd < 0) {
         int e = errno;
         snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(e));

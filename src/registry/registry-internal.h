@@ -94,6 +94,8 @@ struct am_family {
     famdir_entry_t *shared; /* directory entry (multi-worker registries), else NULL */
     uint64_t name_hash;
     am_family_t *next;
+    am_family_t *prev; /* the list is doubly linked: removing a family costs O(1), not a
+                        * walk (a reload replacing thousands of families) */
     am_table_t series; /* am_series_t *, by key hash; owns nothing */
     size_t nseries;
     am_series_t *first, *last;
@@ -122,6 +124,8 @@ struct am_registry {
     double clock;                  /* stamp for gauge updates, set per batch */
     am_snapshot_fn snap_fn;        /* the scrape snapshot in progress, or NULL */
     void *snap_ctx;
+    bool snap_flushed; /* every family of that snapshot taken: am__snapshot_flush_all
+                        * has nothing to do (it runs at every define of a reload) */
     uint32_t now; /* the TTL clock (deciseconds), stamped on series a line updates */
     /* Expired series out of every list and table, not yet freed: the line
      * cache may still point at them (a hit tests AM_SEEN_DEAD) until a

@@ -160,6 +160,7 @@ am_family_t *am__family_add(am_registry_t *r, am_family_def_t *def, bool catalog
     am_table_init(&f->series, sizeof(am_series_t *), 75, am__series_hash);
     f->name_hash = am_hash(f->def.name, strlen(f->def.name));
     *(am_family_t **)am_table_add(&r->families, f->name_hash) = f; /* room reserved */
+    f->prev = r->last;
     if (r->last)
         r->last->next = f;
     else
@@ -239,15 +240,14 @@ static am_family_t *family_of(const am_family_def_t *def)
 /* Unlinks and frees f. */
 static void remove_family(am_registry_t *r, am_family_t *f)
 {
-    am_family_t **pp = &r->first;
-    am_family_t *prev = NULL;
-    while (*pp != f) {
-        prev = *pp;
-        pp = &(*pp)->next;
-    }
-    *pp = f->next;
-    if (r->last == f)
-        r->last = prev;
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        r->first = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    else
+        r->last = f->prev;
     r->nfamilies--;
     if (!f->catalogued)
         r->nauto--;

@@ -17,6 +17,7 @@ size_t am_registry_snapshot_begin(am_registry_t *r, am_snapshot_fn fn, void *ctx
     }
     r->snap_fn = fn;
     r->snap_ctx = ctx;
+    r->snap_flushed = false;
     return i;
 }
 
@@ -45,10 +46,13 @@ __attribute__((noinline)) void am__snapshot_flush(am_registry_t *r, am_family_t 
 
 void am__snapshot_flush_all(am_registry_t *r)
 {
-    if (!r->snap_fn)
+    if (!r->snap_fn || r->snap_flushed)
         return;
     for (am_family_t *f = r->first; f; f = f->next)
         if (am__snap_pending(f))
             am__snapshot_flush(r, f);
+    /* Families made from now on are not in this snapshot: none is pending
+     * until the next one begins, so the next call (the next define of a
+     * reload) need not walk them all again. */
+    r->snap_flushed = true;
 }
-

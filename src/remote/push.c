@@ -13,6 +13,7 @@
 
 #include "am_config.h"
 #include "encode.h"
+#include "file.h"
 #include "log.h"
 #include "queue.h"
 #include "tls.h"
@@ -556,23 +557,15 @@ void am_push_deliver(am_push_t *p, am_buf_t *body, uint64_t held_ns, bool encodi
 
 /* ---- settings ---- */
 
-/* A secret file's first line, into a malloc'ed string; NULL with why. */
+/* A secret file's first line, into a malloc'ed string; NULL with why.
+ * Read on the loop (at start and SIGHUP): a FIFO or a device is refused,
+ * never waited on (file.h). */
 static char *read_secret(const char *path, char *why, size_t whylen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(why, whylen, "%s: %s", path, strerror(errno));
+    char *s;
+    size_t n;
+    if (am_file_read(path, SECRET_MAX, &s, &n, why, whylen) != 0)
         return NULL;
-    }
-    char *s = calloc(1, SECRET_MAX + 1);
-    size_t n = s ? fread(s, 1, SECRET_MAX + 1, f) : 0;
-    fclose(f);
-    if (!s || n > SECRET_MAX) {
-        snprintf(why, whylen, "%s: %s", path, s ? "larger than 4 KiB" : "out of memory");
-        free(s);
-        return NULL;
-    }
-    s[n] = '\0';
     s[strcspn(s, "\r\n")] = '\0';
     return s;
 }

@@ -3,7 +3,10 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "file.h"
 
 /* Loads from an initialized parser; the error names name. */
 static int load(yaml_parser_t *parser, const char *name, yaml_document_t *doc, char *err, size_t n)
@@ -21,27 +24,15 @@ static int load(yaml_parser_t *parser, const char *name, yaml_document_t *doc, c
 
 int am_yaml_load(const char *path, yaml_document_t *doc, char *err, size_t n)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        int e = errno;
-        snprintf(err, n, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        snprintf(err, n, "%s: out of memory", path);
-        return -ENOMEM;
-    }
-    yaml_parser_set_input_file(&parser, f);
-    int rc = load(&parser, path, doc, err, n);
-    if (rc == 0 && ferror(f)) {
-        yaml_document_delete(doc);
-        snprintf(err, n, "%s: read error", path);
-        rc = -EIO;
-    }
-    yaml_parser_delete(&parser);
-    fclose(f);
+    /* Read at start and at SIGHUP, on the loop: a FIFO or a device is
+     * refused, never waited on (file.h); 16 MiB is far past any real one. */
+    char *text;
+    size_t len;
+    int rc = am_file_read(path, 16u << 20, &text, &len, err, n);
+    if (rc != 0)
+        return rc;
+    rc = am_yaml_load_string(text, len, path, doc, err, n);
+    free(text);
     return rc;
 }
 

@@ -14,7 +14,8 @@
  * yaml_document_delete when 0 is returned). A file of only comments or
  * nothing gives a document without a root node (am_yaml_root NULL).
  * Returns 0, or -errno / -EINVAL with "path:line:col: problem" in err (n
- * bytes, the caller's). */
+ * bytes, the caller's). The file is read as file.h reads: a regular file
+ * of at most 16 MiB (-EINVAL, -EISDIR, -EFBIG otherwise), never waited on. */
 int am_yaml_load(const char *path, yaml_document_t *doc, char *err, size_t n)
     __attribute__((warn_unused_result));
 

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "file.h"
 #include "registry.h" /* AM_MAX_BUCKETS */
 
 #define MAX_MAPPINGS   100000
@@ -809,46 +810,15 @@ int am_mapping_load_buffer(const char *data, size_t n, const char *name, am_mapp
 int am_mapping_load(const char *path, am_mapping_t **out, char *err, size_t errcap,
                     am_mapping_warn_fn warnfn, void *ctx)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        int e = errno;
-        snprintf(err, errcap, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    /* Mapping files are small; 16 MiB is far past any real one. */
-    size_t cap = 1 << 16, n = 0;
-    char *data = malloc(cap);
-    int rc = data ? 0 : -ENOMEM;
-    while (rc == 0) {
-        if (n == cap) {
-            if (cap >= (16u << 20)) {
-                snprintf(err, errcap, "%s: larger than 16 MiB", path);
-                rc = -EFBIG;
-                break;
-            }
-            char *bigger = realloc(data, cap * 2);
-            if (!bigger) {
-                rc = -ENOMEM;
-                break;
-            }
-            data = bigger;
-            cap *= 2;
-        }
-        size_t k = fread(data + n, 1, cap - n, f);
-        n += k;
-        if (k == 0) {
-            if (ferror(f)) {
-                rc = -EIO;
-                snprintf(err, errcap, "%s: read error", path);
-            }
-            break;
-        }
-    }
-    fclose(f);
-    if (rc == 0)
-        rc = am_mapping_load_buffer(data, n, path, out, err, errcap, warnfn, ctx);
-    else if (rc == -ENOMEM)
-        snprintf(err, errcap, "%s: out of memory", path);
+    /* Mapping files are small; 16 MiB is far past any real one. Read at
+     * SIGHUP on the loop: a FIFO or a device is refused, never waited on
+     * (file.h). */
+    char *data;
+    size_t n;
+    int rc = am_file_read(path, 16u << 20, &data, &n, err, errcap);
+    if (rc != 0)
+        return rc;
+    rc = am_mapping_load_buffer(data, n, path, out, err, errcap, warnfn, ctx);
     free(data);
     return rc;
 }

@@ -2,12 +2,13 @@
 
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from amtest import Daemon, owe_scrapes, read_answer, run_tests, sample_value  # noqa: E402
+from amtest import ALICE_BIN, Daemon, owe_scrapes, read_answer, run_tests, sample_value  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="alice-sig-")
 
@@ -152,6 +153,113 @@ def test_sighup_changes_limits():
         assert sample_value(m, "lim_x_total", k="a") == 1.0
         assert sample_value(m, "lim_x_total", k="b") == 1.0
         assert sample_value(m, "alice_metricsd_samples_rejected_total", reason="cardinality") == 1
+
+
+def sparse(path, size):
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+def test_sighup_config_not_a_regular_file():
+    """A config path that became a FIFO, a device or a huge file: SIGHUP
+    logs an error at once and keeps the old config; the loop never waits on
+    the file (a blocking open of a FIFO would wait for a writer)."""
+    cfg = os.path.join(TMP, "special.json")
+    write(cfg, '{"families": [{"name": "kept_gauge", "type": "gauge", "help": "Kept."}]}')
+    with Daemon(args=["--config", cfg]) as d:
+        cases = [
+            ("fifo", lambda: os.mkfifo(cfg), "not a regular file"),
+            ("device", lambda: os.symlink("/dev/zero", cfg), "not a regular file"),
+            ("huge", lambda: sparse(cfg, 1 << 30), "larger than 16 MiB"),
+        ]
+        for n, (name, make, want) in enumerate(cases, 1):
+            os.unlink(cfg)
+            make()
+            t0 = time.monotonic()
+            d.signal(signal.SIGHUP)
+            # the loop answers at once, during and after the reload attempt
+            status, _, body = d.get("/health", timeout=1)
+            assert status == 200 and b'"ok"' in body, (name, status, body)
+            assert d.wait_log(r"level=error event=reload_failed .*%s" % want, timeout=1), \
+                (name, d.log)
+            assert time.monotonic() - t0 < 2, name
+            m = d.metrics()
+            assert "# HELP kept_gauge Kept." in m, (name, m)
+            assert sample_value(m, "alice_metricsd_config_reloads_total", result="failure") == n
+        # a regular file again: reloaded
+        os.unlink(cfg)
+        write(cfg, '{"families": [{"name": "kept_gauge", "type": "gauge", "help": "Back."}]}')
+        d.signal(signal.SIGHUP)
+        assert d.wait_log(r"event=reloaded"), d.log
+        assert "# HELP kept_gauge Back." in d.metrics()
+    # at start and in check-config: refused as a bad config, without waiting
+    os.unlink(cfg)
+    os.mkfifo(cfg)
+    try:
+        r = subprocess.run([ALICE_BIN, "metrics-server", "--config", cfg, "--port", "0"],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2 and "not a regular file" in r.stderr, r
+        r = subprocess.run([ALICE_BIN, "check-config", cfg], capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 1 and "not a regular file" in r.stderr, r
+    finally:
+        os.unlink(cfg)
+
+
+def test_sighup_mapping_not_a_regular_file():
+    """The mapping file, reread at SIGHUP too: a FIFO there is refused at
+    once (the old mapping kept), never waited on."""
+    path = os.path.join(TMP, "mapping.yml")
+    write(path, 'mappings:\n- match: "kept.*"\n  name: "kept_mapped"\n')
+    with Daemon(args=["--mapping-config", path]) as d:
+        os.unlink(path)
+        os.mkfifo(path)
+        t0 = time.monotonic()
+        d.signal(signal.SIGHUP)
+        status, _, _ = d.get("/health", timeout=1)
+        assert status == 200, status
+        assert d.wait_log(r"level=error event=reload_failed .*mapping.yml: not a regular file"
+                          r".*kept the old mapping", timeout=1), d.log
+        assert time.monotonic() - t0 < 2
+        d.send("kept.x:1|c")
+        d.wait_samples(1)
+        assert sample_value(d.metrics(), "kept_mapped_total") == 1.0
+    os.unlink(path)
+
+
+def test_secret_file_not_a_regular_file():
+    """remote_write's password file (read at start and at SIGHUP) as a
+    FIFO: refused at once, never waited on."""
+    pw = os.path.join(TMP, "password.fifo")
+    os.mkfifo(pw)
+    cfg = os.path.join(TMP, "remote.json")
+    write(cfg, '{"remote_write": {"url": "http://127.0.0.1:1/api/v1/write", '
+               '"basic_auth": {"username": "u", "password_file": "%s"}}}' % pw)
+    try:
+        r = subprocess.run([ALICE_BIN, "metrics-server", "--config", cfg, "--port", "0",
+                            "--statsd-port", "0"], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2 and "password.fifo: not a regular file" in r.stderr, r
+    finally:
+        os.unlink(pw)
+
+
+def test_sighup_web_config_not_a_regular_file():
+    """The web config, reread at SIGHUP: a FIFO there is refused at once,
+    the running web configuration kept."""
+    path = os.path.join(TMP, "web.yml")
+    write(path, "# no TLS, no users\n")
+    with Daemon(args=["--web-config", path]) as d:
+        os.unlink(path)
+        os.mkfifo(path)
+        t0 = time.monotonic()
+        d.signal(signal.SIGHUP)
+        status, _, _ = d.get("/health", timeout=1)
+        assert status == 200, status
+        assert d.wait_log(r"level=error event=reload_failed .*web.yml: not a regular file",
+                          timeout=1), d.log
+        assert time.monotonic() - t0 < 2
+        assert d.get("/metrics")[0] == 200
+    os.unlink(path)
 
 
 run_tests(globals())

@@ -125,6 +125,13 @@ def test_bad_files_exit_2_naming_the_file():
             assert "format version 9" in r.stderr, r.stderr
     r = start_fails(TMP)  # a directory
     assert r.returncode == 2 and "not a regular file" in r.stderr, r
+    fifo = path("fifo.state")  # never waited on (a blocking open would hang the start)
+    os.mkfifo(fifo)
+    r = start_fails(fifo)
+    os.unlink(fifo)
+    assert r.returncode == 2 and "not a regular file" in r.stderr, r
+    r = start_fails("/dev/zero")
+    assert r.returncode == 2 and "not a regular file" in r.stderr, r
     # no permission: as an unprivileged user (root reads anything)
     locked = path("locked.state")
     with open(locked, "wb") as f:

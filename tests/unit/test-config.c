@@ -734,6 +734,131 @@ START_TEST(regression_config_name_clash)
 }
 END_TEST
 
+/* The clash check, exhaustively by suffix: each case is a families list
+ * and the message expected (NULL: accepted). Each sample name is owned by
+ * one family: x (counter x_total also owns x and x_created; a histogram
+ * x_bucket, x_sum, x_count, x_created; a summary x_sum, x_count,
+ * x_created; a gauge its name only). The earliest family repeated is
+ * named, a family of the file before a built-in. */
+static const struct clash_case {
+    const char *families;
+    const char *want; /* substring of the message, or NULL */
+} clash_table[] = {
+    {"{\"name\": \"x\", \"type\": \"counter\"}, {\"name\": \"x_total\", \"type\": \"gauge\"}",
+     "families[1].name: family \"x_total\" is defined twice"},
+    {"{\"name\": \"x\", \"type\": \"counter\"}, {\"name\": \"x\", \"type\": \"gauge\"}",
+     "families[1].name: \"x\" would repeat sample names of families[0] \"x_total\""},
+    {"{\"name\": \"x\", \"type\": \"gauge\"}, {\"name\": \"x\", \"type\": \"counter\"}",
+     "families[1].name: \"x_total\" would repeat sample names of families[0] \"x\""},
+    {"{\"name\": \"x\", \"type\": \"counter\"}, {\"name\": \"x_created\", \"type\": \"gauge\"}",
+     "families[1].name: \"x_created\" would repeat sample names of families[0] \"x_total\""},
+    {"{\"name\": \"x\", \"type\": \"histogram\"}, {\"name\": \"x_bucket\", \"type\": \"gauge\"}",
+     "families[1].name: \"x_bucket\" would repeat sample names of families[0] \"x\""},
+    {"{\"name\": \"x\", \"type\": \"histogram\"}, {\"name\": \"x_sum\", \"type\": \"gauge\"}",
+     "families[1].name: \"x_sum\" would repeat"},
+    {"{\"name\": \"x\", \"type\": \"histogram\"}, {\"name\": \"x_count\", \"type\": \"gauge\"}",
+     "families[1].name: \"x_count\" would repeat"},
+    {"{\"name\": \"x\", \"type\": \"histogram\"}, {\"name\": \"x_created\", \"type\": \"gauge\"}",
+     "families[1].name: \"x_created\" would repeat"},
+    {"{\"name\": \"x\", \"type\": \"histogram\"}, {\"name\": \"x_bucket\", \"type\": \"counter\"}",
+     "families[1].name: \"x_bucket_total\" would repeat sample names of families[0] \"x\""},
+    {"{\"name\": \"x_bucket\", \"type\": \"gauge\"}, {\"name\": \"x\", \"type\": \"histogram\"}",
+     "families[1].name: \"x\" would repeat sample names of families[0] \"x_bucket\""},
+    {"{\"name\": \"x\", \"type\": \"summary\"}, {\"name\": \"x_sum\", \"type\": \"gauge\"}",
+     "families[1].name: \"x_sum\" would repeat"},
+    {"{\"name\": \"x\", \"type\": \"summary\"}, {\"name\": \"x_count\", \"type\": \"counter\"}",
+     "families[1].name: \"x_count_total\" would repeat"},
+    {"{\"name\": \"x\", \"type\": \"summary\"}, {\"name\": \"x_created\", \"type\": \"gauge\"}",
+     "families[1].name: \"x_created\" would repeat"},
+    {"{\"name\": \"x\", \"type\": \"summary\"}, {\"name\": \"x\", \"type\": \"histogram\"}",
+     "families[1].name: family \"x\" is defined twice"},
+    /* the earliest family repeated: x_count (families[1]) before x_sum (2) */
+    {"{\"name\": \"a\", \"type\": \"gauge\"}, {\"name\": \"x_count\", \"type\": \"gauge\"},"
+     " {\"name\": \"x_sum\", \"type\": \"gauge\"}, {\"name\": \"x\", \"type\": \"summary\"}",
+     "families[3].name: \"x\" would repeat sample names of families[1] \"x_count\""},
+    /* a built-in the file keeps; and one it replaces */
+    {"{\"name\": \"alice_api_request_duration_seconds_count\", \"type\": \"gauge\"}",
+     "families[0].name: \"alice_api_request_duration_seconds_count\" would repeat sample names "
+     "of the built-in family \"alice_api_request_duration_seconds\""},
+    {"{\"name\": \"alice_api_requests\", \"type\": \"gauge\"}",
+     "families[0].name: \"alice_api_requests\" would repeat sample names of the built-in "
+     "family \"alice_api_requests_total\""},
+    {"{\"name\": \"alice_api_request_duration_seconds_count\", \"type\": \"gauge\"},"
+     " {\"name\": \"alice_api_request_duration_seconds\", \"type\": \"gauge\"}",
+     NULL},
+    /* what never clashes */
+    {"{\"name\": \"x\", \"type\": \"gauge\"}, {\"name\": \"x_created\", \"type\": \"gauge\"},"
+     " {\"name\": \"x_sum\", \"type\": \"gauge\"}, {\"name\": \"x_bucket\", \"type\": \"gauge\"}",
+     NULL},
+    {"{\"name\": \"x\", \"type\": \"summary\"}, {\"name\": \"x_bucket\", \"type\": \"gauge\"}",
+     NULL},
+    {"{\"name\": \"x_total\", \"type\": \"gauge\"}, {\"name\": \"x_total\", \"type\": "
+     "\"histogram\"}",
+     "families[1].name: family \"x_total\" is defined twice"},
+};
+
+START_TEST(test_clash_table)
+{
+    const struct clash_case *k = &clash_table[_i];
+    char json[2048];
+    snprintf(json, sizeof(json), "{\"families\": [%s]}", k->families);
+    am_config_t c;
+    char err[512];
+    int rc = parse(json, &c, err, sizeof(err));
+    if (!k->want) {
+        ck_assert_msg(rc == 0, "%s: %s", json, err);
+        am_config_free(&c);
+        return;
+    }
+    ck_assert_msg(rc == -EINVAL, "%s: accepted", json);
+    ck_assert_msg(strstr(err, k->want), "%s:\n got  %s\n want %s", json, err, k->want);
+}
+END_TEST
+
+/* Many families: none clash, then the last repeats the first's names (and
+ * a second run the built-in's): each is still found, at the right index. */
+START_TEST(test_clash_many)
+{
+    enum { N = 5000 };
+    am_buf_t b;
+    am_buf_init(&b, 0);
+    am_buf_puts(&b, "{\"families\": [");
+    for (int i = 0; i < N; i++)
+        am_buf_printf(&b, "{\"name\": \"f%d\", \"type\": \"%s\"},", i,
+                      i % 4 == 0   ? "histogram"
+                      : i % 4 == 1 ? "summary"
+                      : i % 4 == 2 ? "counter"
+                                   : "gauge");
+    size_t mark = b.len;
+    am_config_t c;
+    char err[512];
+    am_buf_puts(&b, "{\"name\": \"last\", \"type\": \"gauge\"}]}");
+    ck_assert_msg(parse(b.data, &c, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(c.nfamilies, N + 1);
+    am_config_free(&c);
+    static const struct {
+        const char *family;
+        const char *want;
+    } tails[] = {
+        {"{\"name\": \"f0_bucket\", \"type\": \"gauge\"}",
+         "families[5000].name: \"f0_bucket\" would repeat sample names of families[0] \"f0\""},
+        {"{\"name\": \"f2\", \"type\": \"gauge\"}",
+         "families[5000].name: \"f2\" would repeat sample names of families[2] \"f2_total\""},
+        {"{\"name\": \"f4997_count\", \"type\": \"gauge\"}", "of families[4997] \"f4997\""},
+        {"{\"name\": \"f4999\", \"type\": \"gauge\"}", "family \"f4999\" is defined twice"},
+        {"{\"name\": \"alice_events_published_created\", \"type\": \"gauge\"}",
+         "of the built-in family \"alice_events_published_total\""},
+    };
+    for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+        b.len = mark;
+        am_buf_printf(&b, "%s]}", tails[t].family);
+        ck_assert_int_eq(parse(b.data, &c, err, sizeof(err)), -EINVAL);
+        ck_assert_msg(strstr(err, tails[t].want), "got %s\nwant %s", err, tails[t].want);
+    }
+    am_buf_free(&b);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("Config");
@@ -763,6 +888,8 @@ static Suite *config_suite(void)
     tcase_add_loop_test(tc, regression_config_position_repeated_key, 0, NELEMS(repeated_key_cases));
     tcase_add_loop_test(tc, regression_config_position_missing, 0, NELEMS(missing_position_cases));
     tcase_add_loop_test(tc, regression_config_name_clash, 0, NELEMS(clash_cases));
+    tcase_add_loop_test(tc, test_clash_table, 0, NELEMS(clash_table));
+    tcase_add_test(tc, test_clash_many);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -395,7 +395,7 @@ START_TEST(test_empty_and_missing)
     char err[256];
     ck_assert_int_eq(am_mapping_load("/nonexistent/m.yml", &m, err, sizeof(err), NULL, NULL),
                      -ENOENT);
-    ck_assert_str_eq(err, "/nonexistent/m.yml: No such file or directory");
+    ck_assert_str_eq(err, "/nonexistent/m.yml: cannot open: No such file or directory");
 }
 END_TEST
 

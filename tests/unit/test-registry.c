@@ -1247,6 +1247,95 @@ START_TEST(test_many_families)
 }
 END_TEST
 
+/* The family list after removals anywhere (a configured family replacing
+ * auto-created ones it clashes with: the first, one in the middle, the
+ * last): the others stay in creation order and a new family goes last. */
+static void expect_order(const am_registry_t *r, const char *const *want, size_t n)
+{
+    const am_family_t *f = am_registry_first(r);
+    for (size_t i = 0; i < n; i++, f = am_family_next(f)) {
+        ck_assert_ptr_nonnull(f);
+        ck_assert_str_eq(am_family_def(f)->name, want[i]);
+    }
+    ck_assert_ptr_null(f);
+    ck_assert_uint_eq(am_registry_family_count(r), n);
+}
+
+START_TEST(test_define_removes_anywhere)
+{
+    am_registry_t *r = new_registry(false, NULL);
+    for (int i = 0; i < 5; i++) {
+        char line[32];
+        snprintf(line, sizeof(line), "g%d:1|g", i);
+        ck_line(r, line, AM_OK);
+    }
+    /* a counter g<i>_total owns g<i>: the gauge goes */
+    am_family_def_t d = {.name = S("g2_total"), .help = S("h"), .type = AM_FAMILY_COUNTER};
+    ck_assert_int_eq(am_registry_define(r, &d), 1);
+    expect_order(r, (const char *const[]){"g0", "g1", "g3", "g4", "g2_total"}, 5);
+    d.name = S("g0_total");
+    ck_assert_int_eq(am_registry_define(r, &d), 1);
+    expect_order(r, (const char *const[]){"g1", "g3", "g4", "g2_total", "g0_total"}, 5);
+    d.name = S("g4");
+    d.type = AM_FAMILY_HISTOGRAM; /* owns g4_created, g4_count... and g4 itself: replaced */
+    ck_assert_int_eq(am_registry_define(r, &d), 0);
+    d.name = S("g0"); /* a gauge g0 clashes with counter g0_total, the last family */
+    d.type = AM_FAMILY_GAUGE;
+    ck_assert_int_eq(am_registry_define(r, &d), 1);
+    expect_order(r, (const char *const[]){"g1", "g3", "g4", "g2_total", "g0"}, 5);
+    d.name = S("g1_total"); /* the first, then the last again */
+    d.type = AM_FAMILY_COUNTER;
+    ck_assert_int_eq(am_registry_define(r, &d), 1);
+    d.name = S("g1");
+    d.type = AM_FAMILY_GAUGE;
+    ck_assert_int_eq(am_registry_define(r, &d), 1);
+    expect_order(r, (const char *const[]){"g3", "g4", "g2_total", "g0", "g1"}, 5);
+    ck_line(r, "new:1|g", AM_OK);
+    expect_order(r, (const char *const[]){"g3", "g4", "g2_total", "g0", "g1", "new"}, 6);
+    am_registry_free(r);
+}
+END_TEST
+
+/* Defines while a scrape snapshot is open: every family of the snapshot is
+ * taken exactly once, before the first change (the first define takes
+ * them all; later ones find nothing pending). */
+static void count_taken(void *ctx, const am_family_t *f, size_t index)
+{
+    (void)f;
+    (void)index;
+    (*(size_t *)ctx)++;
+}
+
+START_TEST(test_define_during_snapshot)
+{
+    am_registry_t *r = new_registry(false, NULL);
+    for (int i = 0; i < 50; i++) {
+        char line[32];
+        snprintf(line, sizeof(line), "s%d:1|g", i);
+        ck_line(r, line, AM_OK);
+    }
+    size_t taken = 0;
+    ck_assert_uint_eq(am_registry_snapshot_begin(r, count_taken, &taken), 50);
+    am_family_def_t d = {.name = S("c0"), .help = S("h"), .type = AM_FAMILY_GAUGE};
+    for (int i = 0; i < 20; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "c%d", i);
+        d.name = name;
+        ck_assert_int_eq(am_registry_define(r, &d), 0);
+        ck_assert_uint_eq(taken, 50);
+    }
+    am_registry_snapshot_end(r);
+    ck_assert_uint_eq(taken, 50);
+    /* a new snapshot takes them again, the defined ones too */
+    ck_assert_uint_eq(am_registry_snapshot_begin(r, count_taken, &taken), 70);
+    d.name = S("s3");
+    ck_assert_int_eq(am_registry_define(r, &d), 0);
+    ck_assert_uint_eq(taken, 120);
+    am_registry_snapshot_end(r);
+    am_registry_free(r);
+}
+END_TEST
+
 /* Rejected lines change nothing. */
 START_TEST(test_rejects_leave_no_trace)
 {
@@ -1423,6 +1512,8 @@ static Suite *registry_suite(void)
     tcase_add_test(tc, test_creation_order);
     tcase_add_test(tc, test_many_series);
     tcase_add_test(tc, test_many_families);
+    tcase_add_test(tc, test_define_removes_anywhere);
+    tcase_add_test(tc, test_define_during_snapshot);
     tcase_add_test(tc, test_rejects_leave_no_trace);
     tcase_add_test(tc, test_type_names);
     tcase_add_test(tc, test_ingest_line_cache_paths);

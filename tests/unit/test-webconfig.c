@@ -202,7 +202,7 @@ START_TEST(test_syntax_and_missing)
     ck_assert_msg(strstr(err + strlen(want), ":") != NULL, "no line:col in %s", err);
     unlink(file);
     ck_assert_int_eq(am_webconfig_load(file, &wc, err, sizeof(err)), -ENOENT);
-    snprintf(want, sizeof(want), "%s: No such file or directory", file);
+    snprintf(want, sizeof(want), "%s: cannot open: No such file or directory", file);
     ck_assert_str_eq(err, want);
     /* a short buffer is cut, not overrun */
     char small[8];
