@@ -18,6 +18,7 @@
  * plain connection. */
 #include "https.h"
 #include "http-internal.h"
+#include "pem.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -87,65 +88,27 @@ static int ctx_fail(char *err, size_t n, const char *what, const char *file)
     return -EINVAL;
 }
 
-/* Inline PEM: the certificate and its chain. */
-static int use_cert_pem(SSL_CTX *ctx, const char *pem)
+/* The PEM of a web config entry: its file read (into *buf, the caller's
+ * to free) or its inline text; NULL with err set when the file cannot be
+ * read. */
+static const char *pem_of(const char *file, const char *inline_pem, char **buf, const char *what,
+                          char *err, size_t n)
 {
-    BIO *b = BIO_new_mem_buf(pem, -1);
-    X509 *x = b ? PEM_read_bio_X509_AUX(b, NULL, NULL, NULL) : NULL;
-    int ok = x && SSL_CTX_use_certificate(ctx, x) == 1;
-    X509_free(x);
-    while (ok) {
-        X509 *ca = PEM_read_bio_X509(b, NULL, NULL, NULL);
-        if (!ca) {
-            ERR_clear_error(); /* the end of the chain */
-            break;
-        }
-        if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
-            X509_free(ca);
-            ok = 0;
-        }
-    }
-    BIO_free(b);
-    return ok ? 0 : -EINVAL;
-}
-
-static int use_key_pem(SSL_CTX *ctx, const char *pem)
-{
-    BIO *b = BIO_new_mem_buf(pem, -1);
-    EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
-    int ok = k && SSL_CTX_use_PrivateKey(ctx, k) == 1;
-    EVP_PKEY_free(k);
-    BIO_free(b);
-    return ok ? 0 : -EINVAL;
+    *buf = NULL;
+    if (!file)
+        return inline_pem;
+    char why[512];
+    if (am_pem_read(file, buf, why, sizeof(why)) == 0)
+        return *buf;
+    snprintf(err, n, "cannot load %s %s", what, why); /* why: "PATH: ..." */
+    return NULL;
 }
 
 /* Client CAs: trusted for verification and named in the request. */
-static int use_client_ca(SSL_CTX *ctx, const char *file, const char *pem)
+static int use_client_ca(SSL_CTX *ctx, const char *pem)
 {
     STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
-    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
-    BIO *b = file ? BIO_new_file(file, "r") : BIO_new_mem_buf(pem, -1);
-    int count = 0, ok = names && b;
-    while (ok) {
-        X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-        if (!x) {
-            unsigned long e = ERR_peek_last_error();
-            if (count > 0 && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
-                ERR_clear_error();
-            else
-                ok = 0;
-            break;
-        }
-        X509_NAME *nm = X509_NAME_dup(X509_get_subject_name(x));
-        if (X509_STORE_add_cert(store, x) != 1 || !nm || !sk_X509_NAME_push(names, nm)) {
-            X509_NAME_free(nm);
-            ok = 0;
-        }
-        X509_free(x);
-        count++;
-    }
-    BIO_free(b);
-    if (!ok) {
+    if (!names || am_pem_add_cas(ctx, pem, names) < 0) {
         sk_X509_NAME_pop_free(names, X509_NAME_free);
         return -EINVAL;
     }
@@ -225,21 +188,35 @@ static int configure(am_https_t *t, const am_webconfig_t *wc, char *err, size_t 
     int rc = set_ciphers(ctx, wc, err, n);
     if (rc < 0)
         return rc;
-    if (wc->cert_file ? SSL_CTX_use_certificate_chain_file(ctx, wc->cert_file) != 1
-                      : use_cert_pem(ctx, wc->cert) < 0)
+    char *buf;
+    const char *pem = pem_of(wc->cert_file, wc->cert, &buf, "the certificate", err, n);
+    if (!pem)
+        return -EINVAL;
+    rc = am_pem_use_chain(ctx, pem);
+    free(buf);
+    if (rc < 0)
         return ctx_fail(err, n, "cannot load the certificate",
                         wc->cert_file ? wc->cert_file : "(tls_server_config.cert)");
-    if (wc->key_file ? SSL_CTX_use_PrivateKey_file(ctx, wc->key_file, SSL_FILETYPE_PEM) != 1
-                     : use_key_pem(ctx, wc->key) < 0)
+    if (!(pem = pem_of(wc->key_file, wc->key, &buf, "the key", err, n)))
+        return -EINVAL;
+    rc = am_pem_use_key(ctx, pem);
+    am_pem_free_secret(buf);
+    if (rc < 0)
         return ctx_fail(err, n, "cannot load the key",
                         wc->key_file ? wc->key_file : "(tls_server_config.key)");
     if (SSL_CTX_check_private_key(ctx) != 1)
         return ctx_fail(err, n, "the key does not match the certificate",
                         wc->key_file ? wc->key_file : "(tls_server_config.key)");
-    if ((wc->client_ca_file || wc->client_ca) &&
-        use_client_ca(ctx, wc->client_ca_file, wc->client_ca) < 0)
-        return ctx_fail(err, n, "cannot load the client CAs",
-                        wc->client_ca_file ? wc->client_ca_file : "(tls_server_config.client_ca)");
+    if (wc->client_ca_file || wc->client_ca) {
+        if (!(pem = pem_of(wc->client_ca_file, wc->client_ca, &buf, "the client CAs", err, n)))
+            return -EINVAL;
+        rc = use_client_ca(ctx, pem);
+        free(buf);
+        if (rc < 0)
+            return ctx_fail(err, n, "cannot load the client CAs",
+                            wc->client_ca_file ? wc->client_ca_file
+                                               : "(tls_server_config.client_ca)");
+    }
     switch (wc->client_auth) {
         case AM_CLIENT_AUTH_NONE:
             SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);

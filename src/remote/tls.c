@@ -7,6 +7,9 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "pem.h"
 
 struct am_tlsc {
     SSL *ssl;
@@ -32,17 +35,37 @@ am_tlsc_ctx_t *am_tlsc_ctx_new(const char *ca_file, const char *cert_file, const
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
-    int ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
-                     : SSL_CTX_set_default_verify_paths(ctx);
-    if (ok != 1) {
-        ssl_error(why, whylen, ca_file ? ca_file : "system CAs");
-        SSL_CTX_free(ctx);
-        return NULL;
+    /* The files are read with am_file_read (pem.h): a FIFO there must not
+     * hang the loop at a reload. */
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    char err[512];
+    err[0] = '\0';
+    bool ok = true;
+    if (ca_file) {
+        ok = am_pem_read(ca_file, &ca, err, sizeof(err)) == 0 && am_pem_add_cas(ctx, ca, NULL) == 0;
+    } else {
+        ok = SSL_CTX_set_default_verify_paths(ctx) == 1;
     }
-    if (cert_file && (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1 ||
-                      SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
-                      SSL_CTX_check_private_key(ctx) != 1)) {
-        ssl_error(why, whylen, cert_file);
+    if (!ok) {
+        if (err[0])
+            snprintf(why, whylen, "%s", err);
+        else
+            ssl_error(why, whylen, ca_file ? ca_file : "system CAs");
+    } else if (cert_file) {
+        ok = am_pem_read(cert_file, &cert, err, sizeof(err)) == 0 &&
+             am_pem_read(key_file, &key, err, sizeof(err)) == 0;
+        if (!ok) {
+            snprintf(why, whylen, "%s", err);
+        } else if (am_pem_use_chain(ctx, cert) != 0 || am_pem_use_key(ctx, key) != 0 ||
+                   SSL_CTX_check_private_key(ctx) != 1) {
+            ssl_error(why, whylen, cert_file);
+            ok = false;
+        }
+    }
+    free(ca);
+    free(cert);
+    am_pem_free_secret(key);
+    if (!ok) {
         SSL_CTX_free(ctx);
         return NULL;
     }

@@ -1,6 +1,8 @@
 """SIGTERM/SIGINT graceful exit, SIGHUP reload with a good and a bad config."""
 
 import os
+import ssl
+import socket
 import signal
 import subprocess
 import sys
@@ -261,5 +263,34 @@ def test_sighup_web_config_not_a_regular_file():
         assert d.get("/metrics")[0] == 200
     os.unlink(path)
 
+
+
+def test_sighup_certificate_not_a_regular_file():
+    """The certificate and key the web config names are read at SIGHUP too,
+    never opened by a call that could block: a FIFO at the key's path is
+    refused at once, the running TLS setup kept."""
+    d_ = tempfile.mkdtemp(prefix="alice-fifo-cert-", dir=TMP)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", "key.pem", "-out",
+                    "cert.pem", "-days", "1", "-subj", "/CN=127.0.0.1"],
+                   cwd=d_, check=True, capture_output=True, timeout=30)
+    path = os.path.join(d_, "web.yml")
+    write(path, "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n")
+    with Daemon(args=["--web-config", path]) as d:
+        key = os.path.join(d_, "key.pem")
+        os.unlink(key)
+        os.mkfifo(key)
+        t0 = time.monotonic()
+        d.signal(signal.SIGHUP)
+        assert d.wait_log(r"level=error event=reload_failed .*key.pem: not a regular file",
+                          timeout=2), d.log
+        assert time.monotonic() - t0 < 2
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", d.http_port), timeout=2) as raw:
+            with ctx.wrap_socket(raw) as tls:  # still served with the old certificate
+                tls.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert tls.recv(64).startswith(b"HTTP/1.1 200"), "no answer over TLS"
 
 run_tests(globals())
