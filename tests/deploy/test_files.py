@@ -5,7 +5,7 @@ against the built binary (no Docker engine or cluster runs here):
 - the run stage installs the Debian package of every shared library the
   binary needs;
 - the image's ENV + CMD (`alice metrics-server`, no flags) start the real
-  daemon and pass the guide's HEALTHCHECK;
+  daemon and pass its HEALTHCHECK (alice health) and the guide's (curl);
 - the systemd unit passes `systemd-analyze verify` and `security`."""
 
 import os
@@ -90,7 +90,7 @@ def test_dockerfile_run_stage_contract():
     exposed = " ".join(get("EXPOSE")).split()
     assert "9090" in exposed and "8125/udp" in exposed, exposed
     (hc,) = get("HEALTHCHECK")
-    assert hc.endswith("CMD curl -f http://localhost:9090/health || exit 1"), hc
+    assert hc.endswith('CMD ["alice", "health"]'), hc
     assert get("CMD") == ['["alice", "metrics-server"]'], get("CMD")
     env = image_env()
     assert env["ALICE_METRICS_HOST"] == "0.0.0.0" and env["ALICE_STATSD_HOST"] == "0.0.0.0", env
@@ -145,11 +145,18 @@ def test_image_env_and_cmd_start_the_daemon_and_pass_the_healthcheck():
         assert seen["http"].group(2) == "127.0.0.1", seen["http"].group(0)
         assert seen["udp"].group(3) == env["ALICE_STATSD_PORT"], seen["udp"].group(0)
         port = int(seen["http"].group(3))
+        # the image's check, with the image's environment (ALICE_METRICS_HOST
+        # 0.0.0.0 in the image, here 127.0.0.1; the port the daemon took)
+        hc_env = dict(env, ALICE_METRICS_HOST="0.0.0.0", ALICE_METRICS_PORT=str(port))
+        p = subprocess.run([amtest.ALICE_BIN, "health"], env=hc_env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=15)
+        assert p.returncode == 0, p.stderr
+        assert b'"status"' in p.stdout and b'"ok"' in p.stdout, p.stdout
+        # and the guide's curl check still works (curl stays in the image)
         hc = "curl -f http://localhost:9090/health || exit 1".replace("9090", str(port))
         p = subprocess.run(["sh", "-c", hc], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            timeout=15)
         assert p.returncode == 0, p.stderr
-        assert b'"status"' in p.stdout and b'"ok"' in p.stdout, p.stdout
     finally:
         amtest.stop_process(proc)
         log.close()
