@@ -243,6 +243,17 @@ void am__values_move(am_registry_t *r, am_family_t *f, famdir_entry_t *to)
     pthread_mutex_unlock(&r->dir->live_mu);
 }
 
+void am__values_reserve(am_registry_t *r, size_t n)
+{
+    if (!r->dir || r->no_live_counts)
+        return;
+    pthread_mutex_lock(&r->dir->live_mu);
+    if (am_table_reserve(&r->dir->holders, r->dir->holders.n + n) != 0) {
+        /* out of memory now: the table grows as it goes instead */
+    }
+    pthread_mutex_unlock(&r->dir->live_mu);
+}
+
 void am__values_free(am_registry_t *r, am_family_t *f)
 {
     if (r->dir && f->shared && !r->no_live_counts) {

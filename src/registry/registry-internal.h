@@ -241,6 +241,10 @@ void am__values_free(am_registry_t *r, am_family_t *f);
 /* f's directory entry becomes to (a redefinition): its live series move
  * from the old entry's counts to to's. */
 void am__values_move(am_registry_t *r, am_family_t *f, famdir_entry_t *to);
+/* Room for n more series in the directory's table of which series some
+ * worker holds (a restore of n series then never grows it step by step);
+ * a no-op without a directory or on failure (it grows as it goes). */
+void am__values_reserve(am_registry_t *r, size_t n);
 /* The directory's side (famdir.c calls them): set up, free. */
 int am__dir_live_init(am_famdir_t *d);
 void am__dir_live_free(am_famdir_t *d);

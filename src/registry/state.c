@@ -493,6 +493,7 @@ int am_state_restore(am_registry_t *r, const void *p, size_t n, am_state_counts_
         return fail(&rd, -ENOMEM, "out of memory");
     int rc = read_body(&rd, NULL, c ? c : &scratch, sf);
     if (rc == 0) {
+        am__values_reserve(r, (c ? c : &scratch)->series); /* grown once, not in steps */
         rd.p = body;
         rc = read_body(&rd, r, c ? c : &scratch, sf);
     }
