@@ -160,16 +160,24 @@ typedef struct holder {
 
 int am__dir_live_init(am_famdir_t *d)
 {
-    am_table_init(&d->holders, sizeof(holder_t), 75, NULL);
     return -pthread_mutex_init(&d->live_mu, NULL);
 }
 
 void am__dir_live_free(am_famdir_t *d)
 {
-    for (famdir_entry_t *e = d->all; e; e = e->next_all)
+    for (famdir_entry_t *e = d->all; e; e = e->next_all) {
         valcounts_free(&d->values_tracked, &e->valcounts);
-    am_table_free(&d->holders);
+        am_table_free(&e->holders); /* a zeroed, unused table frees nothing */
+    }
     pthread_mutex_destroy(&d->live_mu);
+}
+
+/* e's holders table, set up on first use. */
+static am_table_t *holders_of(famdir_entry_t *e)
+{
+    if (!e->holders.esize)
+        am_table_init(&e->holders, sizeof(holder_t), 75, NULL);
+    return &e->holders;
 }
 
 /* A worker's copy of series s (of f, whose entry is e) came (delta 1) or
@@ -180,22 +188,23 @@ static void holder_update(am_famdir_t *d, famdir_entry_t *e, const am_family_t *
     /* the entry's address: an entry lives as long as the directory, and a
      * redefinition's new entry is another family for these counts */
     uint64_t h = am_table_hash(s->hash ^ ((uint64_t)(uintptr_t)e * 0x9e3779b97f4a7c15ULL));
+    am_table_t *holders = holders_of(e);
     size_t i;
-    holder_t *ho = am_table_first(&d->holders, h, &i);
+    holder_t *ho = am_table_first(holders, h, &i);
     while (ho && ho->key != h)
-        ho = am_table_next(&d->holders, &i);
+        ho = am_table_next(holders, &i);
     if (delta > 0 && ho) {
         ho->refs++;
         return;
     }
     if (delta > 0) {
-        if (!(ho = am_table_add(&d->holders, h)))
+        if (!(ho = am_table_add(holders, h)))
             return; /* out of memory: this series is not counted */
         ho->refs = 1;
     } else if (!ho || --ho->refs > 0) {
         return;
     } else {
-        am_table_remove(&d->holders, ho);
+        am_table_remove(holders, ho);
     }
     e->nlive += (size_t)delta; /* -1 wraps as intended */
     values_update(&d->values_tracked, &e->valcounts, am__series_key(f, s), s->key_len, delta);
@@ -243,12 +252,13 @@ void am__values_move(am_registry_t *r, am_family_t *f, famdir_entry_t *to)
     pthread_mutex_unlock(&r->dir->live_mu);
 }
 
-void am__values_reserve(am_registry_t *r, size_t n)
+void am__values_reserve(am_registry_t *r, am_family_t *f, size_t n)
 {
-    if (!r->dir || r->no_live_counts)
+    if (!r->dir || !f->shared || r->no_live_counts)
         return;
     pthread_mutex_lock(&r->dir->live_mu);
-    if (am_table_reserve(&r->dir->holders, r->dir->holders.n + n) != 0) {
+    am_table_t *holders = holders_of(f->shared);
+    if (am_table_reserve(holders, holders->n + n) != 0) {
         /* out of memory now: the table grows as it goes instead */
     }
     pthread_mutex_unlock(&r->dir->live_mu);

@@ -62,6 +62,11 @@ typedef struct famdir_entry {
      * (one held by two workers counts once) and their label values */
     size_t nlive;
     struct am_valcounts *valcounts; /* owned; NULL: none yet */
+    /* holder_t: this entry's series -> workers holding them. One table per
+     * family, not one for the directory: it grows (rehashes) with the
+     * family, never with every series of the process at once (a 1M-entry
+     * rehash held a worker for 200 ms). esize 0: not used yet. */
+    am_table_t holders;
 } famdir_entry_t;
 
 struct am_famdir {
@@ -76,7 +81,6 @@ struct am_famdir {
     /* famstats.c: the live view's distinct series over the workers. A leaf
      * lock (nothing is locked while it is held), after mu when both are. */
     pthread_mutex_t live_mu;
-    am_table_t holders;    /* holder_t: a series of an entry -> workers holding it */
     size_t values_tracked; /* over every entry's valcounts */
 };
 
@@ -241,10 +245,10 @@ void am__values_free(am_registry_t *r, am_family_t *f);
 /* f's directory entry becomes to (a redefinition): its live series move
  * from the old entry's counts to to's. */
 void am__values_move(am_registry_t *r, am_family_t *f, famdir_entry_t *to);
-/* Room for n more series in the directory's table of which series some
- * worker holds (a restore of n series then never grows it step by step);
+/* Room for n more series of f in the directory's table of which of its
+ * series some worker holds (a restore then never grows it step by step);
  * a no-op without a directory or on failure (it grows as it goes). */
-void am__values_reserve(am_registry_t *r, size_t n);
+void am__values_reserve(am_registry_t *r, am_family_t *f, size_t n);
 /* The directory's side (famdir.c calls them): set up, free. */
 int am__dir_live_init(am_famdir_t *d);
 void am__dir_live_free(am_famdir_t *d);

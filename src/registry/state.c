@@ -436,6 +436,11 @@ static int read_body(reader_t *rd, am_registry_t *r, am_state_counts_t *c, saved
             f = family_for(r, sf, &rc);
             if (rc != 0)
                 return rc;
+            if (f) { /* its table of held series grown once, not in steps */
+                size_t limit = f->def.max_series ? f->def.max_series
+                                                 : r->limits.max_series_per_family;
+                am__values_reserve(r, f, sf->nseries < limit ? (size_t)sf->nseries : limit);
+            }
         }
         for (uint64_t k = 0; k < sf->nseries; k++) {
             if ((rc = read_series(rd, sf, &ss)) != 0)
@@ -493,7 +498,6 @@ int am_state_restore(am_registry_t *r, const void *p, size_t n, am_state_counts_
         return fail(&rd, -ENOMEM, "out of memory");
     int rc = read_body(&rd, NULL, c ? c : &scratch, sf);
     if (rc == 0) {
-        am__values_reserve(r, (c ? c : &scratch)->series); /* grown once, not in steps */
         rd.p = body;
         rc = read_body(&rd, r, c ? c : &scratch, sf);
     }
