@@ -186,33 +186,35 @@ static void copy_failed(am_statefile_t *sf)
  * worker held. True when the copy is complete. */
 static bool copy_step(am_statefile_t *sf, uint64_t budget_ns, int *rc)
 {
-    uint64_t t0 = uv_hrtime();
-    am_workers_pause(sf->workers);
     unsigned n = am_workers_count(sf->workers);
-    bool out_of_time = false;
-    while (sf->copy_worker < n && !out_of_time && *rc == 0) {
-        const am_registry_t *src = am_workers_registry(sf->workers, sf->copy_worker);
-        const am_family_t *f = sf->cursor ? sf->cursor : am_registry_first(src);
-        while (f && *rc == 0) {
-            /* SERIES_PER_PART series, then a look at the clock */
-            int part = am_registry_merge_family_part(sf->copy, f, &sf->series, SERIES_PER_PART);
-            if (part < 0)
-                *rc = part;
-            else if (part == 1)
-                f = am_family_next(f);
-            if (uv_hrtime() - t0 >= budget_ns) {
-                out_of_time = true;
-                break;
-            }
-        }
-        sf->cursor = f;
-        if (!f && *rc == 0) {
-            sf->copy_worker++;
-            sf->cursor = NULL;
-        }
+    if (sf->copy_worker >= n)
+        return true;
+    /* One worker held per step, the others ingesting: the file needs each
+     * worker's series, not one instant of all of them (what a worker adds
+     * after its copy goes into the next write), and a step then never
+     * waits for another worker's batch. */
+    unsigned w = sf->copy_worker;
+    am_workers_hold(sf->workers, w);
+    uint64_t t0 = uv_hrtime();
+    const am_registry_t *src = am_workers_registry(sf->workers, w);
+    const am_family_t *f = sf->cursor ? sf->cursor : am_registry_first(src);
+    while (f && *rc == 0) {
+        /* SERIES_PER_PART series, then a look at the clock */
+        int part = am_registry_merge_family_part(sf->copy, f, &sf->series, SERIES_PER_PART);
+        if (part < 0)
+            *rc = part;
+        else if (part == 1)
+            f = am_family_next(f);
+        if (uv_hrtime() - t0 >= budget_ns)
+            break;
     }
-    am_workers_resume(sf->workers);
+    sf->cursor = f;
+    if (!f && *rc == 0) {
+        sf->copy_worker++;
+        sf->cursor = NULL;
+    }
     uint64_t held = uv_hrtime() - t0;
+    am_workers_release(sf->workers, w);
     if (held > sf->copy_longest_ns)
         sf->copy_longest_ns = held;
     return sf->copy_worker >= n;

@@ -5,8 +5,8 @@
  * the same directory, which is fsync'd, renamed over the path, and the
  * directory fsync'd; a crash at any moment leaves the old file or the new
  * one. The periodic write copies the workers' series on the main loop in
- * steps of about 1 ms (every worker held during a step; a family may be
- * copied over several steps), then encodes and writes the copy on a libuv
+ * steps of about 1 ms (one worker held during a step, the others go on
+ * ingesting; a family may be copied over several steps), then encodes and writes the copy on a libuv
  * worker thread, so the loop never waits on the disk. A series is copied as
  * it is when its step comes: every series is exact at some moment of the
  * copy, and the final write at a stop is one moment for all. No TTL sweep

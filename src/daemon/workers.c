@@ -110,6 +110,18 @@ void am_workers_resume(am_workers_t *ws)
         unlock_worker(&ws->w[i]);
 }
 
+void am_workers_hold(am_workers_t *ws, unsigned i)
+{
+    assert(i < ws->n);
+    lock_worker(&ws->w[i]);
+}
+
+void am_workers_release(am_workers_t *ws, unsigned i)
+{
+    assert(i < ws->n);
+    unlock_worker(&ws->w[i]);
+}
+
 /* ---- the ingest path (the worker's loop) ---- */
 
 static void log_reject(worker_t *s, am_reason_t rc, const char *line, size_t len)

@@ -48,13 +48,18 @@ unsigned am_workers_count(const am_workers_t *ws);
 
 /* Worker i's registry (i < am_workers_count), owned by the workers. One
  * worker: borrowed until am_workers_free, used on the main loop. Several:
- * only while paused (am_workers_pause), or before am_workers_start. */
+ * only while paused (am_workers_pause) or it is held (am_workers_hold), or
+ * before am_workers_start. */
 am_registry_t *am_workers_registry(am_workers_t *ws, unsigned i);
 
 /* Every worker between two batches, until am_workers_resume (one worker:
  * nothing to do). For changes to every registry at one moment (a config). */
 void am_workers_pause(am_workers_t *ws);
 void am_workers_resume(am_workers_t *ws);
+/* Worker i alone between two batches, until am_workers_release (the
+ * others go on ingesting): for work that reads one worker at a time. */
+void am_workers_hold(am_workers_t *ws, unsigned i);
+void am_workers_release(am_workers_t *ws, unsigned i);
 
 /* Where ingest listens; the strings are borrowed for the call (the Unix
  * path is copied by ingest). */
