@@ -46,6 +46,7 @@ struct am_ingest {
     am_ingest_batch_fn batch_fn; /* NULL: one loop, no lock */
     uint64_t *wakeups;           /* reads that found datagrams; NULL: not counted */
     void *ctx;
+    int current; /* the datagram being handed to fn: its index in batch */
     am_recvbatch_t batch;
 };
 
@@ -78,6 +79,7 @@ static int drain(am_ingest_t *in, bool *full)
             size_t len;
             bool trunc;
             const char *p = am_recvbatch_get(&in->batch, i, &len, &trunc);
+            in->current = i;
             in->fn(in->ctx, in->transport, p, len, trunc);
         }
         if (in->batch_fn && n > 0)
@@ -334,6 +336,10 @@ int am_ingest_open_unix(uv_loop_t *loop, const char *path, int rcvbuf, unsigned 
         return e;
     }
     set_rcvbuf(in, rcvbuf);
+    /* Every datagram comes with its sender's pid and uid (am_ingest_sender). */
+    int one = 1;
+    if (setsockopt(in->fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) == 0)
+        am_recvbatch_want_creds(&in->batch);
     /* The file is born with its mode: bind creates it with 0777 & ~umask,
      * so the umask is set around the bind (no window in which a chmod has
      * yet to come). The umask is the process's: this runs before the
@@ -365,6 +371,11 @@ void am_ingest_set_batch_fn(am_ingest_t *in, am_ingest_batch_fn fn)
 void am_ingest_count_wakeups(am_ingest_t *in, uint64_t *counter)
 {
     in->wakeups = counter;
+}
+
+bool am_ingest_sender(const am_ingest_t *in, uint32_t *pid, uint32_t *uid)
+{
+    return am_recvbatch_creds(&in->batch, in->current, pid, uid);
 }
 
 unsigned am_ingest_coalesce_ms(const am_ingest_t *in)

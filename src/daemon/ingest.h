@@ -86,6 +86,13 @@ void am_ingest_set_batch_fn(am_ingest_t *in, am_ingest_batch_fn fn);
  * guards it as the datagrams. */
 void am_ingest_count_wakeups(am_ingest_t *in, uint64_t *counter);
 
+/* Inside in's am_ingest_fn call for a datagram of a Unix socket (which
+ * has SO_PASSCRED on): true with the sending process's *pid and *uid, as
+ * the kernel gives them (pid 0: the sender is in a PID namespace the
+ * daemon cannot see into). False for UDP, a receive error, or no
+ * credentials. */
+bool am_ingest_sender(const am_ingest_t *in, uint32_t *pid, uint32_t *uid);
+
 /* How long a UDP socket under load waits between reads (wake-up
  * coalescing, see ingest.c): 1 ms when the receive buffer is large enough,
  * else 0 (off); always 0 for the Unix socket. */

@@ -87,6 +87,10 @@ typedef struct row {
 
 typedef struct gather {
     am_liveview_t *lv;
+    am_sender_t *senders; /* owned; NULL: not gathered (the timer's gathers) */
+    size_t nsenders;
+    uint64_t senders_evicted;
+    uint64_t now_ms; /* of the senders' copy, on their clock */
     bool with_values;
     bool single; /* one registry: tops ranked straight from its counts */
     row_t *rows; /* owned */
@@ -194,6 +198,7 @@ static void gather_free(gather_t *g)
     for (size_t i = 0; i < g->nrows; i++)
         json_decref(g->rows[i].tops);
     free(g->rows);
+    free(g->senders);
 }
 
 static void gather(am_liveview_t *lv, gather_t *g, bool with_values)
@@ -278,6 +283,48 @@ void am_liveview_close(am_liveview_t *lv)
 
 /* ---- rendering ---- */
 
+/* The Unix socket's senders, copied out of worker 0 and sorted: most lines
+ * first, then datagrams, then pid and uid. False when out of memory. */
+static int cmp_senders(const void *pa, const void *pb)
+{
+    const am_sender_t *a = pa, *b = pb;
+    if (a->lines != b->lines)
+        return a->lines > b->lines ? -1 : 1;
+    if (a->datagrams != b->datagrams)
+        return a->datagrams > b->datagrams ? -1 : 1;
+    if (a->pid != b->pid)
+        return a->pid < b->pid ? -1 : 1;
+    return a->uid < b->uid ? -1 : a->uid > b->uid;
+}
+
+static bool gather_senders(am_liveview_t *lv, gather_t *g)
+{
+    g->senders = malloc(AM_SENDERS_CAP * sizeof(*g->senders));
+    if (!g->senders)
+        return false;
+    g->nsenders = am_workers_senders(lv->ws, g->senders, AM_SENDERS_CAP, &g->senders_evicted);
+    /* uv_now's clock (a worker stamps last_ms with its loop's uv_now). */
+    g->now_ms = uv_hrtime() / 1000000;
+    if (g->nsenders)
+        qsort(g->senders, g->nsenders, sizeof(*g->senders), cmp_senders);
+    return true;
+}
+
+static json_int_t seconds_ago(const gather_t *g, uint64_t ms)
+{
+    return (json_int_t)(g->now_ms > ms ? (g->now_ms - ms) / 1000 : 0);
+}
+
+static json_t *sender_json(const gather_t *g, const am_sender_t *w)
+{
+    return json_pack("{s:I, s:b, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "pid",
+                     (json_int_t)w->pid, "pid_visible", w->pid != 0, "uid", (json_int_t)w->uid,
+                     "process", w->process, "datagrams", (json_int_t)w->datagrams, "lines",
+                     (json_int_t)w->lines, "rejected", (json_int_t)w->rejected, "bytes",
+                     (json_int_t)w->bytes, "first_seen_seconds_ago", seconds_ago(g, w->first_ms),
+                     "last_seen_seconds_ago", seconds_ago(g, w->last_ms));
+}
+
 static int cmp_rows(const void *pa, const void *pb)
 {
     const row_t *a = pa, *b = pb;
@@ -319,12 +366,16 @@ static json_t *row_json(const row_t *row)
 
 static void render_json(const gather_t *g, am_buf_t *body)
 {
-    json_t *fams = json_array();
-    json_t *o = json_pack("{s:i, s:o*, s:o*}", "window_seconds", WINDOW_S, "families", fams,
-                          "rejects_without_family", reasons_json(g->nofamily));
-    bool ok = o && json_object_get(o, "families") && json_object_get(o, "rejects_without_family");
+    json_t *fams = json_array(), *senders = json_array();
+    json_t *o = json_pack("{s:i, s:o*, s:o*, s:o*, s:I}", "window_seconds", WINDOW_S, "families",
+                          fams, "rejects_without_family", reasons_json(g->nofamily), "senders",
+                          senders, "senders_evicted", (json_int_t)g->senders_evicted);
+    bool ok = o && json_object_get(o, "families") && json_object_get(o, "rejects_without_family") &&
+              json_object_get(o, "senders");
     for (size_t i = 0; ok && i < g->nrows; i++)
         ok = json_array_append_new(fams, row_json(&g->rows[i])) == 0;
+    for (size_t i = 0; ok && i < g->nsenders; i++)
+        ok = json_array_append_new(senders, sender_json(g, &g->senders[i])) == 0;
     if (!ok) {
         json_decref(o);
         o = NULL;
@@ -406,6 +457,27 @@ static void render_html(const gather_t *g, am_buf_t *b)
     if (b->len == before)
         am_buf_puts(b, "none");
     am_buf_puts(b, ".</p>\n");
+    if (!g->nsenders)
+        return;
+    am_buf_puts(b, "<h2>Senders (Unix socket)</h2>\n<table>\n<tr><th>sender</th>"
+                   "<th>process</th><th>lines</th><th>rejected</th><th>datagrams</th>"
+                   "<th>bytes</th><th>last seen (s ago)</th></tr>\n");
+    for (size_t i = 0; i < g->nsenders; i++) {
+        const am_sender_t *w = &g->senders[i];
+        if (w->pid)
+            am_buf_printf(b, "<tr><td>pid %u, uid %u</td>", w->pid, w->uid);
+        else
+            am_buf_printf(b, "<tr><td>uid %u (pid not visible: another PID namespace)</td>",
+                          w->uid);
+        am_buf_printf(b,
+                      "<td>%s</td><td class=\"n\">%llu</td><td class=\"n\">%llu</td>"
+                      "<td class=\"n\">%llu</td><td class=\"n\">%llu</td>"
+                      "<td class=\"n\">%lld</td></tr>\n",
+                      w->process, (unsigned long long)w->lines, (unsigned long long)w->rejected,
+                      (unsigned long long)w->datagrams, (unsigned long long)w->bytes,
+                      (long long)seconds_ago(g, w->last_ms));
+    }
+    am_buf_puts(b, "</table>\n");
 }
 
 void am_liveview_render(am_liveview_t *lv, am_buf_t *body, bool html)
@@ -413,6 +485,8 @@ void am_liveview_render(am_liveview_t *lv, am_buf_t *body, bool html)
     gather_t g;
     am_workers_read_now(lv->ws);
     gather(lv, &g, true);
+    if (!gather_senders(lv, &g))
+        lv->out_of_memory = true;
     for (size_t i = 0; i < g.nrows; i++)
         g.rows[i].per_second = rate_of(lv, g.rows[i].rate, g.rows[i].lines);
     if (g.nrows)

@@ -35,6 +35,8 @@ typedef struct worker {
     am_selfstats_t stats;    /* the ingest counters only */
     am_ingest_t *udp;        /* owned; freed by am_ingest_close */
     am_ingest_t *unix_in;    /* worker 0 only; owned, as udp */
+    am_senders_t senders;    /* worker 0 with unix_in: by sender; owned */
+    uint64_t dgram_rejected; /* lines rejected in the datagram being applied */
     am_sample_t sample;      /* big (tags, values): one per worker, not on the stack */
     int transport;           /* of the datagram being applied */
     uint64_t log_window_ms;
@@ -168,6 +170,7 @@ static void on_reject(void *ctx, am_reason_t rc, const char *line, size_t len)
         return;
     }
     s->stats.rejected[rc]++;
+    s->dgram_rejected++;
     am_registry_count_reject(s->registry, rc, line, len);
     if (am_log_enabled(AM_LOG_DEBUG))
         log_reject(s, rc, line, len);
@@ -183,6 +186,8 @@ static void on_datagram(void *ctx, int transport, const char *p, size_t n, bool 
     s->stats.datagrams[transport]++;
     s->stats.bytes[transport] += n;
     s->transport = transport;
+    s->dgram_rejected = 0;
+    size_t len = n;
     if (truncated) {
         /* The cut last line is not a line the sender wrote: drop it (as
          * syntax) and keep the complete lines before it. */
@@ -190,10 +195,22 @@ static void on_datagram(void *ctx, int transport, const char *p, size_t n, bool 
         const char *nl = memrchr(p, '\n', n);
         s->stats.rejected[AM_REJECT_SYNTAX]++;
         am_registry_count_reject(s->registry, AM_REJECT_SYNTAX, NULL, 0);
-        n = nl ? (size_t)(nl - p) : 0;
+        s->dgram_rejected = 1;
+        len = nl ? (size_t)(nl - p) : 0;
     }
     am_registry_set_now(s->registry, (uint32_t)(uv_now(s->loop) / 100)); /* the TTL clock */
-    s->stats.samples += am_registry_ingest_datagram(s->registry, p, n, &s->sample, on_reject, s);
+    size_t accepted = am_registry_ingest_datagram(s->registry, p, len, &s->sample, on_reject, s);
+    s->stats.samples += accepted;
+    uint32_t pid, uid;
+    if (transport == AM_TRANSPORT_UNIX && s->senders.rows &&
+        am_ingest_sender(s->unix_in, &pid, &uid)) {
+        /* One lookup per datagram (none from the sender of the last). */
+        am_sender_t *who = am_senders_get(&s->senders, pid, uid, uv_now(s->loop));
+        who->datagrams++;
+        who->bytes += n;
+        who->lines += accepted;
+        who->rejected += s->dgram_rejected;
+    }
 }
 
 /* Several workers: the registry and stats are the worker's while it applies
@@ -282,6 +299,8 @@ int am_workers_open_ingest(am_workers_t *ws, const am_workers_ingest_t *o)
     }
     if (o->unix_path) {
         /* One socket, read by worker 0 (Unix senders are few and local). */
+        if (!w0->senders.rows && am_senders_init(&w0->senders, AM_SENDERS_CAP, NULL) != 0)
+            return -ENOMEM;
         int rc = am_ingest_open_unix(w0->loop, o->unix_path, o->receive_buffer_bytes, o->unix_mode,
                                      on_datagram, w0, &w0->unix_in);
         if (rc < 0) {
@@ -340,6 +359,16 @@ void am_workers_add_ingest(am_workers_t *ws, am_selfstats_t *st)
         st->worker_datagrams = ws->worker_datagrams;
         st->nworkers = ws->n;
     }
+}
+
+size_t am_workers_senders(am_workers_t *ws, am_sender_t *out, size_t cap, uint64_t *evicted)
+{
+    worker_t *w = &ws->w[0];
+    lock_worker(w);
+    size_t n = am_senders_copy(&w->senders, out, cap);
+    *evicted = w->senders.evicted;
+    unlock_worker(w);
+    return n;
 }
 
 size_t am_workers_set_members(am_workers_t *ws)
@@ -678,6 +707,7 @@ static void free_worker(worker_t *w)
     if (w->threaded)
         pthread_mutex_destroy(&w->mu);
     am_registry_free(w->registry);
+    am_senders_free(&w->senders);
 }
 
 void am_workers_free(am_workers_t *ws)

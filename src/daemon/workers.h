@@ -30,6 +30,7 @@
 
 #include "registry.h"
 #include "selfstats.h"
+#include "senders.h"
 
 typedef struct am_workers am_workers_t;
 
@@ -111,6 +112,12 @@ void am_workers_read_now(am_workers_t *ws);
  * Several workers: also sets st->worker_datagrams (borrowed: owned by ws,
  * valid until the next call) and st->nworkers. */
 void am_workers_add_ingest(am_workers_t *ws, am_selfstats_t *st);
+
+/* Copies up to cap rows of the Unix socket's sender table (worker 0's,
+ * held for the copy; see senders.h) into out (the caller's), in no order;
+ * how many, and *evicted: senders dropped to make room. 0 rows without a
+ * Unix socket. */
+size_t am_workers_senders(am_workers_t *ws, am_sender_t *out, size_t cap, uint64_t *evicted);
 
 /* Set members held over every worker (no worker held: the directory's
  * count is atomic). */

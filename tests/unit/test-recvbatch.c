@@ -139,6 +139,37 @@ START_TEST(test_batches)
 }
 END_TEST
 
+/* With SO_PASSCRED and am_recvbatch_want_creds every datagram of a batch
+ * carries its sender (this process); without, none does. */
+START_TEST(test_creds)
+{
+    open_pair();
+    am_recvbatch_t b;
+    ck_assert_int_eq(am_recvbatch_init(&b), 0);
+    uint32_t pid, uid;
+    ck_assert_int_eq(send(pair[0], "a:1|c", 5, 0), 5);
+    ck_assert_int_eq(am_recvbatch_recv(&b, pair[1]), 1);
+    ck_assert(!am_recvbatch_creds(&b, 0, &pid, &uid));
+
+    int one = 1;
+    ck_assert_int_eq(setsockopt(pair[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)), 0);
+    am_recvbatch_want_creds(&b);
+    for (int round = 0; round < 2; round++) { /* the control room is given back each time */
+        for (int i = 0; i < 3; i++)
+            ck_assert_int_eq(send(pair[0], "a:1|c", 5, 0), 5);
+        ck_assert_int_eq(am_recvbatch_recv(&b, pair[1]), 3);
+        for (int i = 0; i < 3; i++) {
+            pid = uid = 12345;
+            ck_assert(am_recvbatch_creds(&b, i, &pid, &uid));
+            ck_assert_uint_eq(pid, (uint32_t)getpid());
+            ck_assert_uint_eq(uid, (uint32_t)getuid());
+        }
+    }
+    am_recvbatch_free(&b);
+    close_pair();
+}
+END_TEST
+
 static Suite *recvbatch_suite(void)
 {
     Suite *s = suite_create("recvbatch");
@@ -146,6 +177,7 @@ static Suite *recvbatch_suite(void)
     tcase_add_test(tc, test_sizes_round_trip);
     tcase_add_test(tc, test_truncated);
     tcase_add_test(tc, test_batches);
+    tcase_add_test(tc, test_creds);
     suite_add_tcase(s, tc);
     return s;
 }
