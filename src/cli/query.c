@@ -41,9 +41,11 @@ static const char usage_top[] =
     "                 [--user USER --password-file FILE]\n"
     "A live table of the daemon's families (GET /api/v1/families): type, series,\n"
     "lines accepted per second over the last minute, rejects by reason and the\n"
-    "top label values by series. On a terminal it redraws every S seconds until\n"
-    "Ctrl-C (exit 0); otherwise it prints the table once. A daemon that does not\n"
-    "answer: exit 1 with the URL and the error (2: usage error).\n"
+    "top label values by series; under it the Unix socket's senders (pid, uid,\n"
+    "process; their lines, rejects, datagrams, bytes). On a terminal it redraws\n"
+    "every S seconds until Ctrl-C (exit 0); otherwise it prints the table once.\n"
+    "A daemon that does not answer: exit 1 with the URL and the error (2: usage\n"
+    "error).\n"
     "  --interval S          seconds between redraws, 0.1..86400 [default 2]\n";
 
 typedef struct query_opts {
@@ -290,6 +292,73 @@ static void put_cell(FILE *m, const char *s, size_t w, bool right, bool last)
         fprintf(m, "%*s", (int)((w > n ? w - n : 0) + 2), "");
 }
 
+/* The senders of the Unix socket (the JSON's "senders"), under the
+ * families: at most max rows (0: all), each line cut to the terminal by the
+ * caller. */
+enum { S_WHO, S_LINES, S_REJECTED, S_DATAGRAMS, S_BYTES, S_SEEN, S_PROCESS, NSCOLS };
+
+static const char *const scol_title[NSCOLS] = {"SENDER", "LINES", "REJECTED", "DATAGRAMS",
+                                               "BYTES",  "SEEN",  "PROCESS"};
+
+static int render_senders(FILE *m, json_t *doc, size_t max)
+{
+    json_t *senders = json_object_get(doc, "senders");
+    size_t n = json_array_size(senders);
+    if (!n)
+        return 0;
+    char *cells[NSCOLS * 2];
+    size_t w[NSCOLS];
+    for (int c = 0; c < NSCOLS; c++)
+        w[c] = strlen(scol_title[c]);
+    size_t shown = max && n > max ? max : n;
+    /* Two passes over the rows: widths, then the lines. */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            fprintf(m, "\nsenders (Unix socket): %zu, %lld evicted to bound the table\n", n,
+                    (long long)json_integer_value(json_object_get(doc, "senders_evicted")));
+            for (int c = 0; c < NSCOLS; c++)
+                put_cell(m, scol_title[c], c == S_PROCESS ? 0 : w[c], c != S_WHO && c != S_PROCESS,
+                         c == S_PROCESS);
+            fputc('\n', m);
+        }
+        for (size_t i = 0; i < shown; i++) {
+            json_t *e = json_array_get(senders, i);
+#define NUM(k) (long long)json_integer_value(json_object_get(e, k))
+            cells[S_WHO] =
+                json_is_false(json_object_get(e, "pid_visible"))
+                    ? dup_printf("uid %lld (pid not visible: another PID namespace)", NUM("uid"))
+                    : dup_printf("pid %lld uid %lld", NUM("pid"), NUM("uid"));
+            cells[S_LINES] = dup_printf("%lld", NUM("lines"));
+            cells[S_REJECTED] = dup_printf("%lld", NUM("rejected"));
+            cells[S_DATAGRAMS] = dup_printf("%lld", NUM("datagrams"));
+            cells[S_BYTES] = dup_printf("%lld", NUM("bytes"));
+            cells[S_SEEN] = dup_printf("%llds ago", NUM("last_seen_seconds_ago"));
+#undef NUM
+            const char *proc = json_string_value(json_object_get(e, "process"));
+            cells[S_PROCESS] = strdup(proc && *proc ? proc : "-");
+            bool ok = true;
+            for (int c = 0; c < NSCOLS; c++) {
+                if (!cells[c])
+                    ok = false;
+                else if (pass == 0 && strlen(cells[c]) > w[c])
+                    w[c] = strlen(cells[c]);
+                else if (pass == 1)
+                    put_cell(m, cells[c], c == S_PROCESS ? 0 : w[c], c != S_WHO && c != S_PROCESS,
+                             c == S_PROCESS);
+            }
+            if (pass == 1)
+                fputc('\n', m);
+            for (int c = 0; c < NSCOLS; c++)
+                free(cells[c]);
+            if (!ok)
+                return -ENOMEM;
+        }
+    }
+    if (shown < n)
+        fprintf(m, "... %zu more senders (a taller terminal shows them)\n", n - shown);
+    return 0;
+}
+
 /* Renders the families JSON as the table into m; -EPROTO when it is not
  * the expected shape. width 0: no limit (not a terminal). */
 static int render_table(FILE *m, json_t *doc, const char *url, size_t width, size_t height)
@@ -353,9 +422,12 @@ static int render_table(FILE *m, json_t *doc, const char *url, size_t width, siz
             put_cell(m, col_title[c], c == C_TOP ? 0 : w[c], c == C_SERIES || c == C_RATE,
                      c == C_TOP);
         fputc('\n', m);
+        /* A terminal keeps room for up to 5 senders under the families. */
+        size_t nsenders = json_array_size(json_object_get(doc, "senders"));
+        size_t sender_lines = nsenders ? 3 + (nsenders > 5 ? 6 : nsenders) : 0;
         size_t shown = nrows;
-        if (height && shown + 4 > height)
-            shown = height > 5 ? height - 5 : 1;
+        if (height && shown + 4 + sender_lines > height)
+            shown = height > 5 + sender_lines ? height - 5 - sender_lines : 1;
         for (size_t i = 0; i < shown; i++) {
             for (int c = 0; c < NCOLS; c++)
                 put_cell(m, rows[i].c[c], w[c], c == C_SERIES || c == C_RATE, c == C_TOP);
@@ -363,6 +435,7 @@ static int render_table(FILE *m, json_t *doc, const char *url, size_t width, siz
         }
         if (shown < nrows)
             fprintf(m, "... %zu more (a taller terminal shows them)\n", nrows - shown);
+        rc = render_senders(m, doc, height ? 5 : 0);
     }
     for (size_t i = 0; i < nrows; i++)
         for (int c = 0; c < NCOLS; c++)
