@@ -283,8 +283,7 @@ void am_liveview_close(am_liveview_t *lv)
 
 /* ---- rendering ---- */
 
-/* The Unix socket's senders, copied out of worker 0 and sorted: most lines
- * first, then datagrams, then pid and uid. False when out of memory. */
+/* Senders: most lines first, then datagrams, then pid and uid. */
 static int cmp_senders(const void *pa, const void *pb)
 {
     const am_sender_t *a = pa, *b = pb;
@@ -297,6 +296,8 @@ static int cmp_senders(const void *pa, const void *pb)
     return a->uid < b->uid ? -1 : a->uid > b->uid;
 }
 
+/* The Unix socket's senders, copied out of worker 0 and sorted. False
+ * when out of memory. */
 static bool gather_senders(am_liveview_t *lv, gather_t *g)
 {
     g->senders = malloc(AM_SENDERS_CAP * sizeof(*g->senders));

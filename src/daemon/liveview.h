@@ -20,7 +20,13 @@
  *      "rejects_total":1,"rejects":{"cardinality":1},
  *      "top_label_values":{"provider":[{"value":"openai","series":2},...]}},
  *      ...],
- *    "rejects_without_family":{"syntax":2}}
+ *    "rejects_without_family":{"syntax":2},
+ *    "senders":[{"pid":42,"pid_visible":true,"uid":0,"process":"app",
+ *      "datagrams":1,"lines":3,"rejected":0,"bytes":60,
+ *      "first_seen_seconds_ago":5,"last_seen_seconds_ago":5},...],
+ *    "senders_evicted":0}
+ * senders: the Unix socket's (senders.h), copied out of worker 0 held,
+ * most lines first;
  * families sorted by lines_per_second, then series, then rejects_total
  * (descending), then name; "rejects" objects list the reasons with a
  * count; at most AM_LIVEVIEW_TOP values per label.
