@@ -2,8 +2,8 @@
 
 The real daemon with --unix; real sender processes: two Python senders
 under their own names (symlinks to /usr/bin/python3, so that the kernel
-names the processes), alice-emit reading stdin, a sender run as uid 65534
-(setpriv, as root), and the daemon in its own PID namespace (unshare, as
+names the processes), alice-emit reading stdin, the daemon with
+--workers 2, a sender run as uid 65534 (setpriv, as root), and the daemon in its own PID namespace (unshare, as
 root) where a sender outside arrives with pid 0 and is shown by uid.
 Each sender stays alive until its datagrams are counted, so its
 /proc/<pid>/comm can be read; counts are exact (lines accepted and
@@ -153,6 +153,20 @@ def test_senders_by_process():
         # GET / shows them too
         status, _, page = d.get("/")
         assert status == 200 and b"Senders (Unix socket)" in page and b"snd_alpha" in page
+
+
+def test_senders_with_two_workers():
+    # worker 0 reads the Unix socket on its own thread; the main loop copies
+    # its table under that worker's lock
+    sock = os.path.join(TMP, "w.sock")
+    with Daemon(unix=sock, args=["--workers", "2"]) as d:
+        p = start_sender((), "snd_threaded", sock, 50, 4, 1)
+        try:
+            r = wait_sender(d, lambda r: r["pid"] == p.pid and r["datagrams"] == 50, "threaded")
+        finally:
+            end(p)
+        assert (r["process"], r["lines"], r["rejected"], r["bytes"]) == \
+            ("snd_threaded", 200, 50, 50 * payload_len(4, 1)), r
 
 
 def test_sender_of_another_uid():
