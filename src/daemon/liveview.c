@@ -470,11 +470,13 @@ static void render_html(const gather_t *g, am_buf_t *b)
         else
             am_buf_printf(b, "<tr><td>uid %u (pid not visible: another PID namespace)</td>",
                           w->uid);
+        am_buf_puts(b, "<td>");
+        html_text(b, w->process, strlen(w->process)); /* any name a process gives itself */
         am_buf_printf(b,
-                      "<td>%s</td><td class=\"n\">%llu</td><td class=\"n\">%llu</td>"
+                      "</td><td class=\"n\">%llu</td><td class=\"n\">%llu</td>"
                       "<td class=\"n\">%llu</td><td class=\"n\">%llu</td>"
                       "<td class=\"n\">%lld</td></tr>\n",
-                      w->process, (unsigned long long)w->lines, (unsigned long long)w->rejected,
+                      (unsigned long long)w->lines, (unsigned long long)w->rejected,
                       (unsigned long long)w->datagrams, (unsigned long long)w->bytes,
                       (long long)seconds_ago(g, w->last_ms));
     }

@@ -102,7 +102,7 @@ def test_senders_by_process():
     with Daemon(unix=sock) as d:
         assert senders(d) == []
         a = start_sender((), "snd_alpha", sock, 10, 3, 1)
-        b = start_sender((), "snd_beta", sock, 7, 1, 0)
+        b = start_sender((), "snd<beta>", sock, 7, 1, 0)
         try:
             ra = wait_sender(d, lambda r: r["pid"] == a.pid and r["datagrams"] == 10, "alpha")
             rb = wait_sender(d, lambda r: r["pid"] == b.pid and r["datagrams"] == 7, "beta")
@@ -112,7 +112,7 @@ def test_senders_by_process():
         uid = os.getuid()
         assert ra["process"] == "snd_alpha" and ra["uid"] == uid and ra["pid_visible"], ra
         assert (ra["lines"], ra["rejected"], ra["bytes"]) == (30, 10, 10 * payload_len(3, 1)), ra
-        assert rb["process"] == "snd_beta" and rb["uid"] == uid, rb
+        assert rb["process"] == "snd<beta>" and rb["uid"] == uid, rb
         assert (rb["lines"], rb["rejected"], rb["bytes"]) == (7, 0, 7 * payload_len(1, 0)), rb
         assert 0 <= ra["last_seen_seconds_ago"] <= ra["first_seen_seconds_ago"] < 60, ra
 
@@ -153,6 +153,7 @@ def test_senders_by_process():
         # GET / shows them too
         status, _, page = d.get("/")
         assert status == 200 and b"Senders (Unix socket)" in page and b"snd_alpha" in page
+        assert b"snd&lt;beta&gt;" in page and b"snd<beta>" not in page  # escaped
 
 
 def test_senders_with_two_workers():
