@@ -129,6 +129,7 @@ am_sender_t *am_senders_get(am_senders_t *s, uint32_t pid, uint32_t uid, uint64_
 size_t am_senders_copy(const am_senders_t *s, am_sender_t *out, size_t cap)
 {
     size_t n = s->n < cap ? s->n : cap;
-    memcpy(out, s->rows, n * sizeof(*out));
+    if (n) /* no rows yet may mean no row array yet: memcpy wants a pointer */
+        memcpy(out, s->rows, n * sizeof(*out));
     return n;
 }
