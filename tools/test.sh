@@ -3,7 +3,7 @@
 #   build/       debugoptimized, warnings as errors
 #   build-asan/  the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   build-fuzz/  clang only: the libFuzzer targets of tests/fuzz, each run
-#                for LIBFUZZER_SECONDS (10) over a copy of tests/fuzz/corpus
+#                for LIBFUZZER_SECONDS (5) over a copy of tests/fuzz/corpus
 #                (skipped, and said so, when clang is not installed)
 # Prints per-suite results and, as its last line, "N passed, M failed"
 # (individual checks summed over all suites of both builds; each libFuzzer
@@ -87,7 +87,7 @@ for t in json.load(sys.stdin):
     fi
     # shellcheck disable=SC2086
     compile build-fuzz $targets || return 1
-    secs=${LIBFUZZER_SECONDS:-10}
+    secs=${LIBFUZZER_SECONDS:-5}
     rc=0
     : >"$fuzz_results"
     for t in $targets; do
