@@ -68,7 +68,7 @@ static int cmp_str(const void *a, const void *b)
 /* Maps a raw tag key as names are mapped; 0 if invalid after mapping. */
 static size_t map_label(const am_slice_t *raw, char *out, size_t cap)
 {
-    size_t n = am_map_name(raw->p, raw->n, out, cap);
+    size_t n = am_map_name(raw->p, raw->n, out, cap - 1); /* room for the NUL */
     if (n == 0 || !am_valid_label_name(out, n))
         return 0;
     return n;
