@@ -287,16 +287,51 @@ def owe_scrapes(d, n):
     return clients
 
 
-def read_answer(c):
-    """Reads one raw HTTP answer to the end of the connection: (head, body)."""
-    data = b""
+def dechunk(data):
+    """The body of a complete Transfer-Encoding: chunked message (data: the
+    bytes after the head), or None when it is cut short or malformed."""
+    out, pos = [], 0
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        try:
+            size = int(data[pos:eol].split(b";")[0], 16)
+        except ValueError:
+            return None
+        pos = eol + 2
+        if size == 0:
+            return b"".join(out) if data[pos:pos + 2] == b"\r\n" else None
+        if len(data) < pos + size + 2 or data[pos + size:pos + size + 2] != b"\r\n":
+            return None
+        out.append(data[pos:pos + size])
+        pos += size + 2
+
+
+def is_chunked(head):
+    return re.search(rb"(?im)^Transfer-Encoding:\s*chunked\s*$", head) is not None
+
+
+def read_to_end(c, data=b""):
+    """Everything socket c sends until it closes (appended to data), then
+    closes c."""
     while True:
         chunk = c.recv(1 << 20)
         if not chunk:
             break
         data += chunk
     c.close()
-    head, _, body = data.partition(b"\r\n\r\n")
+    return data
+
+
+def read_answer(c):
+    """Reads one raw HTTP answer to the end of the connection: (head, body);
+    a chunked body (a large one is sent as it renders) comes decoded, and
+    must be complete."""
+    head, _, body = read_to_end(c).partition(b"\r\n\r\n")
+    if is_chunked(head):
+        body = dechunk(body)
+        assert body is not None, "broken chunked body"
     return head, body
 
 

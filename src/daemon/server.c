@@ -36,6 +36,14 @@
  * what the receive buffer holds. */
 #define SCRAPE_STEP_NS 1000000
 
+/* A /metrics body still rendering with this much output is sent as it
+ * renders, in chunks (am_http_stream_t), instead of held whole: what a
+ * scrape costs in memory is then this plus the stream's window, not its
+ * body. A smaller body keeps its Content-Length, and a scrape that comes
+ * while it renders joins it (a stream takes no late readers: its first
+ * bytes are gone; such a scrape waits for the next body). */
+#define STREAM_MIN_BYTES (2 * 1024 * 1024)
+
 typedef struct server {
     uv_loop_t loop;
     const am_server_opts_t *opts; /* borrowed until am_server_run returns */
@@ -78,6 +86,8 @@ typedef struct pending_scrape {
     bool push;              /* remote write's body (no answers): text, no gzip */
     uint64_t begun;         /* uv_hrtime when its turn came */
     uint64_t merge_held_ns; /* several workers: the longest a worker was held */
+    am_http_stream_t *stream; /* a reference once the body is sent as it renders (the
+                                 answers are then the stream's), or NULL */
 } pending_scrape_t;
 
 static double now_seconds(void)
@@ -169,7 +179,7 @@ static void render_metrics_now(server_t *s, const am_negotiated_t *n, am_http_re
         return;
     }
     am_scrape_step(sc, UINT64_MAX);
-    am_buf_t *out = am_scrape_body(sc, &resp->gzipped);
+    am_buf_t *out = am_scrape_output(sc, &resp->gzipped);
     if (n->gzip && !resp->gzipped && out->len > 0 && !am_buf_failed(out))
         am_log(AM_LOG_DEBUG, "event=http_gzip_failed len=%zu", out->len); /* sent plain */
     am_buf_append(body, out->data, out->len);
@@ -249,6 +259,73 @@ static void start_next_scrape(server_t *s)
     }
     if (!s->scrape_active)
         uv_idle_stop(&s->scrape_idle);
+    else
+        uv_idle_start(&s->scrape_idle, on_scrape_idle); /* a paused stream sees the queue */
+}
+
+/* The stream's readers caught up (or left): the active scrape goes on. */
+static void wake_scrape(void *ctx)
+{
+    server_t *s = ctx;
+    if (s->scrape_active)
+        uv_idle_start(&s->scrape_idle, on_scrape_idle);
+}
+
+/* The active scrape's output has grown past STREAM_MIN_BYTES: its answers
+ * become a stream's readers. Out of memory, it goes on held whole. */
+static void begin_stream(server_t *s, pending_scrape_t *p, bool gzipped)
+{
+    p->stream = am_http_stream_new(s->http, gzipped, wake_scrape, s);
+    if (!p->stream)
+        return;
+    scrape_answer_t *a = p->answers;
+    p->answers = NULL;
+    p->answers_tail = &p->answers;
+    while (a) {
+        scrape_answer_t *next = a->next;
+        am_http_stream_attach(p->stream, a->d);
+        free(a);
+        a = next;
+    }
+}
+
+/* The active streamed scrape is over: complete, failed, or abandoned by
+ * every reader. Ending the stream may dispatch pipelined requests, which
+ * queue other scrapes: p is gone by then. */
+static void end_streamed_scrape(server_t *s, bool failed)
+{
+    pending_scrape_t *p = s->scrape_active;
+    am_http_stream_t *st = p->stream;
+    am_scrape_free(s->scrape);
+    s->scrape = NULL;
+    s->scrape_active = NULL;
+    free(p);
+    if (failed && am_http_stream_readers(st) > 0)
+        am_log(AM_LOG_ERROR, "event=render_failed path=/metrics error=\"out of memory\"");
+    am_http_stream_end(st, failed);
+    am_http_stream_release(st);
+    start_next_scrape(s);
+}
+
+/* Whether the active streamed scrape renders its next step: not while its
+ * readers are all a window behind (the wake resumes it), unless another
+ * body waits or the server stops: then the rest is rendered and held for
+ * them. Nobody left to read it: it ends. */
+static bool stream_may_render(server_t *s, pending_scrape_t *p)
+{
+    if (am_http_stream_readers(p->stream) == 0) {
+        am_log(AM_LOG_DEBUG, "event=scrape_abandoned");
+        end_streamed_scrape(s, true);
+        return false;
+    }
+    if (am_http_stream_ready(p->stream))
+        return true;
+    if (s->queue_head || s->stopping) {
+        am_http_stream_unpace(p->stream);
+        return true;
+    }
+    uv_idle_stop(&s->scrape_idle);
+    return false;
 }
 
 /* One step of the active scrape: merging, then rendering; a finished one
@@ -273,7 +350,33 @@ static void run_scrape(server_t *s, uint64_t budget_ns)
     }
     am_scrape_t *sc = s->scrape;
     assert(sc); /* the active scrape is merging or rendering */
-    if (!am_scrape_step(sc, budget_ns))
+    if (p->stream && !stream_may_render(s, p))
+        return;
+    bool done = am_scrape_step(sc, budget_ns);
+    if (!p->push) {
+        bool gzipped;
+        am_buf_t *out = am_scrape_output(sc, &gzipped);
+        if (!p->stream && !done && out->len >= STREAM_MIN_BYTES)
+            begin_stream(s, p, gzipped);
+        if (p->stream) {
+            /* Copied out: the buffer keeps its warm pages for the next step,
+             * unless it grew to hold the body's start. */
+            bool failed =
+                am_buf_failed(out) || am_http_stream_push(p->stream, out->data, out->len) != 0;
+            if (out->cap > STREAM_MIN_BYTES / 2)
+                am_buf_free(out);
+            else
+                am_buf_reset(out);
+            if (done || failed) {
+                s->stats.last_scrape_seconds = (double)(uv_hrtime() - p->begun) / 1e9;
+                uint64_t held = several(s) ? p->merge_held_ns : am_scrape_longest_pause_ns(sc);
+                s->stats.last_scrape_longest_pause_seconds = (double)held / 1e9;
+                end_streamed_scrape(s, failed);
+            }
+            return;
+        }
+    }
+    if (!done)
         return;
     s->scrape = NULL;
     s->scrape_active = NULL;
@@ -281,7 +384,7 @@ static void run_scrape(server_t *s, uint64_t budget_ns)
         /* remote write's snapshot: what held ingest is the push's pause */
         uint64_t held = several(s) ? p->merge_held_ns : am_scrape_longest_pause_ns(sc);
         bool gz;
-        am_buf_t *body = am_scrape_body(sc, &gz);
+        am_buf_t *body = am_scrape_output(sc, &gz);
         if (s->push)
             am_push_deliver(s->push, body, held, !several(s));
         am_scrape_free(sc);
@@ -297,7 +400,7 @@ static void run_scrape(server_t *s, uint64_t budget_ns)
     am_log(AM_LOG_DEBUG, "event=scrape seconds=%.6f longest_pause_seconds=%.6f",
            s->stats.last_scrape_seconds, s->stats.last_scrape_longest_pause_seconds);
     bool gzipped;
-    am_buf_t *body = am_scrape_body(sc, &gzipped);
+    am_buf_t *body = am_scrape_output(sc, &gzipped);
     answer_scrape(s, p, body, gzipped); /* may queue more scrapes */
     am_scrape_free(sc);
     start_next_scrape(s);
@@ -331,7 +434,7 @@ static void finish_merge_now(server_t *s)
 static pending_scrape_t *scrape_to_join(server_t *s, am_format_t fmt, bool gzip)
 {
     pending_scrape_t *p = s->scrape_active;
-    if (p && !p->push && p->fmt == fmt && p->gzip == gzip)
+    if (p && !p->push && !p->stream && p->fmt == fmt && p->gzip == gzip)
         return p;
     for (p = s->queue_head; p; p = p->next)
         if (!p->push && p->fmt == fmt && p->gzip == gzip)

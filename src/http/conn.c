@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "log.h"
@@ -87,6 +88,40 @@ am_http_body_t *am_http_body_new(am_http_server_t *srv, am_buf_t *buf)
     return b;
 }
 
+am_http_body_t *am_http__chunk_new(am_http_server_t *srv, const char *data, size_t len,
+                                   uint64_t gen)
+{
+    assert(len > 0 && len <= AM_HTTP_CHUNK_MAX);
+    /* A chunk has a mapping of its own, taken warm from the server's pool
+     * when one is there: freed, it goes back to the pool or the kernel at
+     * once, where chunks interleaved with small blocks on the heap would
+     * leave it fragmented, and RSS with it. */
+    void *p = srv->chunk_pool_len ? srv->chunk_pool[--srv->chunk_pool_len]
+                                  : mmap(NULL, AM_HTTP_CHUNK_MAX, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    am_http_body_t *b = p == MAP_FAILED ? NULL : calloc(1, sizeof(*b));
+    if (!b) {
+        if (p != MAP_FAILED)
+            munmap(p, AM_HTTP_CHUNK_MAX);
+        return NULL;
+    }
+    memcpy(p, data, len);
+    b->srv = srv;
+    b->data = p;
+    b->len = len;
+    b->mapped = true;
+    b->refs = 1;
+    b->gen = gen;
+    b->superseded = true; /* never the newest: counted while a write holds it */
+    return b;
+}
+
+void am_http__chunk_pool_free(am_http_server_t *srv)
+{
+    while (srv->chunk_pool_len)
+        munmap(srv->chunk_pool[--srv->chunk_pool_len], AM_HTTP_CHUNK_MAX);
+}
+
 static void body_retain(am_http_body_t *b)
 {
     b->refs++;
@@ -102,7 +137,13 @@ void am_http_body_release(am_http_body_t *b)
     assert(b->holders == 0); /* every holder also holds a reference */
     if (b->srv->newest == b)
         b->srv->newest = NULL;
-    free(b->data);
+    am_http_server_t *srv = b->srv;
+    if (b->mapped && srv->chunk_pool_len < AM_HTTP_CHUNK_POOL)
+        srv->chunk_pool[srv->chunk_pool_len++] = b->data;
+    else if (b->mapped)
+        munmap(b->data, AM_HTTP_CHUNK_MAX);
+    else
+        free(b->data);
     free(b);
 }
 
@@ -122,13 +163,14 @@ static void count_write(am_http_server_t *srv, wreq_t *w, bool in)
     }
 }
 
-const am_http_body_t *am_http__conn_oldest_counted(const am_http_conn_t *c)
+uint64_t am_http__conn_oldest_counted(const am_http_conn_t *c)
 {
-    /* The list is in queue order, so bodies come oldest first. */
+    /* The list is in queue order, so bodies come oldest first; a stream
+     * answers after them. */
     for (const wreq_t *w = c->wq; w; w = w->next)
         if (w->counted && w->shared->superseded)
-            return w->shared;
-    return NULL;
+            return w->shared->gen;
+    return c->deferred ? am_http__stream_counted_gen(c->deferred) : 0;
 }
 
 const char *am_http__conn_peer(am_http_conn_t *c, char *buf, size_t n)
@@ -339,6 +381,8 @@ void am_http__write_done(am_http_conn_t *c, wreq_t *w, int status)
     *pp = w->next;
     if (w->counted)
         count_write(c->srv, w, false);
+    struct am_http_deferred *reader = w->reader;
+    size_t streamed = w->body_len;
     am_http__wreq_free(w);
     assert(c->writes > 0);
     c->writes--;
@@ -354,6 +398,11 @@ void am_http__write_done(am_http_conn_t *c, wreq_t *w, int status)
     c->write_queue_seen = am_http__conn_unsent(c);
     if (c->writes == 0)
         c->idle_since = now;
+    if (reader) { /* a streamed answer: more of it, or its end */
+        am_http__stream_written(reader, streamed);
+        if (c->closing || c->deferred || c->shutting)
+            return; /* still streaming, or ended (am_http__conn_end) */
+    }
     if (c->final) {
         if (c->writes == 0)
             conn_finish(c);
@@ -371,60 +420,72 @@ static void on_write(uv_write_t *req, int status)
     am_http__write_done(req->data, (wreq_t *)req, status);
 }
 
-/* Queues one response. false when the connection had to be closed. */
-bool am_http__conn_send(am_http_conn_t *c, const am_http_reply_t *r)
+/* The status line and headers of r into head. */
+static void build_head(am_http_conn_t *c, const am_http_reply_t *r, size_t body_len, am_buf_t *head)
 {
     am_http_server_t *srv = c->srv;
     bool bodyless = r->status < 200 || r->status == 204 || r->status == 304;
-    size_t body_len = r->shared ? r->shared->len : r->body->len;
-    am_buf_t head;
-    am_buf_init(&head, 0);
-    am_buf_printf(&head, "HTTP/1.1 %d %s\r\n", r->status, reason_phrase(r->status));
+    am_buf_printf(head, "HTTP/1.1 %d %s\r\n", r->status, reason_phrase(r->status));
     if (!bodyless) {
-        am_buf_printf(&head, "Content-Type: %s\r\nContent-Length: %zu\r\n",
-                      r->content_type ? r->content_type : DEFAULT_CONTENT_TYPE, body_len);
+        am_buf_printf(head, "Content-Type: %s\r\n",
+                      r->content_type ? r->content_type : DEFAULT_CONTENT_TYPE);
+        if (r->streamed) { /* HTTP/1.0: the body ends with the connection */
+            if (r->chunked)
+                am_buf_puts(head, "Transfer-Encoding: chunked\r\n");
+        } else {
+            am_buf_printf(head, "Content-Length: %zu\r\n", body_len);
+        }
         if (r->gzip)
-            am_buf_puts(&head, "Content-Encoding: gzip\r\n");
+            am_buf_puts(head, "Content-Encoding: gzip\r\n");
     }
     if (r->vary)
-        am_buf_puts(&head, "Vary: Accept-Encoding\r\n");
+        am_buf_puts(head, "Vary: Accept-Encoding\r\n");
     if (r->allow)
-        am_buf_printf(&head, "Allow: %s\r\n", r->allow);
+        am_buf_printf(head, "Allow: %s\r\n", r->allow);
     if (r->challenge)
-        am_buf_puts(&head, "WWW-Authenticate: Basic realm=\"alice-metrics\"\r\n");
+        am_buf_puts(head, "WWW-Authenticate: Basic realm=\"alice-metrics\"\r\n");
     if (srv->sec && srv->sec->headers)
-        am_buf_puts(&head, srv->sec->headers);
-    am_buf_printf(&head, "Date: %s\r\nConnection: %s\r\n\r\n", http_date(srv),
+        am_buf_puts(head, srv->sec->headers);
+    am_buf_printf(head, "Date: %s\r\nConnection: %s\r\n\r\n", http_date(srv),
                   r->keep_alive ? "keep-alive" : "close");
+}
 
-    bool failed = am_buf_failed(&head) || (!r->shared && am_buf_failed(r->body));
+/* Queues head's bytes (stolen) and a body: private (stolen), a shared
+ * body's (a reference is taken), or none. reader: a streamed answer whose
+ * bytes these are (credited when written). last: the connection ends after
+ * it. false when the connection had to be closed (everything given is
+ * freed). */
+static bool queue_write(am_http_conn_t *c, am_buf_t *head, am_buf_t *body, am_http_body_t *shared,
+                        struct am_http_deferred *reader, bool last)
+{
+    am_http_server_t *srv = c->srv;
+    bool failed = am_buf_failed(head) || (body && am_buf_failed(body));
     wreq_t *w = failed ? NULL : calloc(1, sizeof(*w));
     if (!w) {
         am_log(AM_LOG_WARN, "event=http_oom where=response");
-        am_buf_free(&head);
-        if (!r->shared)
-            am_buf_free(r->body);
+        am_buf_free(head);
+        if (body)
+            am_buf_free(body);
         am_http__conn_close(c);
         return false;
     }
-    bool send_body = !r->head && !bodyless && body_len > 0;
     uv_buf_t bufs[2];
-    unsigned nbufs = 1;
-    bufs[0] = uv_buf_init(head.data, (unsigned)head.len);
-    w->head = am_buf_steal(&head, &w->head_len);
-    if (r->shared) {
-        if (send_body) { /* HEAD holds nothing of the body */
-            body_retain(r->shared);
-            w->shared = r->shared;
-            w->body_len = r->shared->len;
-            bufs[nbufs++] = uv_buf_init(r->shared->data, (unsigned)r->shared->len);
-        }
-    } else if (send_body) {
-        bufs[nbufs++] = uv_buf_init(r->body->data, (unsigned)r->body->len);
-        w->body = am_buf_steal(r->body, &w->body_len);
-    } else {
-        am_buf_free(r->body); /* HEAD, or nothing to send */
+    unsigned nbufs = 0;
+    if (head->len > 0)
+        bufs[nbufs++] = uv_buf_init(head->data, (unsigned)head->len);
+    w->head = am_buf_steal(head, &w->head_len);
+    if (shared) {
+        body_retain(shared);
+        w->shared = shared;
+        w->body_len = shared->len;
+        bufs[nbufs++] = uv_buf_init(shared->data, (unsigned)shared->len);
+    } else if (body && body->len > 0) {
+        bufs[nbufs++] = uv_buf_init(body->data, (unsigned)body->len);
+        w->body = am_buf_steal(body, &w->body_len);
+    } else if (body) {
+        am_buf_free(body);
     }
+    w->reader = reader;
     w->req.data = c;
     /* TLS encrypts from the queue as the socket drains (am_http__tls_pump). */
     int err = c->tls ? 0 : uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
@@ -447,8 +508,8 @@ bool am_http__conn_send(am_http_conn_t *c, const am_http_reply_t *r)
         c->send_start = now;
         c->send_bytes = 0;
     }
-    c->send_bytes += (uint64_t)bufs[0].len + (nbufs > 1 ? bufs[1].len : 0);
-    if (!r->keep_alive)
+    c->send_bytes += (uint64_t)w->head_len + w->body_len;
+    if (last)
         c->final = true;
     if (c->tls)
         am_http__tls_pump(c);
@@ -459,6 +520,35 @@ bool am_http__conn_send(am_http_conn_t *c, const am_http_reply_t *r)
     if (srv->queued_cap && srv->queued_old > srv->queued_cap)
         am_http__enforce_queue_cap(srv);
     return !c->closing;
+}
+
+/* Queues one response. false when the connection had to be closed. */
+bool am_http__conn_send(am_http_conn_t *c, const am_http_reply_t *r)
+{
+    bool bodyless = r->status < 200 || r->status == 204 || r->status == 304;
+    size_t body_len = r->shared ? r->shared->len : r->body ? r->body->len : 0;
+    am_buf_t head;
+    am_buf_init(&head, 0);
+    build_head(c, r, body_len, &head);
+    bool send_body = !r->head && !bodyless && body_len > 0 && !r->streamed;
+    if (r->shared || !r->body) /* HEAD holds nothing of a shared body */
+        return queue_write(c, &head, NULL, send_body ? r->shared : NULL, NULL, !r->keep_alive);
+    if (!send_body)
+        am_buf_free(r->body); /* HEAD, or nothing to send */
+    return queue_write(c, &head, r->body, NULL, NULL, !r->keep_alive);
+}
+
+bool am_http__conn_write(am_http_conn_t *c, am_buf_t *head, am_http_body_t *shared,
+                         struct am_http_deferred *reader, bool last)
+{
+    return queue_write(c, head, NULL, shared, reader, last);
+}
+
+void am_http__conn_end(am_http_conn_t *c)
+{
+    c->final = true;
+    if (c->writes == 0 && !c->shutting)
+        conn_finish(c);
 }
 
 /* A response the module writes itself: the reason phrase as the body. */
@@ -604,9 +694,14 @@ void am_http__conn_close(am_http_conn_t *c)
     for (wreq_t *w = c->wq; w; w = w->next)
         if (w->counted)
             count_write(c->srv, w, false);
+    for (wreq_t *w = c->wq; w; w = w->next)
+        w->reader = NULL; /* the stream lets go of the reader below */
     if (c->deferred) {
-        c->deferred->conn = NULL;
+        struct am_http_deferred *d = c->deferred;
         c->deferred = NULL;
+        d->conn = NULL;
+        if (d->stream)
+            am_http__stream_detach(d); /* the stream owns it, and frees it */
     }
     am_http__auth_detach(c);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);

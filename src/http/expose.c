@@ -1,6 +1,7 @@
 #include "expose.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "fmt.h"
@@ -165,13 +166,19 @@ static void render_histogram(const line_ctx_t *c, const am_family_def_t *def, co
     }
 }
 
-void am_expose_family(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format_t fmt)
+bool am_expose_family_part(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format_t fmt,
+                           am_expose_cursor_t *cur, size_t max_bytes)
 {
     bool om = fmt == AM_FORMAT_OPENMETRICS;
     le_label_t les[AM_MAX_BUCKETS];
     size_t label_len[AM_MAX_LABELS];
     const am_family_def_t *def = am_family_def(f);
-    am_expose_family_header(b, def->name, def->help, def->type, fmt);
+    size_t start = b->len;
+    if (!cur->begun) {
+        am_expose_family_header(b, def->name, def->help, def->type, fmt);
+        cur->next = am_family_first_series(f);
+        cur->begun = true;
+    }
     size_t names_len = 0;
     for (size_t i = 0; i < def->nlabels; i++) {
         label_len[i] = strlen(def->labels[i]);
@@ -191,7 +198,9 @@ void am_expose_family(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format
     bool with_created = om && def->type != AM_FAMILY_GAUGE;
     if (def->type == AM_FAMILY_COUNTER && created.name_len > 6)
         created.name_len -= 6;
-    for (const am_series_t *s = am_family_first_series(f); s; s = am_series_next(s)) {
+    const am_series_t *s = cur->next;
+    /* Stops on a failed buffer too: its length no longer grows. */
+    for (; s && b->len - start < max_bytes && !am_buf_failed(b); s = am_series_next(s)) {
         size_t klen;
         const char *key = am_series_key(f, s, &klen);
         render_labels(lb, def, label_len, names_len, key, klen);
@@ -216,8 +225,16 @@ void am_expose_family(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format
         if (with_created)
             put_line(&created, "_created", 8, NULL, 0, am_series_created(s));
     }
+    cur->next = s;
     if (lb->failed)
         b->failed = true;
+    return !s || am_buf_failed(b);
+}
+
+void am_expose_family(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format_t fmt)
+{
+    am_expose_cursor_t cur = {0};
+    am_expose_family_part(b, lb, f, fmt, &cur, SIZE_MAX);
 }
 
 void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt)

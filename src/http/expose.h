@@ -29,6 +29,19 @@ void am_expose_registry(am_buf_t *b, const am_registry_t *r, am_format_t fmt);
  * scratch for label text (owned by the caller), reused from call to call. */
 void am_expose_family(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format_t fmt);
 
+/* Where a family's rendering stopped (am_expose_family_part); zeroed
+ * before the first part. next is borrowed from the family and valid only
+ * while the family does not change. */
+typedef struct am_expose_cursor {
+    const am_series_t *next; /* the next series to render; NULL: none left */
+    bool begun;              /* HELP and TYPE are out */
+} am_expose_cursor_t;
+/* Renders f from cur on, stopping at a series boundary once b has grown by
+ * max_bytes or more (a large family in parts between loop turns). true
+ * when f is complete (or b failed). */
+bool am_expose_family_part(am_buf_t *b, am_buf_t *lb, const am_family_t *f, am_format_t fmt,
+                           am_expose_cursor_t *cur, size_t max_bytes);
+
 /* Primitives, also used for the self-metrics. `name` is the family name as
  * 0.0.4 writes it (counters end in _total; OpenMetrics drops that suffix in
  * HELP/TYPE). */

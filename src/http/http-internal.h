@@ -8,6 +8,8 @@
  *              (shared bodies included), timers, shutdown, lingering close
  *   request.c  requests: http-parser callbacks, the handler call, deferred
  *              answers, pipelining
+ *   stream.c   bodies sent while they are rendered: chunks shared by the
+ *              stream's readers, paced by the fastest of them
  *
  * Everything runs on the loop given to am_http_server_start. Functions
  * named am_http__* are called across these files only.
@@ -53,6 +55,7 @@ typedef enum am_http_timer_mode {
 typedef struct am_http_conn am_http_conn_t;
 typedef struct am_http_wreq am_http_wreq_t;
 typedef struct am_http_tls_conn am_http_tls_conn_t;
+typedef struct am_http_stream am_http_stream_t;
 
 /* One queued response: its buffers live until its write completes
  * (libuv: write buffers end with write_cb). On a TLS connection the
@@ -67,6 +70,8 @@ struct am_http_wreq {
     am_http_body_t *shared; /* a reference until the write completes, or NULL */
     size_t body_len;        /* of body or shared; 0 when no body is sent */
     size_t off;             /* TLS: plaintext bytes of head + body encrypted */
+    struct am_http_deferred *reader; /* borrowed: the streamed answer whose chunk this is (its
+                                        bytes are credited when written), or NULL */
     bool counted;           /* shared is held for the budget: until completion or the close */
 };
 
@@ -79,8 +84,9 @@ struct am_http_security {
 
 struct am_http_body {
     am_http_server_t *srv; /* borrowed: every body is released before the server is freed */
-    char *data;            /* owned */
+    char *data;            /* owned: malloc'd, or its own mapping (mapped) */
     size_t len;
+    bool mapped;
     unsigned refs;    /* the producer's and one per queued write (memory) */
     unsigned holders; /* accounted writes: of open connections (the budget) */
     uint64_t gen;     /* the server's count of bodies made, this one included */
@@ -112,6 +118,12 @@ struct am_http_server {
     size_t queued_cap;      /* the budget; 0 = none */
     am_http_body_t *newest; /* borrowed: the last body made, NULL once freed */
     uint64_t bodies_made;
+    /* Stream chunks' mappings kept for reuse (am_http__chunk_new): a fast
+     * reader's chunks are recycled warm instead of faulted in anew. */
+#define AM_HTTP_CHUNK_MAX  (256 * 1024)   /* the size of a chunk's mapping */
+#define AM_HTTP_CHUNK_POOL 8              /* 2 MiB kept at most */
+    char *chunk_pool[AM_HTTP_CHUNK_POOL]; /* owned mappings */
+    unsigned chunk_pool_len;
     bool start_failed;
     bool stopping;
     bool listener_closed;
@@ -188,13 +200,26 @@ struct am_http_conn {
     char rbuf[AM_HTTP_READ_BUF_SIZE]; /* the recv buffer: on_alloc hands it to libuv */
 };
 
-/* An answer owed by the handler (am_http_defer). */
+typedef struct am_http_chunk am_http_chunk_t;
+
+/* An answer owed by the handler (am_http_defer); once attached to a stream
+ * (am_http_stream_attach), owned by the stream as one of its readers. */
 struct am_http_deferred {
     am_http_conn_t *conn;     /* borrowed; NULL once the connection is gone */
     const char *content_type; /* static (see am_http_response_t) */
     bool vary;
     bool head;
     bool keep_alive;
+    bool http10; /* the request was HTTP/1.0: no chunked encoding */
+    /* A stream's reader: */
+    am_http_stream_t *stream;            /* a reference, or NULL */
+    am_http_deferred_t *s_prev, *s_next; /* the stream's readers */
+    am_http_chunk_t *s_next_chunk;       /* borrowed from the stream: the next to queue, or
+                                            NULL when every chunk made so far is queued */
+    uint64_t s_queued;                   /* stream bytes queued on the connection */
+    uint64_t s_written;                  /* ... and written */
+    bool s_started;                      /* the response head is queued */
+    bool s_sent_chunk;                   /* a chunk is queued: the next size line starts a line */
 };
 
 /* What goes on the wire for one response. */
@@ -207,6 +232,8 @@ typedef struct am_http_reply {
     bool head;                /* HEAD: headers only */
     bool challenge;           /* 401: WWW-Authenticate: Basic */
     bool keep_alive;          /* false: last response of the connection */
+    bool streamed;            /* the body follows in chunks: no Content-Length, no body now */
+    bool chunked;             /* streamed with Transfer-Encoding: chunked (not HTTP/1.0) */
     am_buf_t *body;           /* its bytes are stolen (the buffer is left empty); unused
                                  with shared */
     am_http_body_t *shared;   /* or a shared body: a reference is taken */
@@ -221,6 +248,16 @@ void am_http__maybe_finish(am_http_server_t *srv);
  * over the budget. */
 void am_http__enforce_queue_cap(am_http_server_t *srv);
 
+/* ---- stream.c ---- */
+
+/* d's connection wrote n more bytes of its stream: queue more, or end. */
+void am_http__stream_written(am_http_deferred_t *d, size_t n);
+/* d's connection closed: the stream lets go of d and frees it. */
+void am_http__stream_detach(am_http_deferred_t *d);
+/* The stream d reads, when its retained bytes count against the queued
+ * budget and d still has some to take: its generation; else 0. */
+uint64_t am_http__stream_counted_gen(const am_http_deferred_t *d);
+
 /* ---- conn.c ---- */
 
 /* Accepts one pending connection onto srv (reading, timer armed). 0 (also
@@ -231,9 +268,16 @@ int am_http__conn_accept(am_http_server_t *srv) __attribute__((warn_unused_resul
 /* Closes now; queued writes are cancelled (their callbacks free them, and
  * their bytes leave the budget at once). A second call is a no-op. */
 void am_http__conn_close(am_http_conn_t *c);
-/* The oldest superseded shared body c's unsent answers hold (what counts
- * against the budget), or NULL. */
-const am_http_body_t *am_http__conn_oldest_counted(const am_http_conn_t *c);
+/* The generation of the oldest superseded shared body (or counted stream)
+ * c's unsent answers hold (what counts against the budget), or 0. */
+uint64_t am_http__conn_oldest_counted(const am_http_conn_t *c);
+/* A body for one chunk of a stream (of generation gen): a copy of
+ * data[0, len) (0 < len <= AM_HTTP_CHUNK_MAX) and one reference; never the newest, so its bytes
+ * count against the budget while writes hold it. NULL when out of memory. */
+am_http_body_t *am_http__chunk_new(am_http_server_t *srv, const char *data, size_t len,
+                                   uint64_t gen) __attribute__((warn_unused_result));
+/* Unmaps the pool (the server is being freed). */
+void am_http__chunk_pool_free(am_http_server_t *srv);
 /* The client's address as "ip:port" into buf (n bytes, the caller's), for
  * debug logs; "?" when unknown. Returns buf. */
 const char *am_http__conn_peer(am_http_conn_t *c, char *buf, size_t n);
@@ -247,6 +291,14 @@ void am_http__stop_reading(am_http_conn_t *c);
 /* Queues one response (r->body's bytes stolen). false when the connection
  * had to be closed. */
 bool am_http__conn_send(am_http_conn_t *c, const am_http_reply_t *r);
+/* Queues raw bytes: head (stolen; may be empty when shared is given) and
+ * a reference to shared's bytes (or NULL), credited to reader when written
+ * (or NULL). last: nothing follows on this connection. false as
+ * am_http__conn_send. */
+bool am_http__conn_write(am_http_conn_t *c, am_buf_t *head, am_http_body_t *shared,
+                         am_http_deferred_t *reader, bool last);
+/* Nothing more will be queued: FIN once the queued writes are out. */
+void am_http__conn_end(am_http_conn_t *c);
 /* A response the module writes itself: the reason phrase as the body
  * (allow: static, or NULL). false as am_http__conn_send. */
 bool am_http__send_simple(am_http_conn_t *c, int status, const char *allow, bool keep_alive);

@@ -70,7 +70,9 @@ static shed_rank_t shed_rank(am_http_conn_t *c, uint64_t now, uint64_t *wait)
 {
     uint64_t grace = c->srv->limits.shed_grace_ms;
     *wait = 0;
-    if (c->closing || c->deferred || c->auth_wait)
+    /* A streamed answer with writes in flight waits on its client. */
+    bool streaming = c->deferred && c->deferred->stream && c->writes > 0;
+    if (c->closing || (c->deferred && !streaming) || c->auth_wait)
         return RANK_KEEP;
     if (c->lingering || (c->shutting && c->writes == 0))
         return RANK_FINISHED;
@@ -147,7 +149,7 @@ void am_http__enforce_queue_cap(am_http_server_t *srv)
     uint64_t now = uv_now(srv->loop);
     size_t n = 0;
     for (am_http_conn_t *c = srv->conns; c; c = c->next)
-        n += !c->closing && am_http__conn_oldest_counted(c) != NULL;
+        n += !c->closing && am_http__conn_oldest_counted(c) != 0;
     holder_t *h = malloc((n ? n : 1) * sizeof(*h));
     if (!h) {
         am_log(AM_LOG_WARN, "event=http_oom where=queue_cap");
@@ -155,10 +157,10 @@ void am_http__enforce_queue_cap(am_http_server_t *srv)
     }
     size_t k = 0;
     for (am_http_conn_t *c = srv->conns; c && k < n; c = c->next) {
-        const am_http_body_t *b = c->closing ? NULL : am_http__conn_oldest_counted(c);
-        uint64_t stall = b ? am_http__conn_stalled_ms(c, now) : 0;
-        if (b && stall >= srv->limits.hold_grace_ms)
-            h[k++] = (holder_t){c, b->gen, stall};
+        uint64_t gen = c->closing ? 0 : am_http__conn_oldest_counted(c);
+        uint64_t stall = gen ? am_http__conn_stalled_ms(c, now) : 0;
+        if (gen && stall >= srv->limits.hold_grace_ms)
+            h[k++] = (holder_t){c, gen, stall};
     }
     qsort(h, k, sizeof(*h), holder_cmp);
     for (size_t i = 0; i < k && srv->queued_old > srv->queued_cap; i++) {
@@ -180,6 +182,7 @@ void am_http__maybe_finish(am_http_server_t *srv)
         srv->rejects_closing || srv->spare_busy || srv->auth_jobs)
         return;
     am_http_security_free(srv->sec);
+    am_http__chunk_pool_free(srv);
     void (*done)(void *) = srv->done;
     void *ctx = srv->done_ctx;
     free(srv);

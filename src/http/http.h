@@ -94,6 +94,51 @@ void am_http_body_release(am_http_body_t *b);
  * caller keeps its own). Otherwise as am_http_deferred_finish. Frees d. */
 void am_http_deferred_finish_shared(am_http_deferred_t *d, am_http_body_t *b, bool gzipped);
 
+/* A body sent while it is still being rendered, to every answer attached
+ * to it (Transfer-Encoding: chunked; an HTTP/1.0 client gets the bytes
+ * and the connection's end). It holds only the chunks its slowest reader
+ * has not taken, and is paced by its fastest: the producer renders more
+ * only while am_http_stream_ready, unless it is unpaced (it has to finish:
+ * another body waits, or the server stops). While paced, a reader more
+ * than AM_HTTP_STREAM_LAG_MAX bytes behind the fastest is closed as a
+ * slow reader.
+ * The chunks a stream holds and those queued answers hold count against
+ * limits.max_queued_bytes like an older body's bytes, so the budget also
+ * bounds what slow readers of streams pin. Readers attach only before the
+ * first chunk: a later request needs a body of its own. */
+typedef struct am_http_stream am_http_stream_t;
+#define AM_HTTP_STREAM_WINDOW  (1024 * 1024)     /* the fastest reader's lag that pauses */
+#define AM_HTTP_STREAM_LAG_MAX (8 * 1024 * 1024) /* a reader behind this is closed */
+/* A stream of srv (borrowed: released before the server's done) with one
+ * reference, the producer's. wake(ctx) (borrowed until the release) is
+ * called, from a loop callback, when a stream that was not ready becomes
+ * ready or loses its last reader. gzipped: the bytes are gzip. NULL when
+ * out of memory. */
+am_http_stream_t *am_http_stream_new(am_http_server_t *srv, bool gzipped, void (*wake)(void *ctx),
+                                     void *ctx) __attribute__((warn_unused_result));
+/* Gives the deferred answer d to st (d is the stream's from now on; the
+ * response head goes out with the first chunk, at once for HEAD). Only
+ * before the first am_http_stream_push. */
+void am_http_stream_attach(am_http_stream_t *st, am_http_deferred_t *d);
+/* Appends a copy of data[0, len) (borrowed for the call; nothing when
+ * len is 0), so the producer can reuse its buffer. 0, or -ENOMEM: the
+ * caller then ends the stream failed. May close readers that fell
+ * AM_HTTP_STREAM_LAG_MAX behind. */
+int am_http_stream_push(am_http_stream_t *st, const char *data, size_t len)
+    __attribute__((warn_unused_result));
+/* The producer may push more now: some reader is within
+ * AM_HTTP_STREAM_WINDOW of the end, or the stream is unpaced. */
+bool am_http_stream_ready(am_http_stream_t *st);
+/* Readers still attached: 0 means nobody wants the rest. */
+unsigned am_http_stream_readers(const am_http_stream_t *st);
+/* Stops pacing: ready from now on (see above). */
+void am_http_stream_unpace(am_http_stream_t *st);
+/* The body is complete (readers get the rest and the end), or, failed,
+ * broken off: readers are closed, their bodies incomplete. Once. */
+void am_http_stream_end(am_http_stream_t *st, bool failed);
+/* Drops the producer's reference. NULL is ignored. */
+void am_http_stream_release(am_http_stream_t *st);
+
 typedef struct am_http_limits {
     size_t max_header_bytes;      /* request line + headers; over it: 431 and close */
     size_t max_body_bytes;        /* a GET/HEAD body beyond this: 413 and close */

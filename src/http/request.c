@@ -392,6 +392,7 @@ static void answer(am_http_conn_t *c)
         d->vary = resp.vary_encoding;
         d->head = req.head;
         d->keep_alive = keep;
+        d->http10 = p->http_major == 0 || (p->http_major == 1 && p->http_minor == 0);
         c->deferred = d;
         am_http__stop_reading(c); /* rbuf may hold pipelined requests: keep them */
         am_http__arm_timer(c);

@@ -6,8 +6,10 @@
 
 #include "gzip.h"
 
-/* Input fed to zlib per check of the clock: about 1-2 ms at level 1. */
-#define GZIP_SLICE (256 * 1024)
+/* Output rendered per piece of a family between checks of the clock (and,
+ * with gzip, per feed to zlib): a family of a million series is rendered
+ * in parts, not in one pause. */
+#define PART_BYTES (64 * 1024)
 
 typedef struct family_slot {
     const am_family_t *f; /* valid until rendered (see am_registry_snapshot_begin) */
@@ -15,25 +17,22 @@ typedef struct family_slot {
     bool taken_early;
 } family_slot_t;
 
-/* The registry's snapshot is open exactly while rendering. */
-typedef enum phase { PHASE_RENDER, PHASE_COMPRESS, PHASE_DONE } phase_t;
-
 struct am_scrape {
     am_registry_t *reg;
     bool owned;
     am_format_t fmt;
-    bool want_gzip;
-    phase_t phase;
+    bool rendering; /* the registry's snapshot is open */
+    bool done;
     family_slot_t *slots;
     size_t nslots;
-    size_t next; /* the next slot to go into body */
-    am_buf_t body;
-    am_buf_t tail; /* self-metrics and the end marker, rendered at begin */
-    am_buf_t lb;   /* label scratch for am_expose_family */
+    size_t next;            /* the next slot to go into the output */
+    am_expose_cursor_t cur; /* how far slot `next` is rendered */
+    am_buf_t body;          /* rendered text: the output, or zlib's input with gzip */
+    am_buf_t tail;          /* self-metrics and the end marker, rendered at begin */
+    am_buf_t lb;            /* label scratch for am_expose_family */
     am_gzip_t gz;
-    bool gzipped; /* gz_body is the answer */
-    am_buf_t gz_body;
-    size_t gz_off; /* body bytes compressed so far */
+    bool gzipped; /* gz_out is the output */
+    am_buf_t gz_out;
     uint64_t longest_pause_ns;
 };
 
@@ -44,14 +43,18 @@ static void note_pause(am_scrape_t *sc, uint64_t t0)
         sc->longest_pause_ns = d;
 }
 
-/* The registry's snapshot callback: family `index` is about to change. */
+/* The registry's snapshot callback: family `index` is about to change.
+ * The one being rendered in parts is finished from where it stopped. */
 static void render_early(void *ctx, const am_family_t *f, size_t index)
 {
     am_scrape_t *sc = ctx;
     uint64_t t0 = uv_hrtime();
-    assert(index < sc->nslots); /* the registry numbers the families it snapshot */
+    assert(index < sc->nslots && index >= sc->next); /* numbered by the snapshot, not taken */
     family_slot_t *slot = &sc->slots[index];
-    am_expose_family(&slot->early, &sc->lb, f, sc->fmt);
+    if (index == sc->next)
+        am_expose_family_part(&slot->early, &sc->lb, f, sc->fmt, &sc->cur, SIZE_MAX);
+    else
+        am_expose_family(&slot->early, &sc->lb, f, sc->fmt);
     slot->taken_early = true;
     note_pause(sc, t0);
 }
@@ -64,11 +67,10 @@ am_scrape_t *am_scrape_begin(am_registry_t *r, bool owned, am_format_t fmt, bool
         return NULL;
     sc->reg = r;
     sc->fmt = fmt;
-    sc->want_gzip = gzip;
     am_buf_init(&sc->body, 0);
     am_buf_init(&sc->tail, 0);
     am_buf_init(&sc->lb, 0);
-    am_buf_init(&sc->gz_body, 0);
+    am_buf_init(&sc->gz_out, 0);
     size_t n = am_registry_family_count(r);
     sc->slots = calloc(n ? n : 1, sizeof(*sc->slots));
     if (!sc->slots) {
@@ -78,85 +80,84 @@ am_scrape_t *am_scrape_begin(am_registry_t *r, bool owned, am_format_t fmt, bool
     sc->owned = owned;
     for (size_t i = 0; i < n; i++)
         am_buf_init(&sc->slots[i].early, 0);
+    /* Without zlib's state the plain body is still a correct answer. */
+    sc->gzipped = gzip && am_gzip_begin(&sc->gz, 0, &sc->gz_out) == 0;
+    if (gzip && !sc->gzipped)
+        am_gzip_end(&sc->gz);
     am_selfstats_render(&sc->tail, st, r, fmt);
     am_selfstats_render_process(&sc->tail, fmt);
     am_expose_finish(&sc->tail, fmt);
     sc->nslots = am_registry_snapshot_begin(r, render_early, sc);
+    sc->rendering = true;
     size_t i = 0;
     for (const am_family_t *f = am_registry_first(r); f; f = am_family_next(f))
         sc->slots[i++].f = f;
     return sc;
 }
 
-/* One family into the body, in creation order. */
-static void render_next(am_scrape_t *sc)
+/* Moves src's bytes to the end of dst; a failed src fails dst. */
+static void move_into(am_buf_t *dst, am_buf_t *src)
 {
-    assert(sc->next < sc->nslots);
-    family_slot_t *slot = &sc->slots[sc->next++];
-    if (slot->taken_early) {
-        am_buf_append(&sc->body, slot->early.data, slot->early.len);
-        if (am_buf_failed(&slot->early))
-            sc->body.failed = true;
-        am_buf_free(&slot->early);
+    am_buf_append(dst, src->data, src->len);
+    if (am_buf_failed(src))
+        dst->failed = true;
+    am_buf_free(src);
+}
+
+/* With gzip: what body holds goes through zlib into gz_out. */
+static void compress_body(am_scrape_t *sc, bool last)
+{
+    if (!sc->gzipped || (sc->body.len == 0 && !last))
+        return;
+    if (am_buf_failed(&sc->body) || am_gzip_feed(&sc->gz, sc->body.data, sc->body.len, last) != 0)
+        sc->gz_out.failed = true; /* a body with a hole is no answer */
+    am_buf_reset(&sc->body);
+    if (last)
+        am_gzip_end(&sc->gz);
+}
+
+/* The next piece of the output: part of the family in turn (whole when
+ * ingest took it early), or, after the last, the tail. */
+static void render_piece(am_scrape_t *sc)
+{
+    if (sc->next == sc->nslots) {
+        move_into(&sc->body, &sc->tail);
+        am_registry_snapshot_end(sc->reg);
+        sc->rendering = false;
+        compress_body(sc, true);
+        sc->done = true;
         return;
     }
-    am_expose_family(&sc->body, &sc->lb, slot->f, sc->fmt);
-    am_registry_snapshot_taken(sc->reg, slot->f);
-}
-
-/* The body is complete: the snapshot ends, compression (if wanted) begins. */
-static void end_render(am_scrape_t *sc)
-{
-    am_buf_append(&sc->body, sc->tail.data, sc->tail.len);
-    if (am_buf_failed(&sc->tail))
-        sc->body.failed = true;
-    am_registry_snapshot_end(sc->reg);
-    bool compress = sc->want_gzip && sc->body.len > 0 && !am_buf_failed(&sc->body) &&
-                    am_gzip_begin(&sc->gz, sc->body.len, &sc->gz_body) == 0;
-    sc->phase = compress ? PHASE_COMPRESS : PHASE_DONE;
-}
-
-/* A slice of the body into gz_body; false when done (or gzip gave up:
- * the plain body is still a correct answer). */
-static bool compress_slice(am_scrape_t *sc)
-{
-    size_t left = sc->body.len - sc->gz_off;
-    size_t take = left > GZIP_SLICE ? GZIP_SLICE : left;
-    bool last = take == left;
-    if (am_gzip_feed(&sc->gz, sc->body.data + sc->gz_off, take, last) != 0)
-        return false;
-    sc->gz_off += take;
-    if (last)
-        sc->gzipped = true;
-    return !last;
+    family_slot_t *slot = &sc->slots[sc->next];
+    bool complete = true;
+    if (slot->taken_early)
+        move_into(&sc->body, &slot->early);
+    else if ((complete = am_expose_family_part(&sc->body, &sc->lb, slot->f, sc->fmt, &sc->cur,
+                                               PART_BYTES)))
+        am_registry_snapshot_taken(sc->reg, slot->f);
+    if (complete) {
+        sc->next++;
+        sc->cur = (am_expose_cursor_t){0};
+    }
+    compress_body(sc, false);
 }
 
 bool am_scrape_step(am_scrape_t *sc, uint64_t budget_ns)
 {
     uint64_t t0 = uv_hrtime();
-    while (sc->phase != PHASE_DONE) {
-        if (sc->phase == PHASE_RENDER) {
-            if (sc->next < sc->nslots)
-                render_next(sc);
-            else
-                end_render(sc);
-        } else if (!compress_slice(sc)) {
-            am_gzip_end(&sc->gz);
-            am_buf_free(sc->gzipped ? &sc->body : &sc->gz_body);
-            sc->phase = PHASE_DONE;
-        }
+    while (!sc->done) {
+        render_piece(sc);
         if (uv_hrtime() - t0 >= budget_ns)
             break;
     }
     note_pause(sc, t0);
-    return sc->phase == PHASE_DONE;
+    return sc->done;
 }
 
-am_buf_t *am_scrape_body(am_scrape_t *sc, bool *gzipped)
+am_buf_t *am_scrape_output(am_scrape_t *sc, bool *gzipped)
 {
-    assert(sc->phase == PHASE_DONE);
     *gzipped = sc->gzipped;
-    return sc->gzipped ? &sc->gz_body : &sc->body;
+    return sc->gzipped ? &sc->gz_out : &sc->body;
 }
 
 uint64_t am_scrape_longest_pause_ns(const am_scrape_t *sc)
@@ -168,7 +169,7 @@ void am_scrape_free(am_scrape_t *sc)
 {
     if (!sc)
         return;
-    if (sc->phase == PHASE_RENDER)
+    if (sc->rendering)
         am_registry_snapshot_end(sc->reg);
     for (size_t i = 0; i < sc->nslots; i++)
         am_buf_free(&sc->slots[i].early);
@@ -177,7 +178,7 @@ void am_scrape_free(am_scrape_t *sc)
     am_buf_free(&sc->body);
     am_buf_free(&sc->tail);
     am_buf_free(&sc->lb);
-    am_buf_free(&sc->gz_body);
+    am_buf_free(&sc->gz_out);
     if (sc->owned)
         am_registry_free(sc->reg);
     free(sc);

@@ -1,8 +1,9 @@
 /* scrape: one /metrics body, rendered a family at a time between loop
  * turns so that ingest is never held for longer than one family takes,
  * and still one consistent snapshot: a family that ingest is about to
- * change is rendered first, as it was (am_registry_snapshot_begin). A gzip
- * body is then compressed a slice at a time too.
+ * change is rendered first, as it was (am_registry_snapshot_begin). A large
+ * family is rendered in parts, and a gzip body compressed as it renders, so
+ * the output can be taken (and sent) while the rest is still to come.
  *
  * Who calls: server.c, on the main loop: one scrape at a time per registry.
  * With one worker the registry is the worker's, fed on the same loop
@@ -28,15 +29,18 @@ typedef struct am_scrape am_scrape_t;
 am_scrape_t *am_scrape_begin(am_registry_t *r, bool owned, am_format_t fmt, bool gzip,
                              const am_selfstats_t *st) __attribute__((warn_unused_result));
 
-/* Renders (then compresses) until budget_ns has passed, at least one family
- * or slice. true when the body is complete. */
+/* Renders (and compresses) until budget_ns has passed, at least one
+ * piece: a family, or a part of a large one. true when the body is
+ * complete. */
 bool am_scrape_step(am_scrape_t *sc, uint64_t budget_ns);
 
-/* The complete body (after a step returned true), borrowed from sc until
- * am_scrape_free; its bytes are the caller's to steal (am_buf_steal, or
- * am_http_deferred_finish). *gzipped tells whether they are compressed. A
- * failed buffer means out of memory. */
-am_buf_t *am_scrape_body(am_scrape_t *sc, bool *gzipped);
+/* The output so far: the body's bytes (gzip bytes when *gzipped, decided at
+ * begin) rendered and not yet taken. Borrowed from sc until am_scrape_free;
+ * the caller may steal its bytes between steps (a body sent in chunks
+ * while it renders) or once complete (am_buf_steal, or
+ * am_http_deferred_finish). A failed buffer means out of memory: the
+ * output has a hole. */
+am_buf_t *am_scrape_output(am_scrape_t *sc, bool *gzipped);
 
 /* The longest time ingest waited on this scrape, in ns: a step, or a family
  * rendered early because a line was about to change it. */

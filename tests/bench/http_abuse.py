@@ -314,10 +314,18 @@ def scrape_once(port, timeout):
     if not head.startswith(b"HTTP/1.1 200"):
         return False, dt, 0, head.split(b"\r\n")[0].decode("latin-1")
     length = None
+    chunked = False
     for h in head.split(b"\r\n")[1:]:
         k, _, v = h.partition(b":")
         if k.strip().lower() == b"content-length":
             length = int(v)
+        if k.strip().lower() == b"transfer-encoding" and v.strip().lower() == b"chunked":
+            chunked = True
+    if chunked:  # a large body is sent as it renders
+        body = amtest.dechunk(body)
+        if body is None:
+            return False, dt, 0, "broken chunked body (port %d)" % local
+        length = len(body)
     if length is None or len(body) != length:
         return False, dt, len(body), "short body %d of %s (port %d)" % (len(body), length, local)
     return True, dt, length, ""

@@ -21,6 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "deploy"))
 from amtest import ALICE_BIN, Daemon, clean_env, run_tests, sample_value, sanitized  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 try:
     import bcrypt
@@ -466,6 +467,35 @@ def test_tls_big_body_and_silent_clients_are_shed():
         assert text.count("\nbig_x{") == n and text.endswith("\n"), len(text)
         for s in idle:
             s.close()
+
+
+def test_tls_streams_a_large_body():
+    """A body past 2 MiB goes out chunked over TLS too, whole, to curl and
+    to Python's client, twice on one kept-alive connection."""
+    with tls_daemon(web_config(users=False)) as d:
+        n = 30000
+        pad = "p" * 60
+        for i in range(0, n, 100):
+            d.send("".join("tls_big_%d:%d|g|#k:v%d,pad:%s\n" % (k // 5000, k, k, pad)
+                           for k in range(i, i + 100)))
+        deadline = time.monotonic() + 15
+        while sample_value(https_get(d)[2].decode(), "alice_metricsd_samples_total") != n:
+            assert time.monotonic() < deadline, "the gauges did not all arrive"
+            time.sleep(0.05)
+        conn = http.client.HTTPSConnection("127.0.0.1", d.http_port, context=client_ctx(),
+                                           timeout=20)
+        for _ in range(2):
+            st, h, body = https_get(d, conn=conn)
+            assert st == 200 and h.get("Transfer-Encoding") == "chunked", h
+            text = body.decode()
+            assert sum(1 for ln in text.splitlines() if ln.startswith("tls_big_")) == n
+            list(text_string_to_metric_families(text))
+        conn.close()
+        r = subprocess.run(["curl", "-sS", "--cacert", path("ca.crt"), "-o", "-",
+                            "https://127.0.0.1:%d/metrics" % d.http_port],
+                           capture_output=True, timeout=30, text=True)
+        assert r.returncode == 0, r.stderr
+        assert sum(1 for ln in r.stdout.splitlines() if ln.startswith("tls_big_")) == n
 
 
 def rss(pid):

@@ -116,7 +116,7 @@ static void snapshot_holds(am_format_t fmt)
      * spread over the loop. */
     ck_assert_int_eq(steps, (int)nfam + 1);
     bool gz;
-    am_buf_t *body = am_scrape_body(sc, &gz);
+    am_buf_t *body = am_scrape_output(sc, &gz);
     ck_assert(!gz);
     ck_assert(!am_buf_failed(body));
     check_body_equals(body, &want);
@@ -133,7 +133,7 @@ static void snapshot_holds(am_format_t fmt)
     sc = am_scrape_begin(r, false, fmt, false, &st);
     ck_assert_ptr_nonnull(sc);
     run(sc, r, 0, 0);
-    check_body_equals(am_scrape_body(sc, &gz), &want);
+    check_body_equals(am_scrape_output(sc, &gz), &want);
     am_scrape_free(sc);
     am_buf_free(&want);
     am_registry_free(r);
@@ -174,15 +174,15 @@ START_TEST(test_redefine_mid_scrape)
     ck_line(r, "queue.depth:9|g|#pool:a", AM_OK);
     run(sc, r, 0, 0);
     bool gz;
-    check_body_equals(am_scrape_body(sc, &gz), &want);
+    check_body_equals(am_scrape_output(sc, &gz), &want);
     am_scrape_free(sc);
     am_buf_free(&want);
     am_registry_free(r);
 }
 END_TEST
 
-/* A gzip scrape compresses a slice per step: the same bytes as a plain one.
- * Enough series that the body spans several slices. */
+/* A gzip scrape compresses as it renders: the same bytes as a plain one.
+ * Enough series that the body spans several parts. */
 START_TEST(test_gzip_body)
 {
     am_registry_t *r = am_registry_new(NULL);
@@ -195,14 +195,14 @@ START_TEST(test_gzip_body)
     am_scrape_t *plain = am_scrape_begin(r, false, AM_FORMAT_TEXT, false, &st);
     run(plain, r, 0, 0);
     bool gz;
-    am_buf_t *pb = am_scrape_body(plain, &gz);
+    am_buf_t *pb = am_scrape_output(plain, &gz);
     ck_assert(!gz);
     ck_assert_uint_gt(pb->len, 256 * 1024);
     size_t nfam = am_registry_family_count(r);
     am_scrape_t *zipped = am_scrape_begin(r, false, AM_FORMAT_TEXT, true, &st);
     int steps = run(zipped, r, 0, 0);
     ck_assert_int_gt(steps, (int)nfam + 2); /* at least two slices */
-    am_buf_t *zb = am_scrape_body(zipped, &gz);
+    am_buf_t *zb = am_scrape_output(zipped, &gz);
     ck_assert(gz);
     size_t n;
     char *unz = gunzip(zb->data, zb->len, &n);
@@ -212,6 +212,55 @@ START_TEST(test_gzip_body)
     free(unz);
     am_scrape_free(zipped);
     am_scrape_free(plain);
+    am_registry_free(r);
+}
+END_TEST
+
+/* A family too big for one piece is rendered in parts, and its output can
+ * be taken between steps (a streamed body). A line for it mid-way, for a
+ * series already out and one still to come, and a new series: the rest is
+ * rendered from where it stopped, as it was, and the parts taken add up to
+ * the registry as it was when the scrape began. */
+START_TEST(test_large_family_in_parts)
+{
+    am_registry_t *r = am_registry_new(NULL);
+    char line[128];
+    for (int i = 0; i < 9000; i++) {
+        snprintf(line, sizeof(line), "render.load:%d|c|#worker:w%05d,zone:z%d", i + 1, i, i % 7);
+        ck_line(r, line, AM_OK);
+    }
+    am_buf_t want;
+    am_buf_init(&want, 0);
+    am_expose_registry(&want, r, AM_FORMAT_TEXT);
+    ck_assert_uint_gt(want.len, 3 * 64 * 1024);
+    am_selfstats_t st = stats();
+    am_scrape_t *sc = am_scrape_begin(r, false, AM_FORMAT_TEXT, false, &st);
+    am_buf_t taken;
+    am_buf_init(&taken, 0);
+    bool gz;
+    ck_assert(!am_scrape_step(sc, 0));
+    am_buf_t *out = am_scrape_output(sc, &gz);
+    ck_assert_uint_gt(out->len, 0);
+    ck_assert_uint_lt(out->len, want.len / 2); /* a part, not the family */
+    am_buf_append(&taken, out->data, out->len);
+    am_buf_reset(out);
+    ck_assert(!am_scrape_step(sc, 0));
+    am_buf_append(&taken, out->data, out->len);
+    am_buf_reset(out);
+    ck_line(r, "render.load:1000|c|#worker:w00000,zone:z0", AM_OK); /* out already */
+    ck_line(r, "render.load:1000|c|#worker:w08999,zone:z5", AM_OK); /* still to come */
+    ck_line(r, "render.load:1|c|#worker:w09999,zone:z1", AM_OK);    /* new */
+    int steps = 0;
+    while (!am_scrape_step(sc, 0)) {
+        ck_assert_int_lt(steps++, 10000);
+        am_buf_append(&taken, out->data, out->len);
+        am_buf_reset(out);
+    }
+    am_buf_append(&taken, out->data, out->len);
+    check_body_equals(&taken, &want);
+    am_scrape_free(sc);
+    am_buf_free(&taken);
+    am_buf_free(&want);
     am_registry_free(r);
 }
 END_TEST
@@ -238,6 +287,7 @@ static Suite *scrape_suite(void)
     tcase_add_test(tc, test_snapshot_openmetrics);
     tcase_add_test(tc, test_redefine_mid_scrape);
     tcase_add_test(tc, test_gzip_body);
+    tcase_add_test(tc, test_large_family_in_parts);
     tcase_add_test(tc, test_abandoned);
     suite_add_tcase(s, tc);
     return s;
