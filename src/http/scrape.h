@@ -1,6 +1,7 @@
-/* scrape: one /metrics body, rendered a family at a time between loop
- * turns so that ingest is never held for longer than one family takes,
- * and still one consistent snapshot: a family that ingest is about to
+/* scrape: one /metrics body, rendered a piece at a time between loop
+ * turns so that ingest is held for one piece (or, when it changes the
+ * family being rendered, the rest of that family), and still one
+ * consistent snapshot: a family that ingest is about to
  * change is rendered first, as it was (am_registry_snapshot_begin). A large
  * family is rendered in parts, and a gzip body compressed as it renders, so
  * the output can be taken (and sent) while the rest is still to come.

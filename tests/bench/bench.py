@@ -241,6 +241,10 @@ def http_get(port, path, gzip_ok=False, timeout=30.0):
         headers[k.strip().lower()] = v.strip()
     if "content-length" in headers and int(headers["content-length"]) != len(body):
         raise BenchError("short HTTP body: %d of %s bytes" % (len(body), headers["content-length"]))
+    if headers.get("transfer-encoding", "").lower() == "chunked":  # a large body, streamed
+        body = amtest.dechunk(body)
+        if body is None:
+            raise BenchError("broken chunked body")
     return status, headers, body, dt
 
 
