@@ -118,6 +118,9 @@ struct am_http_server {
     size_t queued_cap;      /* the budget; 0 = none */
     am_http_body_t *newest; /* borrowed: the last body made, NULL once freed */
     uint64_t bodies_made;
+    /* A stream is walking its readers: shedding (which may close any of
+     * them) waits until it is done (stream.c). */
+    bool enforce_held;
     /* Stream chunks' mappings kept for reuse (am_http__chunk_new): a fast
      * reader's chunks are recycled warm instead of faulted in anew. */
 #define AM_HTTP_CHUNK_MAX  (256 * 1024)   /* the size of a chunk's mapping */

@@ -144,7 +144,7 @@ static int holder_cmp(const void *a, const void *b)
  * max_pending_responses of them.) One sort per call, only when over. */
 void am_http__enforce_queue_cap(am_http_server_t *srv)
 {
-    if (!srv->queued_cap || srv->queued_old <= srv->queued_cap)
+    if (!srv->queued_cap || srv->queued_old <= srv->queued_cap || srv->enforce_held)
         return;
     uint64_t now = uv_now(srv->loop);
     size_t n = 0;

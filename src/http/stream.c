@@ -275,6 +275,8 @@ int am_http_stream_push(am_http_stream_t *st, const char *data, size_t len)
         if (d->s_written > fastest)
             fastest = d->s_written;
     am_http_deferred_t *next;
+    bool held = srv->enforce_held;
+    srv->enforce_held = true; /* below, only d itself may go */
     for (am_http_deferred_t *d = st->readers; d; d = next) {
         next = d->s_next; /* closing d, or pumping it, removes only d */
         if (!st->unpaced && fastest - d->s_written > AM_HTTP_STREAM_LAG_MAX) {
@@ -287,9 +289,9 @@ int am_http_stream_push(am_http_stream_t *st, const char *data, size_t len)
         }
         pump(d);
     }
+    srv->enforce_held = held;
     drop_queued_chunks(st); /* when no reader is left */
-    if (srv->queued_cap && srv->queued_old > srv->queued_cap)
-        am_http__enforce_queue_cap(srv);
+    am_http__enforce_queue_cap(srv);
     return 0;
 }
 
@@ -315,6 +317,9 @@ void am_http_stream_end(am_http_stream_t *st, bool failed)
     assert(!st->ended); /* once */
     st->ended = true;
     st->waiting = false;
+    am_http_server_t *srv = st->srv;
+    bool held = srv->enforce_held;
+    srv->enforce_held = true; /* below, only d itself may go */
     am_http_deferred_t *next;
     for (am_http_deferred_t *d = st->readers; d; d = next) {
         next = d->s_next;
@@ -332,6 +337,8 @@ void am_http_stream_end(am_http_stream_t *st, bool failed)
                 am_http__conn_feed(c);
         }
     }
+    srv->enforce_held = held;
+    am_http__enforce_queue_cap(srv);
 }
 
 void am_http_stream_release(am_http_stream_t *st)
