@@ -166,7 +166,8 @@ void am_selfstats_render(am_buf_t *b, const am_selfstats_t *st, const am_registr
            AM_FAMILY_COUNTER, (double)st->http_connections_rejected, fmt);
     single(b, "alice_metricsd_http_connections_shed_total",
            "Open HTTP connections closed to make room for a new one (a slow request or reader, "
-           "an idle keep-alive) or because slow readers held too many old /metrics bodies.",
+           "an idle keep-alive), because slow readers held too many old /metrics bodies, or "
+           "for falling far behind a streamed one.",
            AM_FAMILY_COUNTER, (double)st->http_connections_shed, fmt);
     single(b, "alice_metricsd_http_connections", "HTTP connections open.", AM_FAMILY_GAUGE,
            (double)st->http_connections_open, fmt);
