@@ -3,7 +3,7 @@ renders (Transfer-Encoding: chunked; to the connection's end for HTTP/1.0)
 instead of being held whole: the daemon keeps a window of it, paced by its
 fastest reader, and a reader that stalls far behind the others is closed.
 Every body stays complete and valid for real clients (urllib, curl, the
-Prometheus client's parser)."""
+Prometheus client's parser, Debian's Prometheus server)."""
 
 import gzip
 import os
@@ -17,8 +17,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "bench"))
-from amtest import (Daemon, dechunk, is_chunked, read_answer, read_to_end, run_tests,  # noqa: E402
-                    sample_value, sanitized)
+from amtest import (Daemon, Skip, dechunk, is_chunked, read_answer, read_to_end,  # noqa: E402
+                    run_tests, sample_value, sanitized)
 from http_abuse import vm_rss  # noqa: E402
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -253,6 +253,32 @@ def test_reader_that_leaves_ends_the_render():
         assert status == 200
         assert count_stream_samples(body.decode()) == n
         assert sample_value(body.decode(), "alice_metricsd_scrapes_total") >= 2
+
+
+def test_prometheus_scrapes_a_streamed_body():
+    """Debian's Prometheus server scrapes a streamed body (it asks for
+    OpenMetrics, gzip): every series lands, the target is up."""
+    if sanitized():  # interoperability, not memory: the normal build checks it
+        raise Skip("a real Prometheus is run in the normal build only")
+    sys.path.insert(0, os.path.join(HERE, "..", "deploy"))
+    import promhelper
+    n = 50000
+    with Daemon() as d:
+        load(d, n, pad_len=100, seed=7)  # random: its gzip body passes 2 MiB too
+        _, h, _ = d.get("/metrics", headers={
+            "Accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+            "Accept-Encoding": "gzip"})
+        assert h.get("Transfer-Encoding") == "chunked", h  # what Prometheus gets is streamed
+        config = ("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                  "scrape_configs:\n  - job_name: alice\n"
+                  "    static_configs:\n      - targets: ['127.0.0.1:%d']\n" % d.http_port)
+        with promhelper.Prometheus(config) as p:
+            got = p.wait(lambda: p.values('up{job="alice"}') or None, "the target's up",
+                         timeout=30)
+            assert list(got.values()) == [1.0], (got, p.log_tail())
+            got = p.wait(lambda: list(p.values('count({__name__=~"stream_f.*"})').values())
+                         == [float(n)] or None, "every series scraped", timeout=20)
+            assert got, p.log_tail()
 
 
 if __name__ == "__main__":
