@@ -40,8 +40,8 @@
  * renders, in chunks (am_http_stream_t), instead of held whole: what a
  * scrape costs in memory is then this plus the stream's window, not its
  * body. A smaller body keeps its Content-Length, and a scrape that comes
- * while it renders joins it (a stream takes no late readers: its first
- * bytes are gone; such a scrape waits for the next body). */
+ * while it renders joins it (a stream too, until its first 4 MiB are
+ * out: AM_HTTP_STREAM_REPLAY). */
 #define STREAM_MIN_BYTES (2 * 1024 * 1024)
 
 typedef struct server {
@@ -271,13 +271,10 @@ static void wake_scrape(void *ctx)
         uv_idle_start(&s->scrape_idle, on_scrape_idle);
 }
 
-/* The active scrape's output has grown past STREAM_MIN_BYTES: its answers
- * become a stream's readers. Out of memory, it goes on held whole. */
-static void begin_stream(server_t *s, pending_scrape_t *p, bool gzipped)
+/* p's answers become its stream's readers: at its start, or, joined
+ * since (the stream still holds its first bytes), on its next turn. */
+static void attach_answers(pending_scrape_t *p)
 {
-    p->stream = am_http_stream_new(s->http, gzipped, wake_scrape, s);
-    if (!p->stream)
-        return;
     scrape_answer_t *a = p->answers;
     p->answers = NULL;
     p->answers_tail = &p->answers;
@@ -289,6 +286,15 @@ static void begin_stream(server_t *s, pending_scrape_t *p, bool gzipped)
     }
 }
 
+/* The active scrape's output has grown past STREAM_MIN_BYTES: its answers
+ * become a stream's readers. Out of memory, it goes on held whole. */
+static void begin_stream(server_t *s, pending_scrape_t *p, bool gzipped)
+{
+    p->stream = am_http_stream_new(s->http, gzipped, wake_scrape, s);
+    if (p->stream)
+        attach_answers(p);
+}
+
 /* The active streamed scrape is over: complete, failed, or abandoned by
  * every reader. Ending the stream may dispatch pipelined requests, which
  * queue other scrapes: p is gone by then. */
@@ -296,6 +302,7 @@ static void end_streamed_scrape(server_t *s, bool failed)
 {
     pending_scrape_t *p = s->scrape_active;
     am_http_stream_t *st = p->stream;
+    assert(!p->answers); /* attached at the top of its last turn */
     am_scrape_free(s->scrape);
     s->scrape = NULL;
     s->scrape_active = NULL;
@@ -313,6 +320,7 @@ static void end_streamed_scrape(server_t *s, bool failed)
  * them. Nobody left to read it: it ends. */
 static bool stream_may_render(server_t *s, pending_scrape_t *p)
 {
+    attach_answers(p); /* joined since its last turn: it is still joinable */
     if (am_http_stream_readers(p->stream) == 0) {
         am_log(AM_LOG_DEBUG, "event=scrape_abandoned");
         end_streamed_scrape(s, true);
@@ -434,7 +442,8 @@ static void finish_merge_now(server_t *s)
 static pending_scrape_t *scrape_to_join(server_t *s, am_format_t fmt, bool gzip)
 {
     pending_scrape_t *p = s->scrape_active;
-    if (p && !p->push && !p->stream && p->fmt == fmt && p->gzip == gzip)
+    if (p && !p->push && p->fmt == fmt && p->gzip == gzip &&
+        (!p->stream || am_http_stream_joinable(p->stream)))
         return p;
     for (p = s->queue_head; p; p = p->next)
         if (!p->push && p->fmt == fmt && p->gzip == gzip)
@@ -478,6 +487,8 @@ static void serve_metrics(server_t *s, const am_http_request_t *req, am_http_res
     }
     *p->answers_tail = a;
     p->answers_tail = &a->next;
+    if (p->stream) /* a stream takes its late readers on its next turn */
+        uv_idle_start(&s->scrape_idle, on_scrape_idle);
     if (!fresh)
         return;
     p->fmt = n.format;

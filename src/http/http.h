@@ -104,11 +104,14 @@ void am_http_deferred_finish_shared(am_http_deferred_t *d, am_http_body_t *b, bo
  * slow reader.
  * The chunks a stream holds and those queued answers hold count against
  * limits.max_queued_bytes like an older body's bytes, so the budget also
- * bounds what slow readers of streams pin. Readers attach only before the
- * first chunk: a later request needs a body of its own. */
+ * bounds what slow readers of streams pin. Until AM_HTTP_STREAM_REPLAY
+ * bytes are pushed the stream keeps every chunk, so a request that comes
+ * meanwhile still joins it from the first byte; after that a later request
+ * needs a body of its own. */
 typedef struct am_http_stream am_http_stream_t;
 #define AM_HTTP_STREAM_WINDOW  (1024 * 1024)     /* the fastest reader's lag that pauses */
 #define AM_HTTP_STREAM_LAG_MAX (8 * 1024 * 1024) /* a reader behind this is closed */
+#define AM_HTTP_STREAM_REPLAY  (4 * 1024 * 1024) /* kept whole for late readers */
 /* A stream of srv (borrowed: released before the server's done) with one
  * reference, the producer's. wake(ctx) (borrowed until the release) is
  * called, from a loop callback, when a stream that was not ready becomes
@@ -116,9 +119,13 @@ typedef struct am_http_stream am_http_stream_t;
  * out of memory. */
 am_http_stream_t *am_http_stream_new(am_http_server_t *srv, bool gzipped, void (*wake)(void *ctx),
                                      void *ctx) __attribute__((warn_unused_result));
+/* Whether a new reader may still attach (nothing pushed is gone yet). */
+bool am_http_stream_joinable(const am_http_stream_t *st);
 /* Gives the deferred answer d to st (d is the stream's from now on; the
- * response head goes out with the first chunk, at once for HEAD). Only
- * before the first am_http_stream_push. */
+ * response head goes out with the first chunk, at once for HEAD, and a
+ * late reader gets what was pushed so far at once). Only while
+ * am_http_stream_joinable, and never from inside the handler call that
+ * deferred d (its connection is set after the handler returns). */
 void am_http_stream_attach(am_http_stream_t *st, am_http_deferred_t *d);
 /* Appends a copy of data[0, len) (borrowed for the call; nothing when
  * len is 0), so the producer can reuse its buffer. 0, or -ENOMEM: the

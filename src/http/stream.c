@@ -42,7 +42,8 @@ struct am_http_stream {
     size_t retained;               /* bytes of the chunks held (in the server's queued_old) */
     uint64_t gen;                  /* its place among the server's bodies (the budget's order) */
     bool ended;
-    bool unpaced; /* the producer no longer waits for readers */
+    bool unpaced;    /* the producer no longer waits for readers */
+    bool replayable; /* every chunk since the first is kept: a late reader may join */
     bool waiting; /* the producer found it not ready and waits for wake */
     void (*wake)(void *ctx);
     void *wake_ctx; /* borrowed */
@@ -58,6 +59,7 @@ am_http_stream_t *am_http_stream_new(am_http_server_t *srv, bool gzipped, void (
     st->refs = 1;
     st->gzipped = gzipped;
     st->gen = ++srv->bodies_made;
+    st->replayable = true;
     st->wake = wake;
     st->wake_ctx = ctx;
     return st;
@@ -67,7 +69,7 @@ am_http_stream_t *am_http_stream_new(am_http_server_t *srv, bool gzipped, void (
  * references). */
 static void drop_queued_chunks(am_http_stream_t *st)
 {
-    while (st->first && st->first->pending == 0) {
+    while (st->first && st->first->pending == 0 && !st->replayable) {
         am_http_chunk_t *ch = st->first;
         st->first = ch->next;
         if (!st->first)
@@ -87,6 +89,7 @@ static void unref(am_http_stream_t *st)
     assert(!st->readers); /* each holds a reference */
     for (am_http_chunk_t *ch = st->first; ch; ch = ch->next)
         ch->pending = 0;
+    st->replayable = false;
     drop_queued_chunks(st);
     free(st);
 }
@@ -219,9 +222,14 @@ uint64_t am_http__stream_counted_gen(const am_http_deferred_t *d)
     return st && d->s_written < st->produced ? st->gen : 0;
 }
 
+bool am_http_stream_joinable(const am_http_stream_t *st)
+{
+    return st->replayable && !st->ended;
+}
+
 void am_http_stream_attach(am_http_stream_t *st, am_http_deferred_t *d)
 {
-    assert(st->produced == 0 && !st->ended); /* readers come before the first chunk */
+    assert(am_http_stream_joinable(st)); /* a reader starts at the first chunk */
     /* The client left meanwhile: nothing to answer. */
     if (!d->conn) {
         free(d);
@@ -234,8 +242,12 @@ void am_http_stream_attach(am_http_stream_t *st, am_http_deferred_t *d)
         st->readers->s_prev = d;
     st->readers = d;
     st->nreaders++;
-    if (d->head)
-        pump(d); /* the head alone, now */
+    /* A late reader takes every chunk from the first. */
+    d->s_next_chunk = st->first;
+    for (am_http_chunk_t *ch = st->first; ch; ch = ch->next)
+        ch->pending++;
+    if (d->head || d->s_next_chunk)
+        pump(d); /* the head alone, or what is there so far */
 }
 
 /* Appends data[0, len) as one chunk. 0 or -ENOMEM. */
@@ -256,6 +268,8 @@ static int append_chunk(am_http_stream_t *st, const char *data, size_t len)
     st->last = ch;
     st->retained += len;
     st->srv->queued_old += len;
+    if (st->produced > AM_HTTP_STREAM_REPLAY)
+        st->replayable = false; /* its first chunks go once every reader took them */
     for (am_http_deferred_t *d = st->readers; d; d = d->s_next)
         if (!d->s_next_chunk)
             d->s_next_chunk = ch;

@@ -146,6 +146,24 @@ def test_pipelined_after_a_stream():
         assert b'"status":"ok"' in second, second[-300:]
 
 
+def test_late_request_joins_a_young_stream():
+    """A scrape that comes while a streamed body is still in its first 4
+    MiB joins it from the first byte: both get the same bytes (one
+    snapshot, self-metrics included), the late one at once."""
+    n = 14000  # about 3.2 MB: streamed, and wholly within the replay window
+    with Daemon() as d:
+        load(d, n, pad_len=160)
+        d.get("/metrics")
+        slow = raw_request(d.http_port, rcvbuf=8 * 1024)
+        time.sleep(0.3)  # its stream has begun and waits on it
+        fast = raw_request(d.http_port)
+        head_f, body_f = read_answer(fast)
+        assert is_chunked(head_f), head_f
+        head_s, body_s = read_answer(slow)
+        assert count_stream_samples(body_f.decode()) == n
+        assert body_s == body_f, "two renders, not one shared body"
+
+
 def test_gzip_body_streams():
     """A gzip body whose compressed bytes pass 2 MiB is streamed too, and
     decompresses to the same samples."""
