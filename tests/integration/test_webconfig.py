@@ -537,7 +537,8 @@ def test_tls_slow_readers_share_the_body():
         t0 = time.monotonic()
         st, _, body = https_get(d)
         took = time.monotonic() - t0
-        assert st == 200 and len(body) >= size, (st, len(body))
+        # (self-metrics move between scrapes: a few bytes either way)
+        assert st == 200 and abs(len(body) - size) < 1000, (st, len(body), size)
         for t in slow:
             t.close()
         # 40 encrypted copies would be 32 MB; a record and TLS state each are
