@@ -219,8 +219,7 @@ struct am_http_deferred {
     am_http_deferred_t *s_prev, *s_next; /* the stream's readers */
     am_http_chunk_t *s_next_chunk;       /* borrowed from the stream: the next to queue, or
                                             NULL when every chunk made so far is queued */
-    uint64_t s_queued;                   /* stream bytes queued on the connection */
-    uint64_t s_written;                  /* ... and written */
+    uint64_t s_written;                  /* stream bytes written to the connection */
     bool s_started;                      /* the response head is queued */
     bool s_sent_chunk;                   /* a chunk is queued: the next size line starts a line */
 };

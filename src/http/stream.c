@@ -198,7 +198,6 @@ static void pump(am_http_deferred_t *d)
         if (!d->http10)
             am_buf_printf(&head, "%s%zx\r\n", d->s_sent_chunk ? "\r\n" : "", ch->body->len);
         d->s_sent_chunk = true;
-        d->s_queued = ch->end;
         d->s_next_chunk = ch->next;
         ch->pending--;
         if (!am_http__conn_write(c, &head, ch->body, d, false))
